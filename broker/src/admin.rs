@@ -1,0 +1,88 @@
+//! The admin HTTP listener: `/healthz` (the process runs), `/readyz` (it can serve: the
+//! store answers), `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::domain::RegState;
+use crate::metrics::{Metrics, StateLabels, StoreLabels};
+use crate::store::RegistrationStore;
+
+/// How long a readiness or metrics probe waits for the store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    pub store: Arc<dyn RegistrationStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            format!("ready ({} store)\n", state.store.kind()),
+        )
+            .into_response(),
+        outcome => {
+            state
+                .metrics
+                .store_errors
+                .get_or_create(&StoreLabels { operation: "ping" })
+                .inc();
+            let why = match outcome {
+                Ok(Err(err)) => err.to_string(),
+                _ => "no answer within 1s".to_owned(),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {} store: {why}\n", state.store.kind()),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match tokio::time::timeout(PROBE_TIMEOUT, state.store.count_by_state()).await {
+        Ok(Ok(counts)) => {
+            for s in RegState::ALL {
+                state
+                    .metrics
+                    .registrations
+                    .get_or_create(&StateLabels { state: s.as_str() })
+                    .set(counts.get(s));
+            }
+        }
+        // The gauges keep their last values; the failure is counted.
+        _ => {
+            state
+                .metrics
+                .store_errors
+                .get_or_create(&StoreLabels { operation: "count" })
+                .inc();
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

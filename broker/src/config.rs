@@ -1,0 +1,259 @@
+//! The node's configuration: one typed tree read from a TOML file, then overridden by
+//! `HERALD__SECTION__KEY` environment variables. Every section has production-safe
+//! defaults, so an empty file (or none) is a valid single-node, in-memory configuration.
+//! Every key is documented in `docs/configuration.md`.
+
+mod check;
+mod env;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_cluster::ClusterConfig;
+use herald_gateway::GatewayConfig;
+use herald_workers::AppConfig;
+use serde::Deserialize;
+
+pub use check::Problems;
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub gateway: GatewayConfig,
+    pub grpc: GrpcConfig,
+    pub admin: AdminConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
+    pub coalesce: CoalesceConfig,
+    pub telemetry: TelemetryConfig,
+    pub cluster: ClusterConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Unique per node.
+    pub id: String,
+    /// This node's region.
+    pub region: String,
+    /// Base of the callback URLs given to Exchange.
+    pub public_url: String,
+    /// How long shutdown waits for in-flight work before giving up.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: "herald-1".to_owned(),
+            region: "us-east-1".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`; absent: the embedded in-memory store.
+    pub url: Option<String>,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "herald".to_owned(),
+            response_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A Redis URL may carry a password.
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("key_prefix", &self.key_prefix)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer tokens accepted from gRPC callers.
+    pub api_tokens: Vec<String>,
+    /// A file with one more token per line (kept out of the main file and its backups).
+    pub api_tokens_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "api_tokens",
+                &format_args!("<{} redacted>", self.api_tokens.len()),
+            )
+            .field("api_tokens_file", &self.api_tokens_file)
+            .finish()
+    }
+}
+
+/// Burst coalescing, applied by the subscription actors.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoalesceConfig {
+    /// Quiet time that ends a burst.
+    #[serde(with = "humantime_serde")]
+    pub quiet: Duration,
+    /// Longest a burst is held after its first event.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+impl Default for CoalesceConfig {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` itself wins when set.
+    pub log_filter: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// OTLP/gRPC endpoint for traces (e.g. `http://127.0.0.1:4317`); absent: no export.
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// Why a configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Reads `path` (if any), applies the `HERALD__…` entries of `env`, and builds the tree.
+    pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                (path.display().to_string(), text)
+            }
+            None => ("<defaults>".to_owned(), String::new()),
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
+        env::apply_overrides(&mut table, env)?;
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+            path: origin,
+            message: e.to_string(),
+        })
+    }
+
+    /// The API tokens from `auth.api_tokens` and `auth.api_tokens_file`.
+    pub fn api_tokens(&self) -> Result<Vec<String>, ConfigError> {
+        let mut tokens = self.auth.api_tokens.clone();
+        if let Some(path) = &self.auth.api_tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        Ok(tokens)
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.node.public_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! `herald check-config`: every problem of a configuration, not only the first.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use herald_workers::AppConfig;
+
+use super::Config;
+
+/// The problems found in a configuration; empty means valid.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "- {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Everything wrong with this configuration that would stop a node or make it misbehave.
+    pub fn problems(&self) -> Problems {
+        let mut p = Vec::new();
+        if self.node.id.trim().is_empty() {
+            p.push("node.id is empty".to_owned());
+        }
+        if !self.cluster.regions.contains(&self.node.region) {
+            p.push(format!(
+                "node.region '{}' is not one of cluster.regions ({})",
+                self.node.region,
+                self.cluster.regions.join(", ")
+            ));
+        }
+        let url = &self.node.public_url;
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+            p.push(format!(
+                "node.public_url '{url}' is not an http(s) URL with a host"
+            ));
+        }
+        let listeners = [
+            ("gateway.listen", self.gateway.listen),
+            ("grpc.listen", self.grpc.listen),
+            ("admin.listen", self.admin.listen),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if addr == other_addr && addr.port() != 0 {
+                    p.push(format!("{name} and {other} are both {addr}"));
+                }
+            }
+        }
+        if self.gateway.max_body == 0 {
+            p.push("gateway.max_body is 0".to_owned());
+        }
+        if let Some(url) = &self.redis.url
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            p.push(format!("redis.url is not a Redis URL: {e}"));
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
+            p.push("redis.key_prefix must be non-empty, without braces or spaces".to_owned());
+        }
+        match self.api_tokens() {
+            Ok(tokens) if tokens.iter().any(|t| t.trim().is_empty()) => {
+                p.push("auth.api_tokens has an empty token".to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => p.push(format!("auth.api_tokens_file: {e}")),
+        }
+        if self.coalesce.quiet.is_zero() || self.coalesce.quiet > self.coalesce.max_delay {
+            p.push("coalesce.quiet must be above zero and at most coalesce.max_delay".to_owned());
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            p.push(format!(
+                "telemetry.otlp_endpoint '{endpoint}' is not an http(s) URL"
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            p.push(format!(
+                "telemetry.log_filter '{}' is not a valid filter",
+                self.telemetry.log_filter
+            ));
+        }
+        self.app_problems(&mut p);
+        Problems(p)
+    }
+
+    fn app_problems(&self, p: &mut Vec<String>) {
+        let mut seen = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let at = format!("apps[{i}] ({})", app.id());
+            if app.id().is_empty() {
+                p.push(format!("apps[{i}].id is empty"));
+            } else if !seen.insert(app.id()) {
+                p.push(format!("{at}: the id is configured twice"));
+            }
+            let (files, base_url) = match app {
+                AppConfig::Apns(a) => {
+                    for (name, value) in [("team_id", &a.team_id), ("key_id", &a.key_id)] {
+                        if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                            p.push(format!("{at}: {name} must be 10 letters or digits"));
+                        }
+                    }
+                    (
+                        vec![("key_file", &a.key_file), ("ca_file", &a.ca_file)],
+                        &a.base_url,
+                    )
+                }
+                AppConfig::Fcm(a) => {
+                    if a.project_id.is_empty() {
+                        p.push(format!("{at}: project_id is empty"));
+                    }
+                    let files = vec![
+                        ("service_account_file", &a.service_account_file),
+                        ("ca_file", &a.ca_file),
+                    ];
+                    (files, &a.base_url)
+                }
+            };
+            for (name, path) in files {
+                let optional = name == "ca_file";
+                if path.as_os_str().is_empty() {
+                    if !optional {
+                        p.push(format!("{at}: {name} is empty"));
+                    }
+                } else if let Err(e) = std::fs::metadata(path) {
+                    p.push(format!("{at}: {name} {}: {e}", path.display()));
+                }
+            }
+            if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
+                p.push(format!("{at}: base_url '{base_url}' is not an http(s) URL"));
+            }
+        }
+    }
+}

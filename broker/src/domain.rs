@@ -1,0 +1,12 @@
+//! The registration domain: what Herald knows about a device's mailbox subscription, and
+//! the rules its fields obey. No I/O here.
+
+mod callback;
+mod ids;
+mod registration;
+mod validate;
+
+pub use callback::{CallbackSecretHash, CallbackToken};
+pub use ids::{DeviceToken, RegistrationId, SubscriptionId};
+pub use registration::{Platform, RegState, RegistrationRecord, UnixMillis};
+pub use validate::{FieldError, validate_folder_id, validate_region};

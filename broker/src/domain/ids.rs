@@ -1,0 +1,205 @@
+//! Identifiers with validated shapes. Device tokens are secrets of a sort: their `Debug` and
+//! `Display` show only a short fingerprint, never the token.
+
+use std::fmt;
+
+use herald_cluster::ShardId;
+use sha2::{Digest, Sha256};
+
+use super::registration::Platform;
+use super::validate::FieldError;
+
+/// Longest subscription id or folder id accepted (Exchange's are ~90–150 characters).
+pub(super) const MAX_OPAQUE_ID_LEN: usize = 512;
+
+/// A registration id: 128 random bits, written as 32 lowercase hex characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistrationId(String);
+
+impl RegistrationId {
+    pub const BYTES: usize = 16;
+
+    pub fn from_bytes(bytes: [u8; Self::BYTES]) -> Self {
+        Self(hex::encode(bytes))
+    }
+
+    /// Parses a registration id as a caller sends it.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() {
+            return Err(FieldError::new(field, "is required"));
+        }
+        let mut bytes = [0u8; Self::BYTES];
+        hex::decode_to_slice(raw, &mut bytes)
+            .map_err(|_| FieldError::new(field, "is not a registration id (32 hex characters)"))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut bytes = [0u8; Self::BYTES];
+        // The string was built from 16 bytes or checked by `parse`.
+        hex::decode_to_slice(&self.0, &mut bytes).unwrap_or_default();
+        bytes
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RegistrationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RegistrationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegistrationId({})", self.0)
+    }
+}
+
+/// A push provider's device token, normalised (APNs tokens lowercase hex).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    /// APNs device tokens are 32 bytes today; Apple reserves the right to lengthen them.
+    const APNS_HEX_LEN: std::ops::RangeInclusive<usize> = 64..=200;
+    /// FCM registration tokens are ~150–200 characters; the bounds leave room on both sides.
+    const FCM_LEN: std::ops::RangeInclusive<usize> = 32..=4096;
+
+    pub fn parse(platform: Platform, raw: &str) -> Result<Self, FieldError> {
+        const FIELD: &str = "device_token";
+        if raw.is_empty() {
+            return Err(FieldError::new(FIELD, "is required"));
+        }
+        match platform {
+            Platform::Apns => {
+                if !Self::APNS_HEX_LEN.contains(&raw.len())
+                    || !raw.len().is_multiple_of(2)
+                    || !raw.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    return Err(FieldError::new(
+                        FIELD,
+                        "is not an APNs device token (an even number of hex characters, 64 to 200)",
+                    ));
+                }
+                Ok(Self(raw.to_ascii_lowercase()))
+            }
+            Platform::Fcm => {
+                let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':');
+                if !Self::FCM_LEN.contains(&raw.len()) || !raw.bytes().all(allowed) {
+                    return Err(FieldError::new(
+                        FIELD,
+                        "is not an FCM registration token (32 to 4096 characters of A-Z a-z 0-9 _ - :)",
+                    ));
+                }
+                Ok(Self(raw.to_owned()))
+            }
+        }
+    }
+
+    /// A token read back from our own store, already validated when written.
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn shard(&self) -> ShardId {
+        ShardId::of_device_token(&self.0)
+    }
+
+    /// A stable, non-reversible short name for logs and keys: the first 12 hex characters
+    /// of the token's SHA-256.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        hex::encode(&digest[..6])
+    }
+}
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceToken(#{})", self.fingerprint())
+    }
+}
+
+/// An EWS subscription id: opaque, compared for equality only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(String);
+
+impl SubscriptionId {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, FieldError> {
+        super::validate::opaque_id(field, raw).map(|()| Self(raw.to_owned()))
+    }
+
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fixed-length digest used to key the subscription index.
+    pub fn digest_hex(&self) -> String {
+        hex::encode(&Sha256::digest(self.0.as_bytes())[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APNS: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+    #[test]
+    fn apns_tokens_are_normalised_to_lowercase_hex() {
+        let upper = APNS.to_ascii_uppercase();
+        let token = DeviceToken::parse(Platform::Apns, &upper).unwrap();
+        assert_eq!(token.as_str(), APNS);
+        assert_eq!(
+            token.shard(),
+            DeviceToken::parse(Platform::Apns, APNS).unwrap().shard()
+        );
+    }
+
+    #[test]
+    fn malformed_device_tokens_name_the_field() {
+        for (platform, raw) in [
+            (Platform::Apns, ""),
+            (Platform::Apns, "abc"),
+            (Platform::Apns, &APNS.replace('a', "g")),
+            (Platform::Apns, &APNS[..63]),
+            (Platform::Fcm, "short"),
+            (
+                Platform::Fcm,
+                "has spaces in it and is long enough to pass the length",
+            ),
+        ] {
+            let err = DeviceToken::parse(platform, raw).unwrap_err();
+            assert_eq!(err.field, "device_token", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let token = DeviceToken::parse(Platform::Apns, APNS).unwrap();
+        let shown = format!("{token:?}");
+        assert!(!shown.contains(&APNS[..16]), "{shown}");
+    }
+
+    #[test]
+    fn registration_ids_round_trip_through_bytes() {
+        let id = RegistrationId::from_bytes([7; 16]);
+        assert_eq!(
+            RegistrationId::parse("registration_id", id.as_str()).unwrap(),
+            id
+        );
+        assert_eq!(id.to_bytes(), [7; 16]);
+        assert!(RegistrationId::parse("registration_id", "xyz").is_err());
+        assert!(RegistrationId::parse("registration_id", "").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The stored registration record.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::callback::CallbackSecretHash;
+use super::ids::{DeviceToken, RegistrationId, SubscriptionId};
+
+/// Milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The push provider a device is reached through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Apns,
+    Fcm,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apns => "apns",
+            Self::Fcm => "fcm",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "apns" => Some(Self::Apns),
+            "fcm" => Some(Self::Fcm),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a registration is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegState {
+    /// Registered; nothing heard from Exchange yet.
+    Pending,
+    Active,
+    /// Silent for more than twice the expected heartbeat interval.
+    Stale,
+    /// The token or the subscription is gone for good.
+    Dead,
+}
+
+impl RegState {
+    pub const ALL: [RegState; 4] = [Self::Pending, Self::Active, Self::Stale, Self::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Stale => "stale",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// Everything Herald stores about one registration. No mailbox address, no user name, no
+/// password; the callback token only as a hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrationRecord {
+    pub id: RegistrationId,
+    pub device_token: DeviceToken,
+    pub platform: Platform,
+    pub app_id: String,
+    pub home_region: String,
+    pub subscription_id: Option<SubscriptionId>,
+    pub inbox_folder_id: Option<String>,
+    pub state: RegState,
+    pub dead_reason: Option<String>,
+    pub badge: u32,
+    pub created_at: UnixMillis,
+    pub last_notification_at: Option<UnixMillis>,
+    pub last_push_at: Option<UnixMillis>,
+    pub last_push_outcome: Option<String>,
+    pub callback_hash: CallbackSecretHash,
+    /// Optimistic-concurrency version, bumped by every write; 0 before the first.
+    pub version: u64,
+}

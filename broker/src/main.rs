@@ -1,0 +1,156 @@
+//! `herald`: runs a node, or checks a configuration. Thin: flags, configuration, telemetry,
+//! the node, signals, exit codes.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herald_broker::api::ApiTokens;
+use herald_broker::config::Config;
+use herald_broker::node::{self, RunningNode};
+use herald_broker::telemetry;
+
+/// Exit code for a configuration that cannot be used (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+/// Exit code for a failure while running.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: EWS push notifications to APNs and FCM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node until SIGTERM or SIGINT.
+    Serve {
+        /// TOML configuration file; without it, embedded defaults (in-memory store).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration: exit 0, or 64 with every problem listed.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(config, &env),
+        Command::Serve { config } => {
+            let config = match load(config, &env) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(err) => return fail(&format!("cannot start the runtime: {err}"), EXIT_FAILURE),
+            };
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>, env: &HashMap<String, String>) -> Result<Config, ExitCode> {
+    Config::load(path.as_deref(), env).map_err(|err| fail(&err.to_string(), EXIT_CONFIG))
+}
+
+fn check_config(path: Option<PathBuf>, env: &HashMap<String, String>) -> ExitCode {
+    let config = match load(path, env) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let problems = config.problems();
+    if problems.0.is_empty() {
+        let _ = writeln!(std::io::stdout(), "configuration ok");
+        ExitCode::SUCCESS
+    } else {
+        fail(
+            &format!(
+                "configuration has {} problem(s):\n{problems}",
+                problems.0.len()
+            ),
+            EXIT_CONFIG,
+        )
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "herald: {message}");
+    ExitCode::from(code)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let _telemetry = match telemetry::init(&config.telemetry) {
+        Ok(guard) => guard,
+        Err(err) => return fail(&err.to_string(), EXIT_CONFIG),
+    };
+    let tokens = match api_tokens(&config) {
+        Ok(tokens) => tokens,
+        Err(message) => return fail(&message, EXIT_CONFIG),
+    };
+    let store = match node::build_store(&config) {
+        Ok(store) => store,
+        Err(err) => return fail(&err.to_string(), EXIT_CONFIG),
+    };
+    let mut node = match RunningNode::start(&config, store, tokens).await {
+        Ok(node) => node,
+        Err(err) => return fail(&err.to_string(), EXIT_FAILURE),
+    };
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => signal.map(|name| tracing::info!(signal = name, "shutting down")),
+        failure = node.failed() => Err(failure),
+    };
+    let drained = node.shutdown(config.node.shutdown_grace).await;
+    match outcome.and(drained) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "node failed");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The configured API tokens; with none configured, a one-off token for this run, printed
+/// once so a local user can call the API.
+fn api_tokens(config: &Config) -> Result<ApiTokens, String> {
+    let tokens = config.api_tokens().map_err(|e| e.to_string())?;
+    if !tokens.is_empty() {
+        return Ok(ApiTokens::new(tokens));
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for an API token: {e}"))?;
+    let token = hex::encode(bytes);
+    tracing::warn!("no auth.api_tokens configured: generated a one-off API token for this run");
+    let _ = writeln!(std::io::stdout(), "API token for this run: {token}");
+    Ok(ApiTokens::new([token]))
+}
+
+async fn shutdown_signal() -> Result<&'static str, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        _ = int.recv() => Ok("SIGINT"),
+    }
+}

@@ -1,0 +1,99 @@
+//! The node's Prometheus metrics. Label values come from small closed sets only — method
+//! names, gRPC codes, states — never tokens or ids.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub operation: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_duration: HistogramFamily<MethodLabels>,
+    pub registrations: Family<StateLabels, Gauge>,
+    pub store_errors: Family<StoreLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "herald_grpc_requests",
+            "gRPC calls answered, by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_duration: HistogramFamily<MethodLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "herald_grpc_request_duration_seconds",
+            "Time to answer a gRPC call, by method",
+            grpc_duration.clone(),
+        );
+        let registrations = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "herald_registrations",
+            "Registrations in the store by state (refreshed at each scrape)",
+            registrations.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "herald_store_errors",
+            "Registration store (Redis) operations that failed, by operation",
+            store_errors.clone(),
+        );
+        Self {
+            registry,
+            grpc_requests,
+            grpc_duration,
+            registrations,
+            store_errors,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

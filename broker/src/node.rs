@@ -1,0 +1,231 @@
+//! Wiring: builds a node from its configuration — store, registry, gRPC API, admin
+//! listener — binds its listeners, and runs them until told to shut down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_proto::v1::registrations_server::RegistrationsServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::admin::{self, AdminState};
+use crate::api::{ApiTokens, RegistrationsApi};
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::registry::{KnownApp, Registry, RegistrySettings, SoloFencing};
+use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
+
+/// How often the gRPC health status follows the store's reachability.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the configuration is invalid:\n{0}")]
+    Invalid(crate::config::Problems),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// A node whose listeners are bound and serving.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub registry: Registry,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), String>>,
+}
+
+/// Builds the node's store from `[redis]`: Redis when a URL is configured, else in memory.
+pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreError> {
+    Ok(match &config.redis.url {
+        Some(url) => Arc::new(RedisStore::connect(&RedisStoreConfig {
+            url: url.clone(),
+            key_prefix: config.redis.key_prefix.clone(),
+            response_timeout: config.redis.response_timeout,
+            connect_timeout: config.redis.connect_timeout,
+        })?),
+        None => {
+            tracing::warn!(
+                "no redis.url configured: registrations are kept in memory only and are lost when the node stops"
+            );
+            Arc::new(MemoryStore::new())
+        }
+    })
+}
+
+fn registry_settings(config: &Config) -> RegistrySettings {
+    RegistrySettings {
+        public_url: config.public_base().to_owned(),
+        region: config.node.region.clone(),
+        regions: config.cluster.regions.clone(),
+        apps: config
+            .apps
+            .iter()
+            .map(|app| KnownApp {
+                id: app.id().to_owned(),
+                platform: match app {
+                    herald_workers::AppConfig::Apns(_) => crate::domain::Platform::Apns,
+                    herald_workers::AppConfig::Fcm(_) => crate::domain::Platform::Fcm,
+                },
+            })
+            .collect(),
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, NodeError> {
+    listener
+        .local_addr()
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+impl RunningNode {
+    /// Starts a node on `store` with the API tokens `tokens`.
+    pub async fn start(
+        config: &Config,
+        store: Arc<dyn RegistrationStore>,
+        tokens: ApiTokens,
+    ) -> Result<Self, NodeError> {
+        let problems = config.problems();
+        if !problems.0.is_empty() {
+            return Err(NodeError::Invalid(problems));
+        }
+        let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(
+            store.clone(),
+            Arc::new(SoloFencing),
+            registry_settings(config),
+        );
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let grpc_listener = bind("grpc", config.grpc.listen).await?;
+        let admin_listener = bind("admin", config.admin.listen).await?;
+        let grpc_addr = local_addr("grpc", &grpc_listener, config.grpc.listen)?;
+        let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(herald_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Reflection(e.to_string()))?;
+        let api = RegistrationsApi::new(registry.clone(), tokens, metrics.clone());
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(RegistrationsServer::new(api));
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            grpc.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| format!("grpc server: {e}"))
+        });
+
+        let admin = admin::router(AdminState {
+            store: store.clone(),
+            metrics,
+        });
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| format!("admin server: {e}"))
+        });
+
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+                let serving = matches!(
+                    tokio::time::timeout(HEALTH_INTERVAL, store.ping()).await,
+                    Ok(Ok(()))
+                );
+                let status = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health.set_service_status("", status).await;
+                health
+                    .set_service_status("herald.v1.Registrations", status)
+                    .await;
+            }
+        });
+
+        tracing::info!(%grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
+        Ok(Self {
+            grpc_addr,
+            admin_addr,
+            registry,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops taking traffic and waits up to `grace` for the listeners to finish.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            let mut first_error = None;
+            while let Some(joined) = self.tasks.join_next().await {
+                let outcome = joined.map_err(|e| e.to_string()).and_then(|r| r);
+                if let Err(e) = outcome {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+        .await;
+        match drained {
+            Ok(result) => result,
+            Err(_) => {
+                self.tasks.abort_all();
+                Err(format!("listeners did not stop within {grace:?}"))
+            }
+        }
+    }
+
+    /// Resolves when a listener stops by itself (an error: it should run until shutdown).
+    pub async fn failed(&mut self) -> String {
+        match self.tasks.join_next().await {
+            Some(Ok(Err(e))) => e,
+            Some(Err(e)) => e.to_string(),
+            Some(Ok(Ok(()))) => "a listener stopped".to_owned(),
+            None => "no listener is running".to_owned(),
+        }
+    }
+}

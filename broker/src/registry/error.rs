@@ -1,0 +1,69 @@
+//! The registry's errors, each mapped once to a gRPC code.
+
+use tonic::{Code, Status};
+
+use super::fencing::NotOwner;
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldError),
+    #[error("registration not found")]
+    NotFound,
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Concurrent writers kept winning; the caller may retry.
+    #[error("the registration is being changed concurrently; retry")]
+    Contended,
+    #[error(transparent)]
+    NotOwner(#[from] NotOwner),
+    #[error("registration store: {0}")]
+    Store(#[source] StoreError),
+    #[error("no randomness available: {0}")]
+    Entropy(String),
+}
+
+impl RegistryError {
+    pub(super) fn entropy(err: getrandom::Error) -> Self {
+        Self::Entropy(err.to_string())
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::Contended => Code::Aborted,
+            Self::NotOwner(_) | Self::Store(_) | Self::Entropy(_) => Code::Unavailable,
+        }
+    }
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::SubscriptionTaken(_) => {
+                Self::AlreadyExists("subscription_id is bound to another registration".into())
+            }
+            StoreError::Conflict => Self::Contended,
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(err: RegistryError) -> Self {
+        let message = match &err {
+            // Say what is wrong without leaking internals of the store.
+            RegistryError::Store(StoreError::Fenced { .. }) | RegistryError::NotOwner(_) => {
+                "this node does not own the registration's shard; retry".to_owned()
+            }
+            RegistryError::Store(_) => "the registration store is unavailable; retry".to_owned(),
+            other => other.to_string(),
+        };
+        Status::new(err.code(), message)
+    }
+}

@@ -1,0 +1,81 @@
+//! The Redis key schema. A shard's keys share the hash tag `{s<n>}`, so each shard's
+//! atomic writes touch one Redis Cluster slot:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
+//! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
+//! | `{prefix}:{s<n>}:d:<device digest>` | set | ids of a device token's registrations |
+//! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
+//! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
+//! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
+//!
+//! `loc` is the commit point: a registration exists when `loc` names a shard whose `r:` hash
+//! holds it. A crash between the steps of a multi-key change leaves at most an orphan that
+//! no reader can see.
+
+use herald_cluster::ShardId;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{DeviceToken, RegistrationId, SubscriptionId};
+
+#[derive(Clone, Debug)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub(super) fn epoch(&self, shard: ShardId) -> String {
+        format!("{}:{{{shard}}}:epoch", self.prefix)
+    }
+
+    pub(super) fn registration(&self, shard: ShardId, id: &RegistrationId) -> String {
+        format!("{}:{{{shard}}}:r:{id}", self.prefix)
+    }
+
+    pub(super) fn device(&self, shard: ShardId, token: &DeviceToken) -> String {
+        let digest = hex::encode(&Sha256::digest(token.as_str().as_bytes())[..16]);
+        format!("{}:{{{shard}}}:d:{digest}", self.prefix)
+    }
+
+    pub(super) fn stats(&self, shard: ShardId) -> String {
+        format!("{}:{{{shard}}}:stats", self.prefix)
+    }
+
+    pub(super) fn location(&self, id: &RegistrationId) -> String {
+        format!("{}:loc:{id}", self.prefix)
+    }
+
+    pub(super) fn subscription(&self, sub: &SubscriptionId) -> String {
+        format!("{}:sub:{}", self.prefix, sub.digest_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Platform;
+
+    #[test]
+    fn a_shards_keys_share_one_hash_tag() {
+        let keys = Keys::new("herald");
+        let shard = ShardId::new(17).unwrap();
+        let token = DeviceToken::parse(Platform::Fcm, &"x".repeat(40)).unwrap();
+        let id = RegistrationId::from_bytes([0xab; 16]);
+        for key in [
+            keys.epoch(shard),
+            keys.registration(shard, &id),
+            keys.device(shard, &token),
+            keys.stats(shard),
+        ] {
+            assert!(key.starts_with("herald:{s17}:"), "{key}");
+        }
+        assert!(!keys.device(shard, &token).contains(token.as_str()));
+    }
+}

@@ -1,0 +1,101 @@
+//! A node on loopback ports with a gRPC client that carries a valid bearer token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_proto::v1::registrations_client::RegistrationsClient;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::api::ApiTokens;
+use crate::config::Config;
+use crate::node::{RunningNode, build_store};
+use crate::store::RegistrationStore;
+
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+
+/// A configuration on ephemeral loopback ports with one APNs and one FCM app, and the given
+/// Redis URL (`None`: in-memory store).
+pub fn test_config(redis_url: Option<String>) -> Config {
+    let toml = r#"
+        [gateway]
+        listen = "127.0.0.1:0"
+        [grpc]
+        listen = "127.0.0.1:0"
+        [admin]
+        listen = "127.0.0.1:0"
+        [auth]
+        api_tokens = ["test-api-token-0123456789"]
+        [node]
+        public_url = "https://push.example.test/"
+    "#;
+    let mut config: Config = toml::from_str(toml).expect("test configuration");
+    config.redis.url = redis_url;
+    config.apps = toml::from_str::<AppsOnly>(APPS).expect("test apps").apps;
+    config
+}
+
+#[derive(serde::Deserialize)]
+struct AppsOnly {
+    apps: Vec<herald_workers::AppConfig>,
+}
+
+const APPS: &str = r#"
+    [[apps]]
+    id = "com.example.mail"
+    platform = "apns"
+    team_id = "ABCDE12345"
+    key_id = "KEY1234567"
+    key_file = "/dev/null"
+    [[apps]]
+    id = "com.example.mail.android"
+    platform = "fcm"
+    project_id = "example-mail"
+    service_account_file = "/dev/null"
+"#;
+
+#[derive(Debug)]
+pub struct TestNode {
+    pub node: RunningNode,
+    pub store: Arc<dyn RegistrationStore>,
+}
+
+impl TestNode {
+    pub async fn start(config: &Config) -> Self {
+        let store = build_store(config).expect("store");
+        let node = RunningNode::start(config, store.clone(), ApiTokens::new([API_TOKEN]))
+            .await
+            .expect("node starts");
+        Self { node, store }
+    }
+
+    pub async fn client(&self) -> RegistrationsClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.node.grpc_addr))
+            .expect("grpc url")
+            .connect()
+            .await
+            .expect("grpc connects");
+        RegistrationsClient::new(channel)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.admin_addr)
+    }
+
+    pub async fn stop(self) {
+        self.node
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("clean shutdown");
+    }
+}
+
+/// A request with the test bearer token.
+pub fn authed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {API_TOKEN}").parse().expect("header value"),
+    );
+    request
+}

@@ -1,0 +1,14 @@
+//! Cluster mechanics: which shard a device belongs to, which node of a region serves a
+//! shard (placement over the live members), shard leases and their fencing epochs,
+//! membership, and node-to-node forwarding over the `herald.v1.Peer` service.
+//!
+//! It knows nothing of registrations, EWS or push providers: it deals in shard numbers,
+//! node ids and epochs.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod shard;
+
+pub use config::{ClusterConfig, DEFAULT_REGIONS};
+pub use shard::{Epoch, Fence, SHARD_COUNT, ShardId};

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every Herald test. The tests start their own redis-server processes on free ports,
+# so the binary must be installed; this script installs Debian's package when it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "redis-server not found: installing Debian's redis-server package" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is required by the tests: install it (sudo apt-get install redis-server) and run again" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace --all-targets --locked "$@"
