@@ -15,11 +15,11 @@ use std::time::Duration;
 use herald_cluster::ClusterConfig;
 use herald_gateway::GatewayConfig;
 use herald_workers::AppConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use check::Problems;
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub node: NodeConfig,
@@ -34,7 +34,7 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Unique per node.
@@ -59,7 +59,7 @@ impl Default for NodeConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
@@ -73,7 +73,7 @@ impl Default for GrpcConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
@@ -87,7 +87,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]`; absent: the embedded in-memory store.
@@ -122,7 +122,7 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Bearer tokens accepted from gRPC callers.
@@ -144,7 +144,7 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// Burst coalescing, applied by the subscription actors.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoalesceConfig {
     /// Quiet time that ends a burst.
@@ -164,7 +164,7 @@ impl Default for CoalesceConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` itself wins when set.
@@ -175,7 +175,7 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

@@ -16,7 +16,7 @@ use crate::domain::{
 use crate::store::{RegistrationStore, StoreError};
 
 pub use error::RegistryError;
-pub use fencing::{Fencing, SoloFencing};
+pub use fencing::{Fencing, NotOwner, SoloFencing};
 
 /// How many times a read-modify-write is retried when a concurrent write wins.
 const MAX_CONFLICT_RETRIES: usize = 5;

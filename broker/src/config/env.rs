@@ -44,11 +44,9 @@ fn parse_value(raw: &str) -> toml::Value {
 
 fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     let (first, rest) = path.split_first().ok_or("names no key")?;
-    let mut node = table
-        .entry(first.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let mut node = entry(table, first, rest.first(), first)?;
     let mut walked = vec![first.as_str()];
-    for segment in rest {
+    for (i, segment) in rest.iter().enumerate() {
         let here = walked.join(".");
         node = match node {
             toml::Value::Array(items) => {
@@ -60,13 +58,29 @@ fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(
                     .get_mut(index)
                     .ok_or_else(|| format!("{here} has {len} entries, not {}", index + 1))?
             }
-            toml::Value::Table(t) => t
-                .entry(segment.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Table(t) => entry(t, segment, rest.get(i + 1), &here)?,
             _ => return Err(format!("{here} is a value, not a section")),
         };
         walked.push(segment);
     }
     *node = value;
     Ok(())
+}
+
+/// The value at `key`, created as an empty section when absent — unless the next segment
+/// indexes a list, which cannot be created from the environment.
+fn entry<'a>(
+    table: &'a mut toml::Table,
+    key: &str,
+    next: Option<&String>,
+    here: &str,
+) -> Result<&'a mut toml::Value, String> {
+    if !table.contains_key(key) && next.is_some_and(|n| n.parse::<usize>().is_ok()) {
+        return Err(format!(
+            "{here}.{key} has no entries to index: define them in the file"
+        ));
+    }
+    Ok(table
+        .entry(key.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new())))
 }

@@ -1,0 +1,93 @@
+//! The `herald` binary as an operator runs it: exit codes and graceful shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+
+fn herald() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+#[test]
+fn check_config_accepts_the_defaults() {
+    let out = herald().arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration ok"
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_64() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "[node]\nid = \"\"\nregion = \"mars-1\"").unwrap();
+    let out = herald()
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("node.id is empty") && stderr.contains("mars-1"),
+        "{stderr}"
+    );
+
+    let out = herald()
+        .args(["check-config", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = herald()
+        .arg("check-config")
+        .env("HERALD__NODE__NOPE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let mut child = herald()
+        .arg("serve")
+        .env("HERALD__GRPC__LISTEN", "127.0.0.1:0")
+        .env("HERALD__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("HERALD__GATEWAY__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let started = line.contains("node started");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("in memory only")),
+        "warns it is not durable: {seen:#?}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("API token for this run: "), "{stdout}");
+}

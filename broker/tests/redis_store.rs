@@ -1,0 +1,269 @@
+//! What only the Redis store promises: data outlives the node, an outage is reported as
+//! UNAVAILABLE (never half-written), and a write with a stale fencing epoch is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_broker::domain::{Platform, RegistrationId};
+use herald_broker::registry::{
+    Fencing, KnownApp, NewRegistration, Registry, RegistryError, RegistrySettings,
+};
+use herald_broker::store::{RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
+use herald_broker::testsuite::{RedisServer, TestNode, authed, eventually, http_get, test_config};
+use herald_cluster::{Epoch, Fence, ShardId};
+use herald_proto::v1::{GetRegistrationRequest, Platform as ProtoPlatform, RegisterRequest};
+use tonic::Code;
+
+const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+fn register_request() -> RegisterRequest {
+    RegisterRequest {
+        device_token: APNS_TOKEN.into(),
+        platform: ProtoPlatform::Apns.into(),
+        app_id: "com.example.mail".into(),
+        subscription_id: "SUB-1".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn registrations_survive_a_node_restart() {
+    let redis = RedisServer::start();
+    let config = test_config(Some(redis.url()));
+    let first = TestNode::start(&config).await;
+    let created = first
+        .client()
+        .await
+        .register(authed(register_request()))
+        .await
+        .unwrap()
+        .into_inner();
+    first.stop().await;
+
+    let second = TestNode::start(&config).await;
+    let read = second
+        .client()
+        .await
+        .get_registration(authed(GetRegistrationRequest {
+            registration_id: created.registration_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.subscription_id, "SUB-1");
+    assert_eq!(read.device_token, APNS_TOKEN);
+    let token = created.callback_url.rsplit('/').next().unwrap();
+    assert!(
+        second
+            .node
+            .registry
+            .resolve_callback(token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn redis_down_answers_unavailable_and_fails_readiness() {
+    let mut redis = RedisServer::start();
+    let node = TestNode::start(&test_config(Some(redis.url()))).await;
+    let mut client = node.client().await;
+    client.register(authed(register_request())).await.unwrap();
+    let (status, _) = http_get(node.node.admin_addr, "/readyz").await;
+    assert_eq!(status, 200);
+
+    redis.kill();
+    let status = client
+        .register(authed(register_request()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("unavailable"),
+        "{}",
+        status.message()
+    );
+    let (status, body) = http_get(node.node.admin_addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("redis"), "{body}");
+
+    let (_, metrics) = http_get(node.node.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains(r#"herald_grpc_requests_total{method="Register",code="UNAVAILABLE"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"herald_store_errors_total{operation="Register"} 1"#),
+        "{metrics}"
+    );
+    node.stop().await;
+}
+
+/// Writes at a fixed epoch, like a node that has lost its lease without noticing.
+struct StaleFencing(Epoch);
+
+impl Fencing for StaleFencing {
+    fn fence(&self, shard: ShardId) -> Result<Fence, herald_broker::registry::NotOwner> {
+        Ok(Fence {
+            shard,
+            epoch: self.0,
+        })
+    }
+}
+
+fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect(&RedisStoreConfig {
+        url: redis.url(),
+        key_prefix: "herald".into(),
+        response_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+    })
+    .unwrap()
+}
+
+fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
+    let settings = RegistrySettings {
+        public_url: "https://push.example.test".into(),
+        region: "us-east-1".into(),
+        regions: vec!["us-east-1".into()],
+        apps: vec![KnownApp {
+            id: "com.example.mail".into(),
+            platform: Platform::Apns,
+        }],
+    };
+    Registry::new(store, Arc::new(StaleFencing(Epoch(epoch))), settings)
+}
+
+fn new_registration() -> NewRegistration {
+    NewRegistration {
+        device_token: APNS_TOKEN.into(),
+        platform: Some(Platform::Apns),
+        app_id: "com.example.mail".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_an_old_epoch_is_refused_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let shard = ShardId::of_device_token(APNS_TOKEN);
+    let current = registry(Arc::new(store.clone()), 7);
+    let kept = current.register(new_registration()).await.unwrap().record;
+
+    store.set_epoch(shard, Epoch(7)).await.unwrap();
+    let stale = registry(Arc::new(store.clone()), 6);
+    let refused = stale.register(new_registration()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            RegistryError::Store(StoreError::Fenced {
+                current: Epoch(7),
+                presented: Epoch(6),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let refused = stale
+        .bind_subscription(kept.id.as_str(), "SUB-X")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, RegistryError::Store(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let refused = stale.unregister(kept.id.as_str()).await.unwrap_err();
+    assert!(
+        matches!(refused, RegistryError::Store(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(tonic::Status::from(refused).code(), Code::Unavailable);
+
+    // Nothing the refused writes tried is visible, and the claimed subscription id is free.
+    let listed = current.list_device(APNS_TOKEN).await.unwrap();
+    assert_eq!(listed, vec![kept.clone()]);
+    assert_eq!(
+        current.get(kept.id.as_str()).await.unwrap().subscription_id,
+        None
+    );
+    let bound = current
+        .bind_subscription(kept.id.as_str(), "SUB-X")
+        .await
+        .unwrap();
+    assert_eq!(bound.subscription_id.unwrap().as_str(), "SUB-X");
+    assert_eq!(store.count_by_state().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_registration_leaves_nothing_visible() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let created = registry.register(new_registration()).await.unwrap().record;
+    // Simulate a crash before the commit point of a create: the location entry is missing.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("herald:loc:{}", created.id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(store.get(&created.id).await.unwrap().is_none());
+    assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
+    assert!(matches!(
+        registry.get(created.id.as_str()).await,
+        Err(RegistryError::NotFound)
+    ));
+    let unknown = RegistrationId::from_bytes([0; 16]);
+    assert!(store.get(&unknown).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_stale_subscription_claim_is_taken_over() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let first = registry
+        .register(NewRegistration {
+            subscription_id: "SUB-S".into(),
+            ..new_registration()
+        })
+        .await
+        .unwrap()
+        .record;
+    // The owner disappears without releasing its claim (a crash mid-delete).
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("herald:loc:{}", first.id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let second = registry
+        .register(NewRegistration {
+            subscription_id: "SUB-S".into(),
+            ..new_registration()
+        })
+        .await
+        .unwrap()
+        .record;
+    let owner = eventually(Duration::from_secs(2), || async {
+        store
+            .find_subscription(second.subscription_id.as_ref().unwrap())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(owner, second.id);
+}
