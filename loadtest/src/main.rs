@@ -1,1 +1,77 @@
-fn main() {}
+//! `herald-loadtest`: load generator for Herald.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use herald_loadtest::register::{self, RegisterLoad};
+
+#[derive(Parser, Debug)]
+#[command(name = "herald-loadtest", version, about = "Load generator for Herald")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create registrations through the gRPC API and report throughput and latency.
+    Register {
+        /// gRPC endpoint of the node.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+        /// API bearer token.
+        #[arg(long, env = "HERALD_API_TOKEN")]
+        token: String,
+        /// A configured APNs app id.
+        #[arg(long, default_value = "com.example.mail")]
+        apns_app: String,
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Arrivals per second (open loop); omit for closed loop at --concurrency.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Stop after this many seconds whatever is left.
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Register {
+            grpc,
+            token,
+            apns_app,
+            count,
+            concurrency,
+            rate,
+            connections,
+            max_seconds,
+        } => {
+            let summary = register::run(RegisterLoad {
+                endpoint: grpc,
+                token,
+                apns_app,
+                count,
+                concurrency,
+                rate,
+                connections,
+                max_duration: Duration::from_secs(max_seconds),
+            })
+            .await?;
+            writeln!(std::io::stdout(), "register: {summary}")?;
+            if summary.errors > 0 {
+                anyhow::bail!("{} registrations failed", summary.errors);
+            }
+        }
+    }
+    Ok(())
+}
