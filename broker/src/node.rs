@@ -9,7 +9,7 @@ use herald_proto::v1::registrations_server::RegistrationsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::admin::{self, AdminState};
@@ -141,7 +141,9 @@ impl RunningNode {
             .add_service(RegistrationsServer::new(api));
         let mut stop = shutdown.subscribe();
         tasks.spawn(async move {
-            grpc.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+            // Small request/answer frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+            let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            grpc.serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
