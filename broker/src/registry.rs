@@ -7,8 +7,6 @@ mod fencing;
 
 use std::sync::Arc;
 
-use herald_cluster::ShardId;
-
 use crate::domain::{
     CallbackToken, DeviceToken, FieldError, Platform, RegState, RegistrationId, RegistrationRecord,
     SubscriptionId, UnixMillis, validate_folder_id, validate_region,
@@ -285,10 +283,5 @@ impl Registry {
                 format!("'{}' is not a configured app", raw.escape_debug()),
             )),
         }
-    }
-
-    /// The shard of a device token (for callers that route by shard).
-    pub fn shard_of(token: &DeviceToken) -> ShardId {
-        token.shard()
     }
 }

@@ -199,6 +199,17 @@ async fn a_write_with_an_old_epoch_is_refused_and_changes_nothing() {
     assert_eq!(store.count_by_state().await.unwrap().pending, 1);
 }
 
+/// Deletes a registration's location entry, as a crash between write steps would leave it.
+async fn drop_location(redis: &RedisServer, id: &RegistrationId) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("herald:loc:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn an_interrupted_registration_leaves_nothing_visible() {
     let redis = RedisServer::start();
@@ -206,16 +217,7 @@ async fn an_interrupted_registration_leaves_nothing_visible() {
     let registry = registry(Arc::new(store.clone()), 0);
     let created = registry.register(new_registration()).await.unwrap().record;
     // Simulate a crash before the commit point of a create: the location entry is missing.
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(format!("herald:loc:{}", created.id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    drop_location(&redis, &created.id).await;
     assert!(store.get(&created.id).await.unwrap().is_none());
     assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
     assert!(matches!(
@@ -240,16 +242,7 @@ async fn a_stale_subscription_claim_is_taken_over() {
         .unwrap()
         .record;
     // The owner disappears without releasing its claim (a crash mid-delete).
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(format!("herald:loc:{}", first.id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    drop_location(&redis, &first.id).await;
     let second = registry
         .register(NewRegistration {
             subscription_id: "SUB-S".into(),
