@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     /// Longest time to receive the whole body.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -27,6 +29,7 @@ impl Default for GatewayConfig {
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }

@@ -1,0 +1,85 @@
+//! The gateway's Prometheus metrics, registered into the node's registry by the binary.
+//! Labels come from closed sets only: status codes, SOAP answers, rejection reasons.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub status: u16,
+    /// `ok`, `unsubscribe`, or `none` when no SOAP answer was sent.
+    pub answer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: &'static str,
+}
+
+/// Cheap to clone: every metric is shared.
+#[derive(Clone, Debug)]
+pub struct GatewayMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub rejections: Family<ReasonLabels, Counter>,
+    pub messages: Family<VerdictLabels, Counter>,
+    pub body_bytes: Histogram,
+    pub parse_seconds: Histogram,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            rejections: Family::default(),
+            messages: Family::default(),
+            // 256 B … 8 MiB.
+            body_bytes: Histogram::new(exponential_buckets(256.0, 2.0, 16)),
+            // 2 µs … ~65 ms.
+            parse_seconds: Histogram::new(exponential_buckets(0.000_002, 2.0, 16)),
+        }
+    }
+}
+
+impl GatewayMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "herald_gateway_requests",
+            "EWS requests answered, by HTTP status and SOAP answer",
+            self.requests.clone(),
+        );
+        registry.register(
+            "herald_gateway_rejections",
+            "EWS requests refused, by reason",
+            self.rejections.clone(),
+        );
+        registry.register(
+            "herald_gateway_messages",
+            "EWS response messages handed to the sink, by verdict",
+            self.messages.clone(),
+        );
+        registry.register(
+            "herald_gateway_request_body_bytes",
+            "Size of EWS request bodies read",
+            self.body_bytes.clone(),
+        );
+        registry.register(
+            "herald_gateway_parse_duration_seconds",
+            "Time to parse one EWS request body",
+            self.parse_seconds.clone(),
+        );
+    }
+
+    pub(crate) fn reject(&self, reason: &'static str) {
+        self.rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+}
