@@ -15,6 +15,8 @@ pub mod model;
 mod parse;
 mod server;
 mod sink;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 pub use answer::{SubscriptionStatus, soap_answer};
 pub use config::GatewayConfig;
