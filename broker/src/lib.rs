@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod ews_sink;
 pub mod metrics;
 pub mod node;
 pub mod registry;

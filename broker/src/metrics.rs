@@ -1,6 +1,7 @@
 //! The node's Prometheus metrics. Label values come from small closed sets only — method
 //! names, gRPC codes, states — never tokens or ids.
 
+use herald_gateway::GatewayMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,6 +38,7 @@ pub struct Metrics {
     pub grpc_duration: HistogramFamily<MethodLabels>,
     pub registrations: Family<StateLabels, Gauge>,
     pub store_errors: Family<StoreLabels, Counter>,
+    pub gateway: GatewayMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -78,8 +80,11 @@ impl Default for Metrics {
             "Registration store (Redis) operations that failed, by operation",
             store_errors.clone(),
         );
+        let gateway = GatewayMetrics::default();
+        gateway.register(&mut registry);
         Self {
             registry,
+            gateway,
             grpc_requests,
             grpc_duration,
             registrations,

@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use crate::admin::{self, AdminState};
 use crate::api::{ApiTokens, RegistrationsApi};
 use crate::config::{Config, ConfigError};
+use crate::ews_sink::EwsSink;
 use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings, SoloFencing};
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
@@ -43,6 +44,7 @@ pub enum NodeError {
 /// A node whose listeners are bound and serving.
 #[derive(Debug)]
 pub struct RunningNode {
+    pub gateway_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub registry: Registry,
@@ -123,8 +125,10 @@ impl RunningNode {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
+        let gateway_listener = bind("gateway", config.gateway.listen).await?;
         let grpc_listener = bind("grpc", config.grpc.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
+        let gateway_addr = local_addr("gateway", &gateway_listener, config.gateway.listen)?;
         let grpc_addr = local_addr("grpc", &grpc_listener, config.grpc.listen)?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
 
@@ -148,6 +152,25 @@ impl RunningNode {
             })
             .await
             .map_err(|e| format!("grpc server: {e}"))
+        });
+
+        let gateway = Arc::new(herald_gateway::Gateway {
+            config: config.gateway.clone(),
+            limits: herald_gateway::Limits::default(),
+            sink: EwsSink::new(
+                registry.clone(),
+                config.cluster.regions.clone(),
+                metrics.clone(),
+            ),
+            metrics: metrics.gateway.clone(),
+        });
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            herald_gateway::serve(gateway_listener, gateway, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| format!("gateway server: {e}"))
         });
 
         let admin = admin::router(AdminState {
@@ -188,8 +211,9 @@ impl RunningNode {
             }
         });
 
-        tracing::info!(%grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
+        tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
         Ok(Self {
+            gateway_addr,
             grpc_addr,
             admin_addr,
             registry,

@@ -4,6 +4,7 @@
 
 mod error;
 mod fencing;
+mod notification;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::store::{RegistrationStore, StoreError};
 
 pub use error::RegistryError;
 pub use fencing::{Fencing, NotOwner, SoloFencing};
+pub use notification::{Binding, MessageEffect, decide};
 
 /// How many times a read-modify-write is retried when a concurrent write wins.
 const MAX_CONFLICT_RETRIES: usize = 5;
@@ -122,6 +124,7 @@ impl Registry {
             badge: 0,
             created_at: UnixMillis::now(),
             last_notification_at: None,
+            last_watermark: None,
             last_push_at: None,
             last_push_outcome: None,
             callback_hash: token.secret_hash(),

@@ -4,9 +4,11 @@
 // Test-only code: a failed set-up step should stop the test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod ews;
 mod node;
 mod redis_server;
 
+pub use ews::{Cast, Member, callback_path, expected, fixture};
 pub use node::{API_TOKEN, TestNode, authed, test_config};
 pub use redis_server::RedisServer;
 

@@ -94,6 +94,8 @@ pub struct RegistrationRecord {
     pub badge: u32,
     pub created_at: UnixMillis,
     pub last_notification_at: Option<UnixMillis>,
+    /// The last EWS watermark seen for the subscription (opaque; equality only).
+    pub last_watermark: Option<String>,
     pub last_push_at: Option<UnixMillis>,
     pub last_push_outcome: Option<String>,
     pub callback_hash: CallbackSecretHash,

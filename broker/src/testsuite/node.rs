@@ -78,6 +78,10 @@ impl TestNode {
         RegistrationsClient::new(channel)
     }
 
+    pub fn gateway_addr(&self) -> std::net::SocketAddr {
+        self.node.gateway_addr
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.node.admin_addr)
     }

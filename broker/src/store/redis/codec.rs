@@ -21,6 +21,7 @@ const DEAD_REASON: &str = "dead";
 const BADGE: &str = "badge";
 const CREATED: &str = "ct";
 const LAST_NOTIFICATION: &str = "ln";
+const LAST_WATERMARK: &str = "lw";
 const LAST_PUSH: &str = "lp";
 const LAST_PUSH_OUTCOME: &str = "lpo";
 const CALLBACK_HASH: &str = "cb";
@@ -59,6 +60,7 @@ pub(super) fn encode(
         LAST_NOTIFICATION,
         record.last_notification_at.map(|t| t.0.to_string()),
     );
+    optional(LAST_WATERMARK, record.last_watermark.clone());
     optional(LAST_PUSH, record.last_push_at.map(|t| t.0.to_string()));
     optional(LAST_PUSH_OUTCOME, record.last_push_outcome.clone());
     (set, delete)
@@ -119,6 +121,7 @@ pub(super) fn decode(
         last_notification_at,
         last_push_at,
         last_push_outcome: take(LAST_PUSH_OUTCOME),
+        last_watermark: take(LAST_WATERMARK),
         callback_hash,
         version,
     }))
@@ -144,6 +147,7 @@ mod tests {
             last_notification_at: Some(UnixMillis(1_700_000_000_500)),
             last_push_at: None,
             last_push_outcome: Some("delivered".into()),
+            last_watermark: Some("AQAAAJ6Xmtv4ya7Fg7VYBjxa5QEsCx0AAAAAAAE=".into()),
             callback_hash: CallbackSecretHash([5; 32]),
             version: 3,
         }

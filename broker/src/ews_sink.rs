@@ -1,0 +1,118 @@
+//! The broker's side of the gateway: resolves a callback token to its registration, decides
+//! each response message (see [`crate::registry::decide`]) and records the outcome durably
+//! before the gateway answers. Until subscription actors take notifications over, the
+//! durable record is the registration itself: bound subscription, state, last watermark and
+//! last notification time.
+
+use std::sync::Arc;
+
+use herald_gateway::model::SendNotification;
+use herald_gateway::{Callback, NotificationSink, Verdict};
+
+use crate::domain::{RegState, SubscriptionId};
+use crate::metrics::{Metrics, StoreLabels};
+use crate::registry::{MessageEffect, Registry, RegistryError, decide};
+
+/// Hands gateway requests to the registry.
+#[derive(Clone, Debug)]
+pub struct EwsSink {
+    registry: Registry,
+    /// The home regions whose data this node reaches.
+    served_regions: Arc<[String]>,
+    metrics: Arc<Metrics>,
+}
+
+impl EwsSink {
+    pub fn new(registry: Registry, served_regions: Vec<String>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            registry,
+            served_regions: served_regions.into(),
+            metrics,
+        }
+    }
+
+    async fn decide_all(
+        &self,
+        callback: &Callback,
+        request: &SendNotification,
+    ) -> Result<Vec<Verdict>, RegistryError> {
+        let every = |verdict| vec![verdict; request.messages.len()];
+        let Some(record) = self.registry.resolve_callback(callback.token()).await? else {
+            // Not a token we minted, or its registration is gone.
+            return Ok(every(Verdict::Unsubscribe));
+        };
+        if record.home_region != callback.home_region() || record.state == RegState::Dead {
+            return Ok(every(Verdict::Unsubscribe));
+        }
+        let subscriptions: Vec<Option<SubscriptionId>> = request
+            .messages
+            .iter()
+            .map(|m| {
+                m.subscription_id()
+                    .and_then(|raw| SubscriptionId::parse("subscription_id", raw).ok())
+            })
+            .collect();
+        let bindings = self.registry.bindings(&record, &subscriptions).await?;
+        let effects = request
+            .messages
+            .iter()
+            .zip(&subscriptions)
+            .zip(bindings)
+            .map(|((message, sub), binding)| decide(&record, message, sub.as_ref(), binding))
+            .collect();
+        let held = self
+            .registry
+            .accept_notifications(&record.id, effects)
+            .await?;
+        Ok(held
+            .into_iter()
+            .map(|effect| match effect {
+                MessageEffect::Accept { bind, .. } => {
+                    if bind.is_some() {
+                        tracing::info!(registration = %record.id, "subscription bound on first notification");
+                    }
+                    Verdict::Ok
+                }
+                MessageEffect::Kill { reason } => {
+                    tracing::info!(registration = %record.id, %reason, "registration marked dead");
+                    Verdict::Unsubscribe
+                }
+                MessageEffect::Unsubscribe => Verdict::Unsubscribe,
+                MessageEffect::Foreign => {
+                    tracing::warn!(
+                        registration = %record.id,
+                        "a notification on this registration's URL names a subscription bound to another registration: leaked URL or forgery"
+                    );
+                    Verdict::Reject
+                }
+            })
+            .collect())
+    }
+}
+
+impl NotificationSink for EwsSink {
+    async fn deliver(&self, callback: &Callback, request: &SendNotification) -> Vec<Verdict> {
+        let unavailable = vec![Verdict::Unavailable; request.messages.len()];
+        if !self
+            .served_regions
+            .iter()
+            .any(|r| r == callback.home_region())
+        {
+            tracing::warn!(home_region = %callback.home_region().escape_debug(), "a notification for a home region this node does not serve");
+            return unavailable;
+        }
+        match self.decide_all(callback, request).await {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                self.metrics
+                    .store_errors
+                    .get_or_create(&StoreLabels {
+                        operation: "ews_notification",
+                    })
+                    .inc();
+                tracing::warn!(%error, "cannot record an ews notification; answering 503");
+                unavailable
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! EWS test material: the shared fixtures in `testdata/`, the cast of `expected.json`
+//! (alice, bob, carol, dave) registered on a node, and POSTs to their callback URLs.
+
+use std::collections::BTreeMap;
+
+use herald_gateway::testsuite::{RawResponse, post};
+use herald_proto::v1::{Platform, RegisterRequest, Registration, UnregisterRequest};
+use serde_json::Value;
+
+use super::{TestNode, authed};
+use crate::domain::{RegistrationId, RegistrationRecord};
+
+/// Reads `testdata/{dir}/{name}`.
+pub fn fixture(dir: &str, name: &str) -> Vec<u8> {
+    let path = format!("{}/../testdata/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `testdata/{dir}/expected.json`.
+pub fn expected(dir: &str) -> Value {
+    serde_json::from_slice(&fixture(dir, "expected.json")).expect("expected.json")
+}
+
+/// The path of a callback URL (`/ews/v1/{home}/{token}`).
+pub fn callback_path(callback_url: &str) -> String {
+    let at = callback_url.find("/ews/v1/").expect("a callback URL");
+    callback_url[at..].to_owned()
+}
+
+/// One registered member of the cast.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub subscription_id: String,
+    pub inbox_folder_id: String,
+    pub registration: Registration,
+    pub path: String,
+}
+
+impl Member {
+    pub fn id(&self) -> RegistrationId {
+        RegistrationId::parse("registration_id", &self.registration.registration_id).expect("id")
+    }
+}
+
+/// The cast of `testdata/ews/expected.json`, registered on a node.
+#[derive(Debug)]
+pub struct Cast {
+    pub members: BTreeMap<String, Member>,
+}
+
+impl Cast {
+    /// Registers every member; `bound` says whether the subscription id is given at
+    /// registration (else it is bound on first sight).
+    pub async fn register(node: &TestNode, bound: bool) -> Self {
+        let registry = expected("ews")["registry"].clone();
+        let mut members = BTreeMap::new();
+        let mut client = node.client().await;
+        for (n, (alias, entry)) in registry.as_object().expect("registry").iter().enumerate() {
+            let subscription_id = entry["subscription_id"].as_str().expect("sub").to_owned();
+            let inbox_folder_id = entry["inbox_folder_id"].as_str().expect("inbox").to_owned();
+            let request = RegisterRequest {
+                device_token: format!("{:02x}", n + 1).repeat(32),
+                platform: Platform::Apns.into(),
+                app_id: "com.example.mail".into(),
+                inbox_folder_id: inbox_folder_id.clone(),
+                subscription_id: if bound {
+                    subscription_id.clone()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            };
+            let registration = client
+                .register(authed(request))
+                .await
+                .expect("register")
+                .into_inner();
+            let path = callback_path(&registration.callback_url);
+            members.insert(
+                alias.clone(),
+                Member {
+                    subscription_id,
+                    inbox_folder_id,
+                    registration,
+                    path,
+                },
+            );
+        }
+        Self { members }
+    }
+
+    pub fn get(&self, alias: &str) -> &Member {
+        self.members
+            .get(alias)
+            .unwrap_or_else(|| panic!("no {alias} in the cast"))
+    }
+
+    /// Unregisters every member, releasing their subscription ids.
+    pub async fn unregister(self, node: &TestNode) {
+        let mut client = node.client().await;
+        for member in self.members.into_values() {
+            let request = UnregisterRequest {
+                registration_id: member.registration.registration_id,
+            };
+            client
+                .unregister(authed(request))
+                .await
+                .expect("unregister");
+        }
+    }
+}
+
+impl TestNode {
+    /// POSTs `body` as `text/xml` to `path` on the node's gateway.
+    pub async fn post_ews(&self, path: &str, body: &[u8]) -> RawResponse {
+        post(
+            self.gateway_addr(),
+            path,
+            Some("text/xml; charset=utf-8"),
+            body,
+        )
+        .await
+    }
+
+    /// The stored record of a registration.
+    pub async fn record(&self, id: &RegistrationId) -> Option<RegistrationRecord> {
+        self.store.get(id).await.expect("store read")
+    }
+}
