@@ -186,3 +186,195 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use herald_gateway::model::{Event, EventKind, Notification};
+
+    use super::*;
+    use crate::domain::{CallbackSecretHash, DeviceToken, Platform};
+
+    fn record(subscription: Option<&str>, state: RegState) -> RegistrationRecord {
+        RegistrationRecord {
+            id: RegistrationId::from_bytes([7; 16]),
+            device_token: DeviceToken::from_stored("ab".repeat(32)),
+            platform: Platform::Apns,
+            app_id: "com.example.mail".into(),
+            home_region: "us-east-1".into(),
+            subscription_id: subscription.map(|s| SubscriptionId::from_stored(s.into())),
+            inbox_folder_id: None,
+            state,
+            dead_reason: None,
+            badge: 0,
+            created_at: UnixMillis(1),
+            last_notification_at: None,
+            last_watermark: None,
+            last_push_at: None,
+            last_push_outcome: None,
+            callback_hash: CallbackSecretHash([1; 32]),
+            version: 1,
+        }
+    }
+
+    fn success(sub: &str, watermark: &str) -> ResponseMessage {
+        ResponseMessage {
+            class: ResponseClass::Success,
+            response_code: Some("NoError".into()),
+            error_subscription_id: None,
+            notification: Some(Notification {
+                subscription_id: sub.into(),
+                previous_watermark: None,
+                more_events: false,
+                events: vec![Event {
+                    kind: EventKind::Status,
+                    watermark: Some(watermark.into()),
+                    ..Event::default()
+                }],
+            }),
+        }
+    }
+
+    fn error(sub: Option<&str>) -> ResponseMessage {
+        ResponseMessage {
+            class: ResponseClass::Error,
+            response_code: Some("ErrorReadEventsFailed".into()),
+            error_subscription_id: sub.map(str::to_owned),
+            notification: None,
+        }
+    }
+
+    fn sub(raw: &str) -> SubscriptionId {
+        SubscriptionId::from_stored(raw.into())
+    }
+
+    fn run(
+        record: &RegistrationRecord,
+        message: &ResponseMessage,
+        binding: Binding,
+    ) -> MessageEffect {
+        let claimed = message.subscription_id().map(sub);
+        decide(record, message, claimed.as_ref(), binding)
+    }
+
+    #[test]
+    fn own_subscription_is_accepted_with_its_watermark() {
+        let bound = record(Some("A"), RegState::Active);
+        let effect = run(&bound, &success("A", "w9"), Binding::NotElsewhere);
+        assert_eq!(
+            effect,
+            MessageEffect::Accept {
+                bind: None,
+                watermark: Some("w9".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_pending_registration_binds_on_first_sight_unless_bound_elsewhere() {
+        let pending = record(None, RegState::Pending);
+        assert_eq!(
+            run(&pending, &success("A", "w1"), Binding::NotElsewhere),
+            MessageEffect::Accept {
+                bind: Some(sub("A")),
+                watermark: Some("w1".into())
+            }
+        );
+        assert_eq!(
+            run(&pending, &success("A", "w1"), Binding::Elsewhere),
+            MessageEffect::Foreign
+        );
+    }
+
+    #[test]
+    fn another_subscription_is_foreign_if_bound_elsewhere_else_unwanted() {
+        let bound = record(Some("A"), RegState::Active);
+        assert_eq!(
+            run(&bound, &success("B", "w"), Binding::Elsewhere),
+            MessageEffect::Foreign
+        );
+        assert_eq!(
+            run(&bound, &success("B", "w"), Binding::NotElsewhere),
+            MessageEffect::Unsubscribe
+        );
+    }
+
+    #[test]
+    fn error_messages_kill_their_own_subscription_only() {
+        let bound = record(Some("A"), RegState::Active);
+        for message in [error(Some("A")), error(None)] {
+            assert!(
+                matches!(run(&bound, &message, Binding::NotElsewhere), MessageEffect::Kill { reason } if reason.contains("ErrorReadEventsFailed"))
+            );
+        }
+        assert_eq!(
+            run(&bound, &error(Some("B")), Binding::NotElsewhere),
+            MessageEffect::Unsubscribe
+        );
+        assert_eq!(
+            run(&bound, &error(Some("B")), Binding::Elsewhere),
+            MessageEffect::Foreign
+        );
+    }
+
+    #[test]
+    fn a_dead_registration_unsubscribes_everything() {
+        let dead = record(Some("A"), RegState::Dead);
+        assert_eq!(
+            run(&dead, &success("A", "w"), Binding::NotElsewhere),
+            MessageEffect::Unsubscribe
+        );
+        assert_eq!(
+            run(&dead, &error(None), Binding::NotElsewhere),
+            MessageEffect::Unsubscribe
+        );
+    }
+
+    #[test]
+    fn applying_accepts_activates_and_keeps_the_last_watermark() {
+        let mut r = record(None, RegState::Pending);
+        let now = UnixMillis(42);
+        let accept = MessageEffect::Accept {
+            bind: Some(sub("A")),
+            watermark: Some("w1".into()),
+        };
+        assert_eq!(apply(&mut r, accept.clone(), now), accept);
+        assert_eq!(
+            (r.state, r.subscription_id.clone(), r.last_watermark.clone()),
+            (RegState::Active, Some(sub("A")), Some("w1".into()))
+        );
+        let no_mark = MessageEffect::Accept {
+            bind: None,
+            watermark: None,
+        };
+        apply(&mut r, no_mark, now);
+        assert_eq!(
+            r.last_watermark.as_deref(),
+            Some("w1"),
+            "a notification without watermark keeps the last one"
+        );
+        // Bound meanwhile to another subscription: the second bind does not hold.
+        let other = MessageEffect::Accept {
+            bind: Some(sub("B")),
+            watermark: Some("w2".into()),
+        };
+        assert_eq!(apply(&mut r, other, now), MessageEffect::Unsubscribe);
+        assert_eq!(r.subscription_id, Some(sub("A")));
+        // Killed: later accepts in the same request do not revive it.
+        apply(
+            &mut r,
+            MessageEffect::Kill {
+                reason: "gone".into(),
+            },
+            now,
+        );
+        let again = MessageEffect::Accept {
+            bind: None,
+            watermark: None,
+        };
+        assert_eq!(apply(&mut r, again, now), MessageEffect::Unsubscribe);
+        assert_eq!(
+            (r.state, r.dead_reason.as_deref()),
+            (RegState::Dead, Some("gone"))
+        );
+    }
+}
