@@ -44,21 +44,30 @@ impl EwsSink {
         if record.home_region != callback.home_region() || record.state == RegState::Dead {
             return Ok(every(Verdict::Unsubscribe));
         }
-        let subscriptions: Vec<Option<SubscriptionId>> = request
+        // A subscription id Herald cannot store (not printable ASCII, too long) cannot be
+        // bound to this registration: such a message is not ours.
+        let claims: Vec<Result<Option<SubscriptionId>, ()>> = request
             .messages
             .iter()
-            .map(|m| {
-                m.subscription_id()
-                    .and_then(|raw| SubscriptionId::parse("subscription_id", raw).ok())
+            .map(|m| match m.subscription_id() {
+                None => Ok(None),
+                Some(raw) => SubscriptionId::parse("subscription_id", raw)
+                    .map(Some)
+                    .map_err(|_| ()),
             })
             .collect();
-        let bindings = self.registry.bindings(&record, &subscriptions).await?;
+        let valid: Vec<Option<SubscriptionId>> =
+            claims.iter().map(|c| c.clone().ok().flatten()).collect();
+        let bindings = self.registry.bindings(&record, &valid).await?;
         let effects = request
             .messages
             .iter()
-            .zip(&subscriptions)
+            .zip(&claims)
             .zip(bindings)
-            .map(|((message, sub), binding)| decide(&record, message, sub.as_ref(), binding))
+            .map(|((message, claim), binding)| match claim {
+                Ok(sub) => decide(&record, message, sub.as_ref(), binding),
+                Err(()) => MessageEffect::Unsubscribe,
+            })
             .collect();
         let held = self
             .registry

@@ -192,6 +192,11 @@ mod super_scenarios {
                 "{path}"
             );
         }
+        // A subscription id Herald could never store is not this URL's subscription.
+        let heartbeat = String::from_utf8(fixture("ews", HEARTBEAT)).unwrap();
+        let odd = heartbeat.replace(&alice.subscription_id, "not storable \u{e9}");
+        let answer = node.post_ews(&alice.path, odd.as_bytes()).await;
+        assert_eq!(soap(&answer).as_deref(), Some("Unsubscribe"));
         assert_eq!(node.record(&alice.id()).await, before);
         // Unregistered: its URL is answered Unsubscribe from then on.
         let bob = cast.get("bob").clone();

@@ -1,9 +1,11 @@
 //! `herald-loadtest`: the SRE load generator. It drives a Herald node through its public
-//! interfaces only (gRPC today), measures latency into HDR histograms from each request's
+//! interfaces only (gRPC and the EWS gateway), measures latency into HDR histograms from each request's
 //! scheduled send time (so a slow server cannot hide its queueing), and stops by itself,
 //! sending only to the addresses it is given.
 
 #![forbid(unsafe_code)]
 
+pub mod ews;
 pub mod register;
 pub mod report;
+pub mod targets;
