@@ -69,27 +69,25 @@ impl EwsSink {
                 Err(()) => MessageEffect::Unsubscribe,
             })
             .collect();
-        let held = self
-            .registry
-            .accept_notifications(&record.id, effects)
-            .await?;
+        let id = record.id.clone();
+        let held = self.registry.accept_notifications(record, effects).await?;
         Ok(held
             .into_iter()
             .map(|effect| match effect {
                 MessageEffect::Accept { bind, .. } => {
                     if bind.is_some() {
-                        tracing::info!(registration = %record.id, "subscription bound on first notification");
+                        tracing::info!(registration = %id, "subscription bound on first notification");
                     }
                     Verdict::Ok
                 }
                 MessageEffect::Kill { reason } => {
-                    tracing::info!(registration = %record.id, %reason, "registration marked dead");
+                    tracing::info!(registration = %id, %reason, "registration marked dead");
                     Verdict::Unsubscribe
                 }
                 MessageEffect::Unsubscribe => Verdict::Unsubscribe,
                 MessageEffect::Foreign => {
                     tracing::warn!(
-                        registration = %record.id,
+                        registration = %id,
                         "a notification on this registration's URL names a subscription bound to another registration: leaked URL or forgery"
                     );
                     Verdict::Reject

@@ -253,10 +253,24 @@ impl Registry {
     async fn modify(
         &self,
         id: &RegistrationId,
+        change: impl FnMut(&mut RegistrationRecord) -> Result<(), RegistryError>,
+    ) -> Result<RegistrationRecord, RegistryError> {
+        self.modify_from(id, None, change).await
+    }
+
+    /// [`Self::modify`] starting from `read`, a copy just read by the caller, which saves a
+    /// round trip when no one wrote in between.
+    async fn modify_from(
+        &self,
+        id: &RegistrationId,
+        mut read: Option<RegistrationRecord>,
         mut change: impl FnMut(&mut RegistrationRecord) -> Result<(), RegistryError>,
     ) -> Result<RegistrationRecord, RegistryError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut record = self.store.get(id).await?.ok_or(RegistryError::NotFound)?;
+            let mut record = match read.take() {
+                Some(record) => record,
+                None => self.store.get(id).await?.ok_or(RegistryError::NotFound)?,
+            };
             let before = record.clone();
             change(&mut record)?;
             if record == before {

@@ -5,7 +5,7 @@
 use herald_gateway::model::{ResponseClass, ResponseMessage};
 
 use super::{Registry, RegistryError};
-use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis};
+use crate::domain::{RegState, RegistrationRecord, SubscriptionId, UnixMillis};
 use crate::store::StoreError;
 
 /// The effect of one response message.
@@ -139,12 +139,12 @@ impl Registry {
             .collect()
     }
 
-    /// Applies the effects of one request's messages to registration `id` in one write,
-    /// re-deciding on the freshest record if a concurrent write wins. Returns the effects
-    /// that held.
+    /// Applies the effects of one request's messages to `record` (as just read) in one
+    /// write, re-applying them to the freshest record if a concurrent write wins. Returns
+    /// the effects that held.
     pub async fn accept_notifications(
         &self,
-        id: &RegistrationId,
+        record: RegistrationRecord,
         effects: Vec<MessageEffect>,
     ) -> Result<Vec<MessageEffect>, RegistryError> {
         let needs_write = effects
@@ -156,7 +156,7 @@ impl Registry {
         let now = UnixMillis::now();
         let mut held = Vec::new();
         let result = self
-            .modify(id, |record| {
+            .modify_from(&record.id.clone(), Some(record), |record| {
                 held = effects
                     .iter()
                     .map(|effect| apply(record, effect.clone(), now))
@@ -192,7 +192,7 @@ mod tests {
     use herald_gateway::model::{Event, EventKind, Notification};
 
     use super::*;
-    use crate::domain::{CallbackSecretHash, DeviceToken, Platform};
+    use crate::domain::{CallbackSecretHash, DeviceToken, Platform, RegistrationId};
 
     fn record(subscription: Option<&str>, state: RegState) -> RegistrationRecord {
         RegistrationRecord {
