@@ -50,6 +50,7 @@ on_redis!(
     a_subscription_bound_elsewhere_is_forbidden,
     several_messages_in_one_post_answer_ok_if_one_is_wanted,
     a_home_region_not_served_here_is_unavailable,
+    duplicates_and_gaps_are_answered_ok,
     callback_tokens_never_reach_the_logs,
 );
 
@@ -248,6 +249,33 @@ mod super_scenarios {
         );
         // Dave's message rode on bob's URL: bob's URL is no credential for dave.
         assert_eq!(node.record(&dave.id()).await, dave_before);
+    }
+
+    pub(super) async fn duplicates_and_gaps_are_answered_ok(node: &TestNode) {
+        let cast = Cast::register(node, true).await;
+        let alice = cast.get("alice");
+        let burst = "03-burst-created-newmail-modified.xml";
+        // Exchange's retry of a notification already recorded: OK again.
+        for _ in 0..2 {
+            assert_eq!(
+                soap(&post(node, &alice.path, "ews", burst).await).as_deref(),
+                Some("OK")
+            );
+        }
+        let after_burst = node.record(&alice.id()).await.unwrap();
+        assert_eq!(
+            after_burst.last_watermark.as_deref(),
+            Some("AQAAAJ6Xmtv4ya7Fg7VYBjxa5QEvCx0AAAAAAAE=")
+        );
+        // 05 follows 04, which never arrived: a gap is still OK, and its watermark is kept.
+        let page2 = "05-moreevents-page2.xml";
+        assert_eq!(
+            soap(&post(node, &alice.path, "ews", page2).await).as_deref(),
+            Some("OK")
+        );
+        let after_gap = node.record(&alice.id()).await.unwrap();
+        assert_ne!(after_gap.last_watermark, after_burst.last_watermark);
+        assert_eq!(after_gap.state, RegState::Active);
     }
 
     pub(super) async fn a_home_region_not_served_here_is_unavailable(node: &TestNode) {

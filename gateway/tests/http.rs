@@ -408,3 +408,38 @@ async fn oversized_generated_bodies_are_refused_and_the_server_stays_up() {
     assert_eq!(gw.post(&status_only("ok")).await.status, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_connection_cap_makes_new_clients_wait_for_a_free_slot() {
+    let config = GatewayConfig {
+        max_connections: 1,
+        header_timeout: Duration::from_secs(30),
+        ..quick_config()
+    };
+    let gw = Running::start(config).await;
+    // An idle client takes the only slot.
+    let idle = TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let addr = gw.addr;
+    let waiting = tokio::spawn(async move {
+        post(
+            addr,
+            "/ews/v1/us-east-1/t",
+            Some("text/xml"),
+            &status_only("ok"),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "served while the only slot was taken"
+    );
+    drop(idle);
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the slot is free")
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    gw.stop().await;
+}

@@ -314,6 +314,14 @@ mod tests {
             run(&bound, &error(Some("B")), Binding::Elsewhere),
             MessageEffect::Foreign
         );
+        let warning = ResponseMessage {
+            class: ResponseClass::Warning,
+            ..success("A", "w")
+        };
+        assert!(matches!(
+            run(&bound, &warning, Binding::NotElsewhere),
+            MessageEffect::Kill { .. }
+        ));
     }
 
     #[test]
