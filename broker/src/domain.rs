@@ -3,10 +3,12 @@
 
 mod callback;
 mod ids;
+mod progress;
 mod registration;
 mod validate;
 
 pub use callback::{CallbackSecretHash, CallbackToken};
 pub use ids::{DeviceToken, RegistrationId, SubscriptionId};
+pub use progress::{Burst, Progress, RECENT_KEYS};
 pub use registration::{Platform, RegState, RegistrationRecord, UnixMillis};
 pub use validate::{FieldError, validate_folder_id, validate_region};

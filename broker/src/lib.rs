@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod store;
+pub mod subscription;
 pub mod telemetry;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -125,6 +125,7 @@ impl Registry {
             created_at: UnixMillis::now(),
             last_notification_at: None,
             last_watermark: None,
+            progress: Default::default(),
             last_push_at: None,
             last_push_outcome: None,
             callback_hash: token.secret_hash(),

@@ -9,5 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod push;
+mod recording;
 
 pub use config::{ApnsAppConfig, AppConfig, FcmAppConfig};
+pub use push::{Provider, PushOutcome, PushRequest, PushSender, SendFuture};
+pub use recording::{NoDelivery, RecordingSender};

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::callback::CallbackSecretHash;
 use super::ids::{DeviceToken, RegistrationId, SubscriptionId};
+use super::progress::Progress;
 
 /// Milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,6 +97,8 @@ pub struct RegistrationRecord {
     pub last_notification_at: Option<UnixMillis>,
     /// The last EWS watermark seen for the subscription (opaque; equality only).
     pub last_watermark: Option<String>,
+    /// Inbox count, recent notification keys and the pending burst.
+    pub progress: Progress,
     pub last_push_at: Option<UnixMillis>,
     pub last_push_outcome: Option<String>,
     pub callback_hash: CallbackSecretHash,

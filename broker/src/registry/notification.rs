@@ -209,6 +209,7 @@ mod tests {
             created_at: UnixMillis(1),
             last_notification_at: None,
             last_watermark: None,
+            progress: Default::default(),
             last_push_at: None,
             last_push_outcome: None,
             callback_hash: CallbackSecretHash([1; 32]),

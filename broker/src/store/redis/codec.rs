@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use crate::domain::{
-    CallbackSecretHash, DeviceToken, Platform, RegState, RegistrationId, RegistrationRecord,
-    SubscriptionId, UnixMillis,
+    Burst, CallbackSecretHash, DeviceToken, Platform, Progress, RegState, RegistrationId,
+    RegistrationRecord, SubscriptionId, UnixMillis,
 };
 use crate::store::StoreError;
 
@@ -22,6 +22,10 @@ const BADGE: &str = "badge";
 const CREATED: &str = "ct";
 const LAST_NOTIFICATION: &str = "ln";
 const LAST_WATERMARK: &str = "lw";
+const INBOX_UNREAD: &str = "iu";
+const RECENT_KEYS: &str = "rk";
+const NEWEST_EVENT: &str = "ne";
+const BURST: &str = "bu";
 const LAST_PUSH: &str = "lp";
 const LAST_PUSH_OUTCOME: &str = "lpo";
 const CALLBACK_HASH: &str = "cb";
@@ -61,6 +65,31 @@ pub(super) fn encode(
         record.last_notification_at.map(|t| t.0.to_string()),
     );
     optional(LAST_WATERMARK, record.last_watermark.clone());
+    let progress = &record.progress;
+    optional(INBOX_UNREAD, progress.inbox_unread.map(|n| n.to_string()));
+    optional(
+        RECENT_KEYS,
+        (!progress.recent.is_empty()).then(|| {
+            progress
+                .recent
+                .iter()
+                .map(|k| format!("{k:016x}"))
+                .collect()
+        }),
+    );
+    optional(NEWEST_EVENT, progress.newest_event.map(|t| t.to_string()));
+    optional(
+        BURST,
+        progress.burst.map(|b| {
+            format!(
+                "{},{},{},{}",
+                b.first_at.0,
+                b.last_at.0,
+                b.new_mail,
+                u8::from(b.more_events)
+            )
+        }),
+    );
     optional(LAST_PUSH, record.last_push_at.map(|t| t.0.to_string()));
     optional(LAST_PUSH_OUTCOME, record.last_push_outcome.clone());
     (set, delete)
@@ -122,9 +151,45 @@ pub(super) fn decode(
         last_push_at,
         last_push_outcome: take(LAST_PUSH_OUTCOME),
         last_watermark: take(LAST_WATERMARK),
+        progress: Progress {
+            inbox_unread: take(INBOX_UNREAD)
+                .map(|raw| raw.parse().map_err(|_| corrupt("bad inbox count".into())))
+                .transpose()?,
+            recent: take(RECENT_KEYS)
+                .map(|raw| decode_keys(&raw).ok_or_else(|| corrupt("bad recent keys".into())))
+                .transpose()?
+                .unwrap_or_default(),
+            newest_event: take(NEWEST_EVENT)
+                .map(|raw| raw.parse().map_err(|_| corrupt("bad newest event".into())))
+                .transpose()?,
+            burst: take(BURST)
+                .map(|raw| decode_burst(&raw).ok_or_else(|| corrupt("bad burst".into())))
+                .transpose()?,
+        },
         callback_hash,
         version,
     }))
+}
+
+fn decode_keys(raw: &str) -> Option<Vec<u64>> {
+    if !raw.len().is_multiple_of(16) || !raw.is_ascii() {
+        return None;
+    }
+    (0..raw.len())
+        .step_by(16)
+        .map(|at| u64::from_str_radix(&raw[at..at + 16], 16).ok())
+        .collect()
+}
+
+fn decode_burst(raw: &str) -> Option<Burst> {
+    let mut parts = raw.split(',');
+    let burst = Burst {
+        first_at: UnixMillis(parts.next()?.parse().ok()?),
+        last_at: UnixMillis(parts.next()?.parse().ok()?),
+        new_mail: parts.next()?.parse().ok()?,
+        more_events: parts.next()? == "1",
+    };
+    parts.next().is_none().then_some(burst)
 }
 
 #[cfg(test)]
@@ -148,6 +213,17 @@ mod tests {
             last_push_at: None,
             last_push_outcome: Some("delivered".into()),
             last_watermark: Some("AQAAAJ6Xmtv4ya7Fg7VYBjxa5QEsCx0AAAAAAAE=".into()),
+            progress: Progress {
+                inbox_unread: Some(4),
+                recent: vec![1, u64::MAX, 0xdead_beef],
+                newest_event: Some(1_772_615_727),
+                burst: Some(Burst {
+                    first_at: UnixMillis(1_700_000_000_000),
+                    last_at: UnixMillis(1_700_000_000_900),
+                    new_mail: 2,
+                    more_events: true,
+                }),
+            },
             callback_hash: CallbackSecretHash([5; 32]),
             version: 3,
         }

@@ -1,0 +1,215 @@
+//! When a burst is flushed and what the flush sends (DESIGN.md §3): the quiet window, the
+//! maximum delay, the device's total badge over its registrations for the app, and the rules
+//! that spare the provider a push the device does not need. Pure.
+
+use std::time::Duration;
+
+use herald_workers::{Provider, PushRequest};
+
+use crate::domain::{Burst, Platform, RegState, RegistrationRecord, UnixMillis};
+
+/// The coalescing rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coalescing {
+    pub quiet: Duration,
+    pub max_delay: Duration,
+    pub min_interval: Duration,
+}
+
+fn plus(t: UnixMillis, d: Duration) -> UnixMillis {
+    UnixMillis(t.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
+/// When `burst` is due: after the quiet window since its latest event, at the latest
+/// `max_delay` after its first; while more pages are announced, only the latter.
+pub fn due(burst: &Burst, rules: &Coalescing) -> UnixMillis {
+    let cap = plus(burst.first_at, rules.max_delay);
+    if burst.more_events {
+        cap
+    } else {
+        plus(burst.last_at, rules.quiet).min(cap)
+    }
+}
+
+/// What a flush does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlushPlan {
+    /// Send this push.
+    Send(PushRequest),
+    /// The device already shows this badge and there is no new mail to announce.
+    Skip { badge: u32 },
+    /// The device was pushed too recently: flush again at this time.
+    Postpone(UnixMillis),
+}
+
+/// The flush of `flusher`'s burst. `device` holds every registration of the device token
+/// (the flusher's stored copy may be older than `flusher`, which wins).
+pub fn plan(
+    flusher: &RegistrationRecord,
+    device: &[RegistrationRecord],
+    now: UnixMillis,
+    rules: &Coalescing,
+) -> FlushPlan {
+    let same_app = device
+        .iter()
+        .filter(|r| r.id != flusher.id)
+        .chain(std::iter::once(flusher))
+        .filter(|r| r.app_id == flusher.app_id && r.state != RegState::Dead);
+    let mut badge: u32 = 0;
+    let mut last_push: Option<(UnixMillis, u32, bool)> = None;
+    for r in same_app {
+        badge = badge.saturating_add(r.progress.inbox_unread.unwrap_or(0));
+        if let Some(at) = r.last_push_at
+            && last_push.is_none_or(|(latest, _, _)| at > latest)
+        {
+            let delivered = r.last_push_outcome.as_deref() == Some("delivered");
+            last_push = Some((at, r.badge, delivered));
+        }
+    }
+    if let Some((at, _, _)) = last_push {
+        let earliest = plus(at, rules.min_interval);
+        if now < earliest {
+            return FlushPlan::Postpone(earliest);
+        }
+    }
+    let new_mail = flusher.progress.burst.map_or(0, |b| b.new_mail);
+    let already_shown = last_push.is_some_and(|(_, shown, delivered)| delivered && shown == badge);
+    let announces_mail = new_mail > 0 && flusher.platform == Platform::Fcm;
+    if already_shown && !announces_mail {
+        return FlushPlan::Skip { badge };
+    }
+    FlushPlan::Send(PushRequest {
+        provider: match flusher.platform {
+            Platform::Apns => Provider::Apns,
+            Platform::Fcm => Provider::Fcm,
+        },
+        app_id: flusher.app_id.clone(),
+        device_token: flusher.device_token.as_str().to_owned(),
+        badge,
+        new_mail,
+        collapse_id: format!("badge-{}", flusher.device_token.fingerprint()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallbackSecretHash, DeviceToken, Progress, RegistrationId};
+
+    const RULES: Coalescing = Coalescing {
+        quiet: Duration::from_secs(1),
+        max_delay: Duration::from_secs(3),
+        min_interval: Duration::from_secs(2),
+    };
+
+    fn reg(n: u8, app: &str, unread: Option<u32>, platform: Platform) -> RegistrationRecord {
+        RegistrationRecord {
+            id: RegistrationId::from_bytes([n; 16]),
+            device_token: DeviceToken::from_stored("ef".repeat(32)),
+            platform,
+            app_id: app.into(),
+            home_region: "us-east-1".into(),
+            subscription_id: None,
+            inbox_folder_id: None,
+            state: RegState::Active,
+            dead_reason: None,
+            badge: 0,
+            created_at: UnixMillis(0),
+            last_notification_at: None,
+            last_watermark: None,
+            progress: Progress {
+                inbox_unread: unread,
+                ..Progress::default()
+            },
+            last_push_at: None,
+            last_push_outcome: None,
+            callback_hash: CallbackSecretHash([0; 32]),
+            version: 1,
+        }
+    }
+
+    fn burst(first: u64, last: u64, new_mail: u32, more: bool) -> Burst {
+        Burst {
+            first_at: UnixMillis(first),
+            last_at: UnixMillis(last),
+            new_mail,
+            more_events: more,
+        }
+    }
+
+    #[test]
+    fn a_burst_is_due_after_the_quiet_window_and_never_after_the_maximum_delay() {
+        assert_eq!(due(&burst(0, 0, 1, false), &RULES), UnixMillis(1_000));
+        assert_eq!(due(&burst(0, 1_500, 1, false), &RULES), UnixMillis(2_500));
+        assert_eq!(due(&burst(0, 2_500, 1, false), &RULES), UnixMillis(3_000));
+        assert_eq!(due(&burst(0, 100, 1, true), &RULES), UnixMillis(3_000));
+    }
+
+    #[test]
+    fn the_badge_is_the_sum_over_the_devices_registrations_for_the_app() {
+        let mut flusher = reg(1, "mail", Some(4), Platform::Apns);
+        flusher.progress.burst = Some(burst(0, 0, 1, false));
+        let mut dead = reg(4, "mail", Some(100), Platform::Apns);
+        dead.state = RegState::Dead;
+        let device = [
+            reg(1, "mail", Some(999), Platform::Apns), // the flusher's older stored copy
+            reg(2, "mail", Some(3), Platform::Apns),
+            reg(3, "other-app", Some(50), Platform::Apns),
+            dead,
+        ];
+        let FlushPlan::Send(push) = plan(&flusher, &device, UnixMillis(5_000), &RULES) else {
+            panic!("expected a push");
+        };
+        assert_eq!(
+            (push.badge, push.new_mail, push.provider),
+            (7, 1, Provider::Apns)
+        );
+    }
+
+    #[test]
+    fn a_badge_already_shown_is_not_pushed_again_except_to_announce_mail_on_fcm() {
+        let mut shown = reg(2, "mail", Some(3), Platform::Apns);
+        shown.badge = 7;
+        shown.last_push_at = Some(UnixMillis(1_000));
+        shown.last_push_outcome = Some("delivered".into());
+        let mut flusher = reg(1, "mail", Some(4), Platform::Apns);
+        flusher.progress.burst = Some(burst(9_000, 9_000, 1, false));
+        let now = UnixMillis(10_000);
+        assert_eq!(
+            plan(&flusher, &[shown.clone()], now, &RULES),
+            FlushPlan::Skip { badge: 7 }
+        );
+        let mut fcm = flusher.clone();
+        fcm.platform = Platform::Fcm;
+        assert!(matches!(
+            plan(&fcm, &[shown.clone()], now, &RULES),
+            FlushPlan::Send(_)
+        ));
+        fcm.progress.burst = Some(burst(9_000, 9_000, 0, false));
+        assert_eq!(
+            plan(&fcm, &[shown.clone()], now, &RULES),
+            FlushPlan::Skip { badge: 7 }
+        );
+        // A failed earlier push does not count as shown.
+        let mut failed = shown;
+        failed.last_push_outcome = Some("failed".into());
+        assert!(matches!(
+            plan(&flusher, &[failed], now, &RULES),
+            FlushPlan::Send(_)
+        ));
+    }
+
+    #[test]
+    fn a_device_pushed_too_recently_waits_for_its_minimum_interval() {
+        let mut recent = reg(2, "mail", Some(1), Platform::Apns);
+        recent.badge = 1;
+        recent.last_push_at = Some(UnixMillis(9_000));
+        recent.last_push_outcome = Some("delivered".into());
+        let mut flusher = reg(1, "mail", Some(4), Platform::Apns);
+        flusher.progress.burst = Some(burst(9_500, 9_500, 1, false));
+        assert_eq!(
+            plan(&flusher, &[recent], UnixMillis(10_000), &RULES),
+            FlushPlan::Postpone(UnixMillis(11_000))
+        );
+    }
+}
