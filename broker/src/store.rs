@@ -12,7 +12,7 @@ mod memory;
 mod redis;
 
 use async_trait::async_trait;
-use herald_cluster::Fence;
+use herald_cluster::{Fence, ShardId};
 
 use crate::domain::{DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 
@@ -105,4 +105,8 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Registrations by state over the whole store.
     async fn count_by_state(&self) -> Result<StateCounts, StoreError>;
+
+    /// The registrations of `shard` with a burst accepted and not yet flushed: the work a
+    /// node must finish when it takes the shard over (after a crash, say).
+    async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError>;
 }

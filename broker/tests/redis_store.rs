@@ -260,3 +260,54 @@ async fn a_stale_subscription_claim_is_taken_over() {
     .await;
     assert_eq!(owner, second.id);
 }
+
+#[tokio::test]
+async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&test_config(Some(redis.url()))).await;
+    let created = node
+        .client()
+        .await
+        .register(authed(register_request()))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = RegistrationId::parse("id", &created.registration_id).unwrap();
+    let mut record = node.store.get(&id).await.unwrap().unwrap();
+    let shard = record.device_token.shard();
+    let fence = Fence {
+        shard,
+        epoch: Epoch(0),
+    };
+    assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
+
+    record.progress.burst = Some(herald_broker::domain::Burst {
+        first_at: herald_broker::domain::UnixMillis(1_000),
+        last_at: herald_broker::domain::UnixMillis(1_500),
+        new_mail: 1,
+        more_events: false,
+    });
+    let mut record = node.store.update(fence, &record).await.unwrap();
+    assert_eq!(
+        node.store.pending_bursts(shard).await.unwrap(),
+        vec![id.clone()]
+    );
+    let other = ShardId::new((shard.number() + 1) % 1024).unwrap();
+    assert!(node.store.pending_bursts(other).await.unwrap().is_empty());
+
+    record.progress.burst = None;
+    let record = node.store.update(fence, &record).await.unwrap();
+    assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
+
+    let mut again = record.clone();
+    again.progress.burst = Some(herald_broker::domain::Burst {
+        first_at: herald_broker::domain::UnixMillis(2_000),
+        last_at: herald_broker::domain::UnixMillis(2_000),
+        new_mail: 0,
+        more_events: false,
+    });
+    node.store.update(fence, &again).await.unwrap();
+    assert!(node.store.delete(fence, &id).await.unwrap());
+    assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
+    node.stop().await;
+}

@@ -192,4 +192,14 @@ impl RegistrationStore for MemoryStore {
         }
         Ok(counts)
     }
+
+    async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.progress.burst.is_some() && r.device_token.shard() == shard)
+            .map(|r| r.id.clone())
+            .collect())
+    }
 }

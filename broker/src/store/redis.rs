@@ -125,11 +125,19 @@ impl RedisStore {
             .key(self.keys.registration(shard, &record.id))
             .key(self.keys.device(shard, &record.device_token))
             .key(self.keys.stats(shard))
+            .key(self.keys.pending(shard))
             .arg(fence.epoch.0)
             .arg(mode_name)
             .arg(record.version)
             .arg(record.id.as_str())
             .arg(record.state.as_str())
+            .arg(
+                record
+                    .progress
+                    .burst
+                    .map(|b| b.first_at.0.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(delete.len())
             .arg(&delete);
         for (name, value) in &set {
@@ -155,6 +163,7 @@ impl RedisStore {
             .key(self.keys.registration(shard, &record.id))
             .key(self.keys.device(shard, &record.device_token))
             .key(self.keys.stats(shard))
+            .key(self.keys.pending(shard))
             .arg(fence.epoch.0)
             .arg(record.id.as_str())
             .arg(version.map(|v| v.to_string()).unwrap_or_default());
@@ -488,5 +497,14 @@ impl RegistrationStore for RedisStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(self.keys.pending(shard), 0, -1).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|raw| RegistrationId::parse("pending", raw).ok())
+            .collect())
     }
 }

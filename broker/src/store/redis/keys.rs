@@ -7,6 +7,7 @@
 //! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
 //! | `{prefix}:{s<n>}:d:<device digest>` | set | ids of a device token's registrations |
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
+//! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
 //!
@@ -48,6 +49,10 @@ impl Keys {
         format!("{}:{{{shard}}}:stats", self.prefix)
     }
 
+    pub(super) fn pending(&self, shard: ShardId) -> String {
+        format!("{}:{{{shard}}}:pending", self.prefix)
+    }
+
     pub(super) fn location(&self, id: &RegistrationId) -> String {
         format!("{}:loc:{id}", self.prefix)
     }
@@ -73,6 +78,7 @@ mod tests {
             keys.registration(shard, &id),
             keys.device(shard, &token),
             keys.stats(shard),
+            keys.pending(shard),
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }

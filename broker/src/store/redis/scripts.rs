@@ -16,9 +16,10 @@ macro_rules! fenced {
     };
 }
 
-/// Writes a registration hash. KEYS: epoch, registration, device set, stats.
-/// ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state, number
-/// of fields to delete, those field names, then field/value pairs. The script sets `v`.
+/// Writes a registration hash. KEYS: epoch, registration, device set, stats, pending set.
+/// ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state, pending
+/// burst score (empty: none), number of fields to delete, those field names, then
+/// field/value pairs. The script sets `v`.
 pub(super) fn put() -> Script {
     Script::new(fenced!(
         r#"
@@ -31,10 +32,12 @@ if mode == 'update' then
   if tonumber(redis.call('HGET', KEYS[2], 'v') or '-1') ~= version then return 'CONFLICT' end
 end
 if exists then old_state = redis.call('HGET', KEYS[2], 'st') end
-local ndel = tonumber(ARGV[6])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 7, 6 + ndel)) end
-redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 7 + ndel))
+local ndel = tonumber(ARGV[7])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 8, 7 + ndel)) end
+redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 8 + ndel))
 redis.call('SADD', KEYS[3], ARGV[4])
+if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[4])
+else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4]) end
 if old_state then redis.call('HINCRBY', KEYS[4], old_state, -1) end
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 return 'OK'
@@ -42,7 +45,7 @@ return 'OK'
     ))
 }
 
-/// Removes a registration hash. KEYS: epoch, registration, device set, stats.
+/// Removes a registration hash. KEYS: epoch, registration, device set, stats, pending set.
 /// ARGV: epoch, id, version read (empty: any).
 pub(super) fn remove() -> Script {
     Script::new(fenced!(
@@ -52,6 +55,7 @@ if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], 'v') ~= ARGV[3] then return 'CO
 local state = redis.call('HGET', KEYS[2], 'st')
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
 if state then redis.call('HINCRBY', KEYS[4], state, -1) end
 return 'OK'
 "#
