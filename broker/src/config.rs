@@ -5,6 +5,7 @@
 
 mod check;
 mod env;
+mod sections;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use herald_workers::AppConfig;
 use serde::{Deserialize, Serialize};
 
 pub use check::Problems;
+pub use sections::{ActorsConfig, DeliveryConfig, LivenessConfig};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub coalesce: CoalesceConfig,
+    pub actors: ActorsConfig,
+    pub liveness: LivenessConfig,
+    pub delivery: DeliveryConfig,
     pub telemetry: TelemetryConfig,
     pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
@@ -153,6 +158,9 @@ pub struct CoalesceConfig {
     /// Longest a burst is held after its first event.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
+    /// Least time between two pushes to one device.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
 }
 
 impl Default for CoalesceConfig {
@@ -160,6 +168,7 @@ impl Default for CoalesceConfig {
         Self {
             quiet: Duration::from_secs(1),
             max_delay: Duration::from_secs(3),
+            min_interval: Duration::from_secs(1),
         }
     }
 }

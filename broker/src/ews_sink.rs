@@ -12,20 +12,28 @@ use herald_gateway::{Callback, NotificationSink, Verdict};
 use crate::domain::{RegState, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
+use crate::subscription::{DeliverError, Item, Subscriptions};
 
 /// Hands gateway requests to the registry.
 #[derive(Clone, Debug)]
 pub struct EwsSink {
     registry: Registry,
+    subscriptions: Subscriptions,
     /// The home regions whose data this node reaches.
     served_regions: Arc<[String]>,
     metrics: Arc<Metrics>,
 }
 
 impl EwsSink {
-    pub fn new(registry: Registry, served_regions: Vec<String>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        registry: Registry,
+        subscriptions: Subscriptions,
+        served_regions: Vec<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             registry,
+            subscriptions,
             served_regions: served_regions.into(),
             metrics,
         }
@@ -35,7 +43,7 @@ impl EwsSink {
         &self,
         callback: &Callback,
         request: &SendNotification,
-    ) -> Result<Vec<Verdict>, RegistryError> {
+    ) -> Result<Vec<Verdict>, SinkError> {
         let every = |verdict| vec![verdict; request.messages.len()];
         let Some(record) = self.registry.resolve_callback(callback.token()).await? else {
             // Not a token we minted, or its registration is gone.
@@ -59,7 +67,7 @@ impl EwsSink {
         let valid: Vec<Option<SubscriptionId>> =
             claims.iter().map(|c| c.clone().ok().flatten()).collect();
         let bindings = self.registry.bindings(&record, &valid).await?;
-        let effects = request
+        let effects: Vec<MessageEffect> = request
             .messages
             .iter()
             .zip(&claims)
@@ -70,7 +78,22 @@ impl EwsSink {
             })
             .collect();
         let id = record.id.clone();
-        let held = self.registry.accept_notifications(record, effects).await?;
+        let needs_actor = effects
+            .iter()
+            .any(|e| matches!(e, MessageEffect::Accept { .. } | MessageEffect::Kill { .. }));
+        let held = if needs_actor {
+            let items = effects
+                .into_iter()
+                .zip(&request.messages)
+                .map(|(effect, message)| Item {
+                    effect,
+                    notification: message.notification.clone(),
+                })
+                .collect();
+            self.subscriptions.deliver(record, items).await?
+        } else {
+            effects
+        };
         Ok(held
             .into_iter()
             .map(|effect| match effect {
@@ -95,6 +118,15 @@ impl EwsSink {
             })
             .collect())
     }
+}
+
+/// Why a request could not be recorded: answered 503.
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
 }
 
 impl NotificationSink for EwsSink {

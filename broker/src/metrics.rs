@@ -2,6 +2,8 @@
 //! names, gRPC codes, states — never tokens or ids.
 
 use herald_gateway::GatewayMetrics;
+
+use crate::subscription::SubscriptionMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,6 +41,7 @@ pub struct Metrics {
     pub registrations: Family<StateLabels, Gauge>,
     pub store_errors: Family<StoreLabels, Counter>,
     pub gateway: GatewayMetrics,
+    pub subscriptions: SubscriptionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -82,7 +85,10 @@ impl Default for Metrics {
         );
         let gateway = GatewayMetrics::default();
         gateway.register(&mut registry);
+        let subscriptions = SubscriptionMetrics::default();
+        subscriptions.register(&mut registry);
         Self {
+            subscriptions,
             registry,
             gateway,
             grpc_requests,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::registrations_server::RegistrationsServer;
+use herald_workers::{NoDelivery, PushSender, RecordingSender};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,6 +20,7 @@ use crate::ews_sink::EwsSink;
 use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings, SoloFencing};
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
+use crate::subscription::{Coalescing, Deps, Subscriptions};
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -48,6 +50,7 @@ pub struct RunningNode {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub registry: Registry,
+    pub subscriptions: Subscriptions,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), String>>,
 }
@@ -68,6 +71,41 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
             Arc::new(MemoryStore::new())
         }
     })
+}
+
+/// The push sender `[delivery]` names: a recording file, or none until provider delivery
+/// is configured.
+pub fn build_sender(config: &Config) -> Arc<dyn PushSender> {
+    match &config.delivery.record_file {
+        Some(path) => Arc::new(RecordingSender::with_file(path)),
+        None => Arc::new(NoDelivery),
+    }
+}
+
+/// Flushes the bursts a previous owner of the shards accepted and did not push (after a
+/// crash), retrying while the store is unreachable.
+fn spawn_recovery(subscriptions: Subscriptions, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            match subscriptions.recover().await {
+                Ok(0) => return,
+                Ok(n) => {
+                    tracing::info!(
+                        registrations = n,
+                        "flushing bursts left pending by a previous run"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for pending bursts yet; retrying")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
 }
 
 fn registry_settings(config: &Config) -> RegistrySettings {
@@ -106,22 +144,42 @@ fn local_addr(
 }
 
 impl RunningNode {
-    /// Starts a node on `store` with the API tokens `tokens`.
+    /// Starts a node on `store` with the API tokens `tokens`, pushing through the sender the
+    /// configuration names.
     pub async fn start(
         config: &Config,
         store: Arc<dyn RegistrationStore>,
         tokens: ApiTokens,
+    ) -> Result<Self, NodeError> {
+        Self::start_with_sender(config, store, tokens, build_sender(config)).await
+    }
+
+    /// Starts a node that pushes through `sender`.
+    pub async fn start_with_sender(
+        config: &Config,
+        store: Arc<dyn RegistrationStore>,
+        tokens: ApiTokens,
+        sender: Arc<dyn PushSender>,
     ) -> Result<Self, NodeError> {
         let problems = config.problems();
         if !problems.0.is_empty() {
             return Err(NodeError::Invalid(problems));
         }
         let metrics = Arc::new(Metrics::default());
-        let registry = Registry::new(
-            store.clone(),
-            Arc::new(SoloFencing),
-            registry_settings(config),
-        );
+        let fencing = Arc::new(SoloFencing);
+        let registry = Registry::new(store.clone(), fencing.clone(), registry_settings(config));
+        let subscriptions = Subscriptions::new(Deps {
+            store: store.clone(),
+            fencing,
+            sender,
+            rules: Coalescing {
+                quiet: config.coalesce.quiet,
+                max_delay: config.coalesce.max_delay,
+                min_interval: config.coalesce.min_interval,
+            },
+            actors: config.actors.clone(),
+            metrics: metrics.clone(),
+        });
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
@@ -159,6 +217,7 @@ impl RunningNode {
             limits: herald_gateway::Limits::default(),
             sink: EwsSink::new(
                 registry.clone(),
+                subscriptions.clone(),
                 config.cluster.regions.clone(),
                 metrics.clone(),
             ),
@@ -212,7 +271,9 @@ impl RunningNode {
         });
 
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
+        spawn_recovery(subscriptions.clone(), shutdown.subscribe());
         Ok(Self {
+            subscriptions,
             gateway_addr,
             grpc_addr,
             admin_addr,
@@ -225,6 +286,7 @@ impl RunningNode {
     /// Stops taking traffic and waits up to `grace` for the listeners to finish.
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
         let _ = self.shutdown.send(true);
+        let subscriptions = self.subscriptions.clone();
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = None;
             while let Some(joined) = self.tasks.join_next().await {
@@ -233,6 +295,7 @@ impl RunningNode {
                     first_error.get_or_insert(e);
                 }
             }
+            subscriptions.stop().await;
             first_error.map_or(Ok(()), Err)
         })
         .await;

@@ -16,6 +16,7 @@ use crate::store::{RegistrationStore, StoreError};
 
 pub use error::RegistryError;
 pub use fencing::{Fencing, NotOwner, SoloFencing};
+pub(crate) use notification::apply_effect;
 pub use notification::{Binding, MessageEffect, decide};
 
 /// How many times a read-modify-write is retried when a concurrent write wins.
@@ -254,24 +255,10 @@ impl Registry {
     async fn modify(
         &self,
         id: &RegistrationId,
-        change: impl FnMut(&mut RegistrationRecord) -> Result<(), RegistryError>,
-    ) -> Result<RegistrationRecord, RegistryError> {
-        self.modify_from(id, None, change).await
-    }
-
-    /// [`Self::modify`] starting from `read`, a copy just read by the caller, which saves a
-    /// round trip when no one wrote in between.
-    async fn modify_from(
-        &self,
-        id: &RegistrationId,
-        mut read: Option<RegistrationRecord>,
         mut change: impl FnMut(&mut RegistrationRecord) -> Result<(), RegistryError>,
     ) -> Result<RegistrationRecord, RegistryError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut record = match read.take() {
-                Some(record) => record,
-                None => self.store.get(id).await?.ok_or(RegistryError::NotFound)?,
-            };
+            let mut record = self.store.get(id).await?.ok_or(RegistryError::NotFound)?;
             let before = record.clone();
             change(&mut record)?;
             if record == before {

@@ -1,6 +1,138 @@
 //! Subscription actors: one per registration, on the node that owns its shard. The pure
 //! cores are [`state`] (apply a notification) and [`flush`] (when and what to push); the
-//! actors around them do the I/O and the timers.
+//! actors around them ([`actor`], [`shard`]) do the I/O and the timers. The rest of the node
+//! reaches them through [`Subscriptions`], never through ractor types.
 
+mod actor;
 pub mod flush;
+mod metrics;
+mod shard;
 pub mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_cluster::ShardId;
+use herald_workers::PushSender;
+use ractor::{Actor, ActorRef};
+use tokio::sync::Mutex;
+
+pub use actor::Item;
+pub use flush::Coalescing;
+pub use metrics::SubscriptionMetrics;
+
+use crate::config::ActorsConfig;
+use crate::domain::RegistrationRecord;
+use crate::metrics::Metrics;
+use crate::registry::{Fencing, MessageEffect};
+use crate::store::{RegistrationStore, StoreError};
+use shard::{ShardMsg, ShardSupervisor};
+
+/// What the actors need from the node.
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Arc<dyn RegistrationStore>,
+    pub fencing: Arc<dyn Fencing>,
+    pub sender: Arc<dyn PushSender>,
+    pub rules: Coalescing,
+    pub actors: ActorsConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a request could not be handed to its actor.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the subscription actor did not answer: {0}")]
+    Actor(String),
+}
+
+/// The handle the rest of the node uses: one shard supervisor per shard, started on first use.
+#[derive(Clone, Debug)]
+pub struct Subscriptions {
+    deps: Arc<Deps>,
+    supervisors: Arc<Mutex<HashMap<ShardId, ActorRef<ShardMsg>>>>,
+}
+
+impl Subscriptions {
+    pub fn new(deps: Deps) -> Self {
+        Self {
+            deps: Arc::new(deps),
+            supervisors: Arc::default(),
+        }
+    }
+
+    async fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
+        let mut supervisors = self.supervisors.lock().await;
+        if let Some(supervisor) = supervisors.get(&shard) {
+            return Ok(supervisor.clone());
+        }
+        let (supervisor, _) = Actor::spawn(None, ShardSupervisor, self.deps.clone())
+            .await
+            .map_err(|e| DeliverError::Actor(e.to_string()))?;
+        supervisors.insert(shard, supervisor.clone());
+        Ok(supervisor)
+    }
+
+    /// Hands a request's items to `record`'s actor and waits until they are applied and
+    /// durably written; returns the effects that held.
+    pub async fn deliver(
+        &self,
+        record: RegistrationRecord,
+        items: Vec<Item>,
+    ) -> Result<Vec<MessageEffect>, DeliverError> {
+        let supervisor = self.supervisor(record.device_token.shard()).await?;
+        let answer = supervisor
+            .call(
+                |reply| ShardMsg::Deliver {
+                    record: Box::new(record),
+                    items,
+                    reply,
+                },
+                Some(self.deps.actors.call_timeout),
+            )
+            .await
+            .map_err(|e| DeliverError::Actor(e.to_string()))?;
+        match answer {
+            ractor::rpc::CallResult::Success(result) => Ok(result?),
+            ractor::rpc::CallResult::Timeout => Err(DeliverError::Actor("timed out".into())),
+            ractor::rpc::CallResult::SenderError => {
+                Err(DeliverError::Actor("the actor stopped".into()))
+            }
+        }
+    }
+
+    /// Starts the actors of every registration with an unflushed burst — on a node that
+    /// starts after a crash, these are the bursts accepted and not yet pushed.
+    pub async fn recover(&self) -> Result<usize, DeliverError> {
+        let mut recovered = 0;
+        for shard in ShardId::all() {
+            let pending = self.deps.store.pending_bursts(shard).await?;
+            if pending.is_empty() {
+                continue;
+            }
+            recovered += pending.len();
+            let supervisor = self.supervisor(shard).await?;
+            let _ = supervisor.send_message(ShardMsg::Recover(pending));
+        }
+        Ok(recovered)
+    }
+
+    /// Stops every actor. Pending bursts stay in the store and are flushed by the next
+    /// owner of their shard.
+    pub async fn stop(&self) {
+        let supervisors: Vec<_> = self
+            .supervisors
+            .lock()
+            .await
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for supervisor in supervisors {
+            let _ = supervisor
+                .stop_and_wait(None, Some(std::time::Duration::from_secs(5)))
+                .await;
+        }
+    }
+}

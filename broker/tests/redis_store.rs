@@ -104,6 +104,7 @@ async fn redis_down_answers_unavailable_and_fails_readiness() {
 }
 
 /// Writes at a fixed epoch, like a node that has lost its lease without noticing.
+#[derive(Debug)]
 struct StaleFencing(Epoch);
 
 impl Fencing for StaleFencing {
@@ -285,6 +286,7 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         first_at: herald_broker::domain::UnixMillis(1_000),
         last_at: herald_broker::domain::UnixMillis(1_500),
         new_mail: 1,
+        events: 3,
         more_events: false,
     });
     let mut record = node.store.update(fence, &record).await.unwrap();
@@ -304,6 +306,7 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         first_at: herald_broker::domain::UnixMillis(2_000),
         last_at: herald_broker::domain::UnixMillis(2_000),
         new_mail: 0,
+        events: 1,
         more_events: false,
     });
     node.store.update(fence, &again).await.unwrap();

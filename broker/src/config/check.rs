@@ -76,6 +76,23 @@ impl Config {
         if self.coalesce.quiet.is_zero() || self.coalesce.quiet > self.coalesce.max_delay {
             p.push("coalesce.quiet must be above zero and at most coalesce.max_delay".to_owned());
         }
+        if self.actors.max_live == 0 || self.actors.idle_timeout.is_zero() {
+            p.push("actors.max_live and actors.idle_timeout must be above zero".to_owned());
+        }
+        if self.actors.call_timeout.is_zero() {
+            p.push("actors.call_timeout must be above zero".to_owned());
+        }
+        if self.liveness.status_frequency < std::time::Duration::from_secs(60)
+            || self.liveness.status_frequency > std::time::Duration::from_secs(1440 * 60)
+        {
+            p.push(
+                "liveness.status_frequency must be between 1m and 1440m, as Exchange allows"
+                    .to_owned(),
+            );
+        }
+        if self.liveness.sweep_interval.is_zero() {
+            p.push("liveness.sweep_interval must be above zero".to_owned());
+        }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {

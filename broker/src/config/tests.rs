@@ -215,6 +215,7 @@ fn docs_configuration_lists_exactly_the_keys_of_the_code() {
     let mut config = Config::load(Some(f.path()), &HashMap::new()).unwrap();
     config.auth.api_tokens_file = Some("/x".into());
     config.telemetry.otlp_endpoint = Some("http://127.0.0.1:4317".into());
+    config.delivery.record_file = Some("/pushes.jsonl".into());
     let mut in_code = BTreeSet::new();
     keys("", &toml::Value::try_from(&config).unwrap(), &mut in_code);
 

@@ -29,6 +29,8 @@ pub struct Burst {
     pub last_at: UnixMillis,
     /// `NewMailEvent`s in the burst.
     pub new_mail: u32,
+    /// Events in the burst, of every kind.
+    pub events: u32,
     /// The latest notification said more pages follow.
     pub more_events: bool,
 }

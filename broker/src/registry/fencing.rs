@@ -9,7 +9,7 @@ pub struct NotOwner(pub ShardId);
 
 /// Tells which epoch this node writes a shard with. The cluster's lease table implements it
 /// for a clustered node.
-pub trait Fencing: Send + Sync + 'static {
+pub trait Fencing: Send + Sync + std::fmt::Debug + 'static {
     fn fence(&self, shard: ShardId) -> Result<Fence, NotOwner>;
 }
 

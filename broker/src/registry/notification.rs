@@ -1,6 +1,6 @@
 //! What an EWS response message arriving on a registration's callback URL does to it
-//! (protocol note §7.3, §10.2). [`decide`] is the pure rule; [`Registry::accept_notifications`]
-//! applies the decisions of one request in a single fenced write.
+//! (protocol note §7.3, §10.2). [`decide`] is the pure rule; [`apply_effect`] applies a decision to a record (the
+//! subscription actor does, in its one fenced write per request).
 
 use herald_gateway::model::{ResponseClass, ResponseMessage};
 
@@ -80,7 +80,11 @@ pub fn decide(
 /// Applies `effect` to `record`; returns the effect that actually held (a registration that
 /// turned dead or got bound to another subscription in the meantime turns an `Accept`
 /// into `Unsubscribe`).
-fn apply(record: &mut RegistrationRecord, effect: MessageEffect, now: UnixMillis) -> MessageEffect {
+pub(crate) fn apply_effect(
+    record: &mut RegistrationRecord,
+    effect: MessageEffect,
+    now: UnixMillis,
+) -> MessageEffect {
     match effect {
         MessageEffect::Accept { bind, watermark } => {
             if record.state == RegState::Dead {
@@ -137,53 +141,6 @@ impl Registry {
             .into_iter()
             .map(|r| r.map_err(RegistryError::from))
             .collect()
-    }
-
-    /// Applies the effects of one request's messages to `record` (as just read) in one
-    /// write, re-applying them to the freshest record if a concurrent write wins. Returns
-    /// the effects that held.
-    pub async fn accept_notifications(
-        &self,
-        record: RegistrationRecord,
-        effects: Vec<MessageEffect>,
-    ) -> Result<Vec<MessageEffect>, RegistryError> {
-        let needs_write = effects
-            .iter()
-            .any(|e| matches!(e, MessageEffect::Accept { .. } | MessageEffect::Kill { .. }));
-        if !needs_write {
-            return Ok(effects);
-        }
-        let now = UnixMillis::now();
-        let mut held = Vec::new();
-        let result = self
-            .modify_from(&record.id.clone(), Some(record), |record| {
-                held = effects
-                    .iter()
-                    .map(|effect| apply(record, effect.clone(), now))
-                    .collect();
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(_) => Ok(held),
-            // Unregistered meanwhile: nothing is wanted any more.
-            Err(RegistryError::NotFound) => Ok(effects
-                .into_iter()
-                .map(|e| match e {
-                    MessageEffect::Foreign => MessageEffect::Foreign,
-                    _ => MessageEffect::Unsubscribe,
-                })
-                .collect()),
-            // The subscription was bound to another registration in between.
-            Err(RegistryError::AlreadyExists(_)) => Ok(effects
-                .into_iter()
-                .map(|e| match e {
-                    MessageEffect::Accept { bind: Some(_), .. } => MessageEffect::Foreign,
-                    other => other,
-                })
-                .collect()),
-            Err(other) => Err(other),
-        }
     }
 }
 
@@ -346,7 +303,7 @@ mod tests {
             bind: Some(sub("A")),
             watermark: Some("w1".into()),
         };
-        assert_eq!(apply(&mut r, accept.clone(), now), accept);
+        assert_eq!(apply_effect(&mut r, accept.clone(), now), accept);
         assert_eq!(
             (r.state, r.subscription_id.clone(), r.last_watermark.clone()),
             (RegState::Active, Some(sub("A")), Some("w1".into()))
@@ -355,7 +312,7 @@ mod tests {
             bind: None,
             watermark: None,
         };
-        apply(&mut r, no_mark, now);
+        apply_effect(&mut r, no_mark, now);
         assert_eq!(
             r.last_watermark.as_deref(),
             Some("w1"),
@@ -366,10 +323,10 @@ mod tests {
             bind: Some(sub("B")),
             watermark: Some("w2".into()),
         };
-        assert_eq!(apply(&mut r, other, now), MessageEffect::Unsubscribe);
+        assert_eq!(apply_effect(&mut r, other, now), MessageEffect::Unsubscribe);
         assert_eq!(r.subscription_id, Some(sub("A")));
         // Killed: later accepts in the same request do not revive it.
-        apply(
+        apply_effect(
             &mut r,
             MessageEffect::Kill {
                 reason: "gone".into(),
@@ -380,7 +337,7 @@ mod tests {
             bind: None,
             watermark: None,
         };
-        assert_eq!(apply(&mut r, again, now), MessageEffect::Unsubscribe);
+        assert_eq!(apply_effect(&mut r, again, now), MessageEffect::Unsubscribe);
         assert_eq!(
             (r.state, r.dead_reason.as_deref()),
             (RegState::Dead, Some("gone"))

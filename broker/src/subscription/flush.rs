@@ -36,7 +36,8 @@ pub fn due(burst: &Burst, rules: &Coalescing) -> UnixMillis {
 pub enum FlushPlan {
     /// Send this push.
     Send(PushRequest),
-    /// The device already shows this badge and there is no new mail to announce.
+    /// The device already shows this badge and there is no new mail to announce — or no
+    /// registration of the device knows its Inbox count yet, so there is no badge to send.
     Skip { badge: u32 },
     /// The device was pushed too recently: flush again at this time.
     Postpone(UnixMillis),
@@ -56,8 +57,10 @@ pub fn plan(
         .chain(std::iter::once(flusher))
         .filter(|r| r.app_id == flusher.app_id && r.state != RegState::Dead);
     let mut badge: u32 = 0;
+    let mut known = false;
     let mut last_push: Option<(UnixMillis, u32, bool)> = None;
     for r in same_app {
+        known |= r.progress.inbox_unread.is_some();
         badge = badge.saturating_add(r.progress.inbox_unread.unwrap_or(0));
         if let Some(at) = r.last_push_at
             && last_push.is_none_or(|(latest, _, _)| at > latest)
@@ -71,6 +74,10 @@ pub fn plan(
         if now < earliest {
             return FlushPlan::Postpone(earliest);
         }
+    }
+    if !known {
+        // A NewMail-only subscription never learns a count (§8): never guess one.
+        return FlushPlan::Skip { badge };
     }
     let new_mail = flusher.progress.burst.map_or(0, |b| b.new_mail);
     let already_shown = last_push.is_some_and(|(_, shown, delivered)| delivered && shown == badge);
@@ -133,6 +140,7 @@ mod tests {
             first_at: UnixMillis(first),
             last_at: UnixMillis(last),
             new_mail,
+            events: new_mail + 1,
             more_events: more,
         }
     }
@@ -197,6 +205,17 @@ mod tests {
             plan(&flusher, &[failed], now, &RULES),
             FlushPlan::Send(_)
         ));
+    }
+
+    #[test]
+    fn no_badge_is_sent_before_any_inbox_count_is_known() {
+        let mut flusher = reg(1, "mail", None, Platform::Fcm);
+        flusher.progress.burst = Some(burst(0, 0, 2, false));
+        let device = [reg(2, "mail", None, Platform::Fcm)];
+        assert_eq!(
+            plan(&flusher, &device, UnixMillis(5_000), &RULES),
+            FlushPlan::Skip { badge: 0 }
+        );
     }
 
     #[test]

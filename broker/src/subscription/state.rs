@@ -111,10 +111,14 @@ pub fn apply(record: &mut RegistrationRecord, n: &Notification, now: UnixMillis)
             first_at: now,
             last_at: now,
             new_mail: 0,
+            events: 0,
             more_events: false,
         });
         burst.last_at = now;
         burst.new_mail = burst.new_mail.saturating_add(applied.new_mail);
+        burst.events = burst
+            .events
+            .saturating_add(u32::try_from(applied.events).unwrap_or(u32::MAX));
     }
     if let Some(burst) = progress.burst.as_mut() {
         burst.more_events = n.more_events;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::registrations_client::RegistrationsClient;
+use herald_workers::RecordingSender;
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -28,6 +29,10 @@ pub fn test_config(redis_url: Option<String>) -> Config {
         api_tokens = ["test-api-token-0123456789"]
         [node]
         public_url = "https://push.example.test/"
+        [coalesce]
+        quiet = "150ms"
+        max_delay = "600ms"
+        min_interval = "0s"
     "#;
     let mut config: Config = toml::from_str(toml).expect("test configuration");
     config.redis.url = redis_url;
@@ -58,15 +63,27 @@ const APPS: &str = r#"
 pub struct TestNode {
     pub node: RunningNode,
     pub store: Arc<dyn RegistrationStore>,
+    /// Every push the node made.
+    pub pushes: RecordingSender,
 }
 
 impl TestNode {
     pub async fn start(config: &Config) -> Self {
         let store = build_store(config).expect("store");
-        let node = RunningNode::start(config, store.clone(), ApiTokens::new([API_TOKEN]))
-            .await
-            .expect("node starts");
-        Self { node, store }
+        let pushes = RecordingSender::new();
+        let node = RunningNode::start_with_sender(
+            config,
+            store.clone(),
+            ApiTokens::new([API_TOKEN]),
+            Arc::new(pushes.clone()),
+        )
+        .await
+        .expect("node starts");
+        Self {
+            node,
+            store,
+            pushes,
+        }
     }
 
     pub async fn client(&self) -> RegistrationsClient<Channel> {

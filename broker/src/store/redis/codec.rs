@@ -82,10 +82,11 @@ pub(super) fn encode(
         BURST,
         progress.burst.map(|b| {
             format!(
-                "{},{},{},{}",
+                "{},{},{},{},{}",
                 b.first_at.0,
                 b.last_at.0,
                 b.new_mail,
+                b.events,
                 u8::from(b.more_events)
             )
         }),
@@ -187,6 +188,7 @@ fn decode_burst(raw: &str) -> Option<Burst> {
         first_at: UnixMillis(parts.next()?.parse().ok()?),
         last_at: UnixMillis(parts.next()?.parse().ok()?),
         new_mail: parts.next()?.parse().ok()?,
+        events: parts.next()?.parse().ok()?,
         more_events: parts.next()? == "1",
     };
     parts.next().is_none().then_some(burst)
@@ -221,6 +223,7 @@ mod tests {
                     first_at: UnixMillis(1_700_000_000_000),
                     last_at: UnixMillis(1_700_000_000_900),
                     new_mail: 2,
+                    events: 5,
                     more_events: true,
                 }),
             },

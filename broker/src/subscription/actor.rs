@@ -1,0 +1,380 @@
+//! `SubscriptionActor`: one registration's notifications, in order, on the node that owns its
+//! shard. It keeps the registration's record (a cache of the store), applies each request's
+//! effects with [`super::state::apply`], writes the result in one fenced, version-checked store
+//! write before answering, and flushes the burst with [`flush::plan`] when it is due.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_gateway::model::Notification;
+use herald_workers::{PushOutcome, PushRequest};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::Deps;
+use super::flush::{self, FlushPlan};
+use super::shard::ShardMsg;
+use super::state::apply as apply_notification;
+use crate::domain::{Burst, RegState, RegistrationId, RegistrationRecord, UnixMillis};
+use crate::registry::{MessageEffect, apply_effect};
+use crate::store::StoreError;
+
+/// One response message for the actor: what the sink decided, and the notification to apply
+/// when it is accepted.
+#[derive(Debug)]
+pub struct Item {
+    pub effect: MessageEffect,
+    pub notification: Option<Notification>,
+}
+
+/// A request's items, answered with the effects that held.
+pub(super) type DeliverReply = RpcReplyPort<Result<Vec<MessageEffect>, StoreError>>;
+
+#[derive(Debug)]
+pub(super) enum SubMsg {
+    Deliver {
+        items: Vec<Item>,
+        reply: DeliverReply,
+    },
+    /// The burst may be due; ignored unless `generation` is the latest scheduled.
+    Flush { generation: u64 },
+    PushDone {
+        request: PushRequest,
+        outcome: PushOutcome,
+        burst: Burst,
+    },
+    /// Periodic check for passivation; `force` when the shard needs room.
+    Idle { force: bool },
+}
+
+#[derive(Debug)]
+pub(super) struct SubscriptionActor;
+
+#[derive(Debug)]
+pub(super) struct SubArgs {
+    pub(super) id: RegistrationId,
+    /// The record as the caller just read it; `None`: read it from the store.
+    pub(super) record: Option<RegistrationRecord>,
+    pub(super) deps: Arc<Deps>,
+    pub(super) shard: ActorRef<ShardMsg>,
+}
+
+#[derive(Debug)]
+pub(super) struct SubState {
+    record: RegistrationRecord,
+    deps: Arc<Deps>,
+    shard: ActorRef<ShardMsg>,
+    generation: u64,
+    /// The burst whose push is in flight.
+    in_flight: Option<Burst>,
+    last_activity: Instant,
+    idle_timer: Option<ractor::concurrency::JoinHandle<()>>,
+}
+
+impl Actor for SubscriptionActor {
+    type Msg = SubMsg;
+    type State = SubState;
+    type Arguments = SubArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SubMsg>,
+        args: SubArgs,
+    ) -> Result<SubState, ActorProcessingErr> {
+        let record = match args.record {
+            Some(record) => record,
+            None => args
+                .deps
+                .store
+                .get(&args.id)
+                .await?
+                .ok_or_else(|| format!("registration {} is gone", args.id))?,
+        };
+        let idle_every = args.deps.actors.idle_timeout / 2;
+        let idle_timer = myself.send_interval(idle_every.max(Duration::from_millis(10)), || {
+            SubMsg::Idle { force: false }
+        });
+        args.deps.metrics.subscriptions.live_actors.inc();
+        let mut state = SubState {
+            record,
+            deps: args.deps,
+            shard: args.shard,
+            generation: 0,
+            in_flight: None,
+            last_activity: Instant::now(),
+            idle_timer: Some(idle_timer),
+        };
+        // A burst left by a passivated or crashed predecessor is flushed when due.
+        schedule_flush(&myself, &mut state);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SubMsg>,
+        state: &mut SubState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.idle_timer.take() {
+            timer.abort();
+        }
+        state.deps.metrics.subscriptions.live_actors.dec();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SubMsg>,
+        message: SubMsg,
+        state: &mut SubState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SubMsg::Deliver { items, reply } => {
+                state.last_activity = Instant::now();
+                let answer = deliver(state, items).await;
+                schedule_flush(&myself, state);
+                let _ = reply.send(answer);
+            }
+            SubMsg::Flush { generation } if generation == state.generation => {
+                flush_now(&myself, state).await
+            }
+            SubMsg::Flush { .. } => {}
+            SubMsg::PushDone {
+                request,
+                outcome,
+                burst,
+            } => {
+                state.in_flight = None;
+                record_push(state, &request, &outcome, burst).await;
+                match outcome {
+                    PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
+                    _ => schedule_flush(&myself, state),
+                }
+            }
+            SubMsg::Idle { force } => {
+                let idle = state.last_activity.elapsed();
+                let quiet = state.record.progress.burst.is_none() && state.in_flight.is_none();
+                if quiet && (force || idle >= state.deps.actors.idle_timeout) {
+                    let _ = state.shard.send_message(ShardMsg::Passivate {
+                        id: state.record.id.clone(),
+                        idle_since: state.last_activity,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads, changes and writes the record until the write wins; `Ok(None)` if it is gone.
+async fn write_with<T>(
+    state: &mut SubState,
+    mut change: impl FnMut(&mut RegistrationRecord) -> T,
+) -> Result<Option<T>, StoreError> {
+    for _ in 0..5 {
+        let mut record = state.record.clone();
+        let result = change(&mut record);
+        if record == state.record {
+            return Ok(Some(result));
+        }
+        let fence = state
+            .deps
+            .fencing
+            .fence(record.device_token.shard())
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        match state.deps.store.update(fence, &record).await {
+            Ok(written) => {
+                state.record = written;
+                return Ok(Some(result));
+            }
+            Err(StoreError::Conflict) => match state.deps.store.get(&record.id).await? {
+                Some(fresh) => state.record = fresh,
+                None => return Ok(None),
+            },
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(other) => return Err(other),
+        }
+    }
+    Err(StoreError::Conflict)
+}
+
+async fn deliver(state: &mut SubState, items: Vec<Item>) -> Result<Vec<MessageEffect>, StoreError> {
+    let now = UnixMillis::now();
+    let metrics = state.deps.metrics.subscriptions.clone();
+    let mut stats = Vec::new();
+    let written = write_with(state, |record| {
+        stats.clear();
+        items
+            .iter()
+            .map(|item| {
+                let held = apply_effect(record, item.effect.clone(), now);
+                if let (MessageEffect::Accept { .. }, Some(n)) = (&held, &item.notification) {
+                    stats.push(apply_notification(record, n, now));
+                }
+                held
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let held = match written {
+        Ok(Some(held)) => held,
+        // Unregistered meanwhile: nothing is wanted any more.
+        Ok(None) => items
+            .iter()
+            .map(|item| match item.effect {
+                MessageEffect::Foreign => MessageEffect::Foreign,
+                _ => MessageEffect::Unsubscribe,
+            })
+            .collect(),
+        // Bound to another registration in between.
+        Err(StoreError::SubscriptionTaken(_)) => items
+            .iter()
+            .map(|item| match &item.effect {
+                MessageEffect::Accept { bind: Some(_), .. } => MessageEffect::Foreign,
+                MessageEffect::Accept { .. } => MessageEffect::Unsubscribe,
+                other => other.clone(),
+            })
+            .collect(),
+        Err(other) => return Err(other),
+    };
+    for applied in &stats {
+        metrics.events.inc_by(applied.events as u64);
+        metrics.notification(match (applied.duplicate, applied.stale) {
+            (true, _) => "duplicate",
+            (_, true) => "stale",
+            _ => "applied",
+        });
+        if applied.gap {
+            metrics.gaps.inc();
+        }
+    }
+    Ok(held)
+}
+
+fn schedule_in(myself: &ActorRef<SubMsg>, state: &mut SubState, wait: Duration) {
+    state.generation += 1;
+    let generation = state.generation;
+    myself.send_after(wait, move || SubMsg::Flush { generation });
+}
+
+/// Arms the flush timer for the pending burst, if any (and no push is in flight).
+fn schedule_flush(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    if state.in_flight.is_some() || state.record.state == RegState::Dead {
+        return;
+    }
+    if let Some(burst) = &state.record.progress.burst {
+        let due = flush::due(burst, &state.deps.rules);
+        let wait = Duration::from_millis(due.0.saturating_sub(UnixMillis::now().0));
+        schedule_in(myself, state, wait);
+    }
+}
+
+async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    let Some(burst) = state.record.progress.burst else {
+        return;
+    };
+    if state.in_flight.is_some() || state.record.state == RegState::Dead {
+        return;
+    }
+    let now = UnixMillis::now();
+    if now < flush::due(&burst, &state.deps.rules) {
+        return schedule_flush(myself, state);
+    }
+    let device = match state
+        .deps
+        .store
+        .list_device(&state.record.device_token)
+        .await
+    {
+        Ok(device) => device,
+        Err(error) => {
+            tracing::warn!(registration = %state.record.id, %error, "cannot read the device's registrations; flush retried in 1s");
+            return schedule_in(myself, state, Duration::from_secs(1));
+        }
+    };
+    match flush::plan(&state.record, &device, now, &state.deps.rules) {
+        FlushPlan::Postpone(at) => {
+            state.deps.metrics.subscriptions.flush("postponed");
+            schedule_in(
+                myself,
+                state,
+                Duration::from_millis(at.0.saturating_sub(now.0)),
+            );
+        }
+        FlushPlan::Skip { .. } => {
+            state.deps.metrics.subscriptions.flush("skipped");
+            let cleared = write_with(state, |r| {
+                if r.progress.burst == Some(burst) {
+                    r.progress.burst = None;
+                }
+            })
+            .await;
+            if let Err(error) = cleared {
+                tracing::warn!(registration = %state.record.id, %error, "cannot clear a flushed burst; retried in 1s");
+                schedule_in(myself, state, Duration::from_secs(1));
+            } else {
+                schedule_flush(myself, state);
+            }
+        }
+        FlushPlan::Send(request) => {
+            state.in_flight = Some(burst);
+            let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
+            tokio::spawn(async move {
+                let outcome = sender.send(request.clone()).await;
+                let _ = reply_to.send_message(SubMsg::PushDone {
+                    request,
+                    outcome,
+                    burst,
+                });
+            });
+        }
+    }
+}
+
+/// Writes what became of a push; the part of the burst it covered is done.
+async fn record_push(
+    state: &mut SubState,
+    request: &PushRequest,
+    outcome: &PushOutcome,
+    flushed: Burst,
+) {
+    let metrics = state.deps.metrics.subscriptions.clone();
+    metrics.flush(outcome.name());
+    let now = UnixMillis::now();
+    if !matches!(outcome, PushOutcome::RetryAfter(_)) {
+        metrics.events_per_push.observe(f64::from(flushed.events));
+        metrics
+            .flush_latency
+            .observe(now.0.saturating_sub(flushed.first_at.0) as f64 / 1000.0);
+    }
+    let written = write_with(state, |r| {
+        r.last_push_at = Some(now);
+        r.last_push_outcome = Some(outcome.name().to_owned());
+        match outcome {
+            PushOutcome::Delivered => r.badge = request.badge,
+            PushOutcome::TokenDead { reason } => {
+                r.state = RegState::Dead;
+                r.dead_reason = Some(format!(
+                    "push provider: the device token is dead ({reason})"
+                ));
+            }
+            PushOutcome::RetryAfter(_) => return,
+            PushOutcome::Failed { .. } => {}
+        }
+        r.progress.burst = match r.progress.burst {
+            Some(b) if b == flushed || r.state == RegState::Dead => None,
+            // Events arrived while the push was in flight: they make the next burst.
+            Some(b) => Some(Burst {
+                new_mail: b.new_mail.saturating_sub(flushed.new_mail),
+                events: b.events.saturating_sub(flushed.events),
+                ..b
+            }),
+            None => None,
+        };
+    })
+    .await;
+    if let Err(error) = written {
+        tracing::warn!(registration = %state.record.id, %error, "cannot record a push outcome");
+    }
+    if let PushOutcome::TokenDead { .. } = outcome {
+        tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
+    }
+}

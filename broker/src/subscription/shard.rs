@@ -1,0 +1,209 @@
+//! `ShardSupervisor`: owns the subscription actors of one shard — spawns them on first use,
+//! routes each request to its actor, passivates idle ones (least recently used first when
+//! the shard is at its share of `actors.max_live`), and restarts a failed one from the store
+//! within the restart budget.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::Deps;
+use super::actor::{DeliverReply, Item, SubArgs, SubMsg, SubscriptionActor};
+use crate::domain::{RegistrationId, RegistrationRecord};
+
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub(super) enum ShardMsg {
+    /// A request for `record`'s actor, spawned from `record` if it is not live.
+    Deliver {
+        record: Box<RegistrationRecord>,
+        items: Vec<Item>,
+        reply: DeliverReply,
+    },
+    /// An actor has been idle since `idle_since` and asks to stop.
+    Passivate {
+        id: RegistrationId,
+        idle_since: Instant,
+    },
+    /// Start the actors of registrations with an unflushed burst, so they flush it.
+    Recover(Vec<RegistrationId>),
+}
+
+#[derive(Debug)]
+pub(super) struct ShardSupervisor;
+
+#[derive(Debug)]
+struct Child {
+    actor: ActorRef<SubMsg>,
+    last_routed: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct ShardState {
+    deps: Arc<Deps>,
+    /// This shard's share of `actors.max_live`.
+    capacity: usize,
+    children: HashMap<RegistrationId, Child>,
+    by_actor: HashMap<ActorId, RegistrationId>,
+    restarts: HashMap<RegistrationId, (Instant, u32)>,
+}
+
+impl Actor for ShardSupervisor {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        deps: Arc<Deps>,
+    ) -> Result<ShardState, ActorProcessingErr> {
+        let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
+        Ok(ShardState {
+            deps,
+            capacity,
+            children: HashMap::new(),
+            by_actor: HashMap::new(),
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        message: ShardMsg,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ShardMsg::Deliver {
+                record,
+                items,
+                reply,
+            } => {
+                let id = record.id.clone();
+                let mut message = SubMsg::Deliver { items, reply };
+                // A child that stopped between our bookkeeping and this send gets a successor.
+                for _ in 0..2 {
+                    let Some(actor) = child(&myself, state, &id, Some((*record).clone())).await
+                    else {
+                        break;
+                    };
+                    match actor.send_message(message) {
+                        Ok(()) => return Ok(()),
+                        Err(ractor::MessagingErr::SendErr(back)) => {
+                            forget(state, &id);
+                            message = back;
+                        }
+                        Err(_) => return Ok(()),
+                    }
+                }
+                // Dropping the reply port makes the caller answer 503; Exchange retries.
+                tracing::warn!(registration = %id, "no actor could take a notification");
+            }
+            ShardMsg::Passivate { id, idle_since } => {
+                let routed_since = state
+                    .children
+                    .get(&id)
+                    .is_some_and(|c| c.last_routed > idle_since);
+                if !routed_since && let Some(child) = forget(state, &id) {
+                    child.actor.stop(Some("passivated".into()));
+                    state.deps.metrics.subscriptions.passivations.inc();
+                }
+            }
+            ShardMsg::Recover(ids) => {
+                for id in ids {
+                    let _ = child(&myself, state, &id, None).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        event: SupervisionEvent,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                let Some(id) = state.by_actor.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                state.children.remove(&id);
+                tracing::warn!(registration = %id, %error, "subscription actor failed");
+                let now = Instant::now();
+                let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
+                if now.duration_since(*since) > RESTART_WINDOW {
+                    (*since, *count) = (now, 0);
+                }
+                *count += 1;
+                if *count <= state.deps.actors.restart_budget {
+                    state.deps.metrics.subscriptions.restarts.inc();
+                    // Rebuilt from the store: its pending burst, if any, is flushed.
+                    let _ = child(&myself, state, &id, None).await;
+                } else {
+                    tracing::error!(registration = %id, "subscription actor restart budget spent; it stays stopped until its next notification");
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(id) = state.by_actor.remove(&cell.get_id()) {
+                    state.children.remove(&id);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
+    let child = state.children.remove(id)?;
+    state.by_actor.remove(&child.actor.get_id());
+    Some(child)
+}
+
+/// The live actor of `id`, spawned (from `record`, else from the store) if needed.
+async fn child(
+    myself: &ActorRef<ShardMsg>,
+    state: &mut ShardState,
+    id: &RegistrationId,
+    record: Option<RegistrationRecord>,
+) -> Option<ActorRef<SubMsg>> {
+    if let Some(child) = state.children.get_mut(id) {
+        child.last_routed = Instant::now();
+        return Some(child.actor.clone());
+    }
+    if state.children.len() >= state.capacity {
+        // Ask the least recently used actor to go if it is idle; it stays if it has work.
+        if let Some(lru) = state.children.values().min_by_key(|c| c.last_routed) {
+            let _ = lru.actor.send_message(SubMsg::Idle { force: true });
+        }
+    }
+    let args = SubArgs {
+        id: id.clone(),
+        record,
+        deps: state.deps.clone(),
+        shard: myself.clone(),
+    };
+    match Actor::spawn_linked(None, SubscriptionActor, args, myself.get_cell()).await {
+        Ok((actor, _)) => {
+            state.by_actor.insert(actor.get_id(), id.clone());
+            state.children.insert(
+                id.clone(),
+                Child {
+                    actor: actor.clone(),
+                    last_routed: Instant::now(),
+                },
+            );
+            Some(actor)
+        }
+        Err(error) => {
+            tracing::warn!(registration = %id, %error, "cannot start a subscription actor");
+            None
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! From Exchange's POST to the device's push: the shared fixture sequences through HTTP, the
+//! subscription actors and a recording sender, on a real Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use herald_broker::domain::{RegState, RegistrationRecord};
+use herald_broker::testsuite::{
+    Cast, Member, RedisServer, TestNode, authed, eventually, expected, fixture, test_config,
+};
+use herald_workers::PushOutcome;
+
+async fn record(node: &TestNode, member: &Member) -> RegistrationRecord {
+    node.record(&member.id()).await.unwrap()
+}
+
+/// Waits until `member` has no burst waiting.
+async fn flushed(node: &TestNode, member: &Member) {
+    eventually(Duration::from_secs(5), || async {
+        record(node, member)
+            .await
+            .progress
+            .burst
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+fn badges(node: &TestNode, device_token: &str) -> Vec<u32> {
+    node.pushes
+        .sent()
+        .into_iter()
+        .filter(|p| p.device_token == device_token)
+        .map(|p| p.badge)
+        .collect()
+}
+
+/// Sends a sequence of `expected.json` as Exchange would: each file after the previous burst
+/// was flushed, except after a page that announces more.
+async fn play(node: &TestNode, cast: &Cast, sequence: &str) -> Vec<u32> {
+    let sequence = &expected("ews")["sequences"][sequence];
+    let files = expected("ews")["files"].clone();
+    let mut device = None;
+    for name in sequence["order"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let parsed = &files[name]["parsed"];
+        let alias = parsed["messages"][0]["notification"]["subscription"]
+            .as_str()
+            .unwrap();
+        let member = cast.get(alias);
+        device.get_or_insert_with(|| member.registration.device_token.clone());
+        let answer = node.post_ews(&member.path, &fixture("ews", name)).await;
+        assert_eq!(answer.status, 200, "{name}");
+        let more = parsed["messages"][0]["notification"]["more_events"] == true;
+        if !more {
+            flushed(node, member).await;
+        }
+    }
+    badges(node, &device.unwrap())
+}
+
+fn expected_pushes(sequence: &str) -> Vec<u32> {
+    expected("ews")["sequences"][sequence]["expected_pushes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u32)
+        .collect()
+}
+
+async fn node() -> (RedisServer, TestNode) {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&test_config(Some(redis.url()))).await;
+    (redis, node)
+}
+
+#[tokio::test]
+async fn alices_timeline_pushes_exactly_its_expected_badges() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let pushed = play(&node, &cast, "alice-timeline").await;
+    assert_eq!(pushed, expected_pushes("alice-timeline"));
+    assert_eq!(pushed, vec![4, 6, 5, 4]);
+    // GetRegistration shows the badge and the last push.
+    let shown = node
+        .client()
+        .await
+        .get_registration(authed(herald_proto::v1::GetRegistrationRequest {
+            registration_id: cast.get("alice").registration.registration_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (shown.badge, shown.last_push_outcome.as_str()),
+        (4, "delivered")
+    );
+    assert!(shown.last_push_at.is_some());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn bobs_duplicates_and_new_mail_without_counts_push_nothing() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let pushed = play(&node, &cast, "bob-duplicates").await;
+    assert_eq!(pushed, expected_pushes("bob-duplicates"));
+    let metrics = herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics")
+        .await
+        .1;
+    assert!(
+        metrics.contains(r#"herald_notifications_total{outcome="duplicate"} 1"#),
+        "{metrics}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_inside_the_quiet_window_is_one_push() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    for name in [
+        "03-burst-created-newmail-modified.xml",
+        "07-read-unread-drop.xml",
+        "08-harddelete-unread-drop.xml",
+    ] {
+        assert_eq!(
+            node.post_ews(&alice.path, &fixture("ews", name))
+                .await
+                .status,
+            200
+        );
+    }
+    flushed(&node, alice).await;
+    let pushes = node.pushes.sent();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!((pushes[0].badge, pushes[0].new_mail), (4, 1));
+    let metrics = herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics")
+        .await
+        .1;
+    assert!(
+        metrics.contains("herald_events_per_push_sum 7.0"),
+        "{metrics}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_device_badge_sums_its_registrations_for_the_app() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    // Carol's registration moves onto alice's device.
+    let (alice, carol) = (cast.get("alice"), cast.get("carol"));
+    node.client()
+        .await
+        .update_device_token(authed(herald_proto::v1::UpdateDeviceTokenRequest {
+            registration_id: carol.registration.registration_id.clone(),
+            device_token: alice.registration.device_token.clone(),
+        }))
+        .await
+        .unwrap();
+    node.post_ews(
+        &alice.path,
+        &fixture("ews", "03-burst-created-newmail-modified.xml"),
+    )
+    .await;
+    flushed(&node, alice).await;
+    let carol_three = String::from_utf8(fixture("ews", "09-move-to-deleteditems.xml"))
+        .unwrap()
+        .replacen(
+            "<t:UnreadCount>0</t:UnreadCount>",
+            "<t:UnreadCount>3</t:UnreadCount>",
+            1,
+        );
+    node.post_ews(&carol.path, carol_three.as_bytes()).await;
+    flushed(&node, carol).await;
+    assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 7]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_device_token_kills_the_registration_and_unsubscribes() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    node.pushes.script(
+        &alice.registration.device_token,
+        PushOutcome::TokenDead {
+            reason: "Unregistered".into(),
+        },
+    );
+    node.post_ews(
+        &alice.path,
+        &fixture("ews", "03-burst-created-newmail-modified.xml"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), || async {
+        (record(&node, alice).await.state == RegState::Dead).then_some(())
+    })
+    .await;
+    let stored = record(&node, alice).await;
+    assert_eq!(stored.last_push_outcome.as_deref(), Some("token_dead"));
+    let answer = node
+        .post_ews(&alice.path, &fixture("ews", "07-read-unread-drop.xml"))
+        .await;
+    assert_eq!(
+        answer.soap_status().map(|(_, s)| s).as_deref(),
+        Some("Unsubscribe")
+    );
+    node.stop().await;
+}
