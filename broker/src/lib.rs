@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod ews_sink;
+pub mod liveness;
 pub mod metrics;
 pub mod node;
 pub mod registry;

@@ -182,6 +182,14 @@ impl RunningNode {
         });
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        crate::liveness::spawn_sweeper(
+            store.clone(),
+            Arc::new(SoloFencing),
+            metrics.clone(),
+            config.liveness.status_frequency,
+            config.liveness.sweep_interval,
+            shutdown.subscribe(),
+        );
 
         let gateway_listener = bind("gateway", config.gateway.listen).await?;
         let grpc_listener = bind("grpc", config.grpc.listen).await?;

@@ -14,7 +14,9 @@ mod redis;
 use async_trait::async_trait;
 use herald_cluster::{Fence, ShardId};
 
-use crate::domain::{DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId};
+use crate::domain::{
+    DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
+};
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
@@ -109,4 +111,13 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
     /// The registrations of `shard` with a burst accepted and not yet flushed: the work a
     /// node must finish when it takes the shard over (after a crash, say).
     async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError>;
+
+    /// Up to `limit` pending or active registrations of `shard` not heard from since before
+    /// `before` (see [`RegistrationRecord::last_heard`]).
+    async fn silent_since(
+        &self,
+        shard: ShardId,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RegistrationId>, StoreError>;
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use herald_broker::testsuite::{RedisServer, callback_path, eventually, expected, fixture, http_get};
+use herald_broker::testsuite::{
+    RedisServer, callback_path, eventually, expected, fixture, http_get,
+};
 use herald_proto::v1::registrations_client::RegistrationsClient;
 use herald_proto::v1::{Platform, RegisterRequest};
 use herald_workers::RecordingSender;
@@ -16,7 +18,11 @@ const TOKEN: &str = "crash-test-token-0123456789";
 const REGISTRATIONS: usize = 20;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Ports {
@@ -141,14 +147,19 @@ async fn bursts_pending_at_a_sigkill_are_pushed_after_the_restart() {
         let registration = client.register(request).await.unwrap().into_inner();
         let body = burst.replace(alice_sub, &subscription);
         let path = callback_path(&registration.callback_url);
-        let answer = herald_gateway::testsuite::post(gateway, &path, Some("text/xml"), body.as_bytes()).await;
+        let answer =
+            herald_gateway::testsuite::post(gateway, &path, Some("text/xml"), body.as_bytes())
+                .await;
         assert_eq!(answer.soap_status().map(|(_, s)| s).as_deref(), Some("OK"));
         devices.push(registration.device_token);
     }
     // Every burst is accepted (answered OK) and waits out its 2 s quiet window: kill now.
     first.kill();
     let before = RecordingSender::read_file(&pushes).unwrap_or_default();
-    assert!(before.len() < REGISTRATIONS, "the bursts were flushed before the kill; nothing was tested");
+    assert!(
+        before.len() < REGISTRATIONS,
+        "the bursts were flushed before the kill; nothing was tested"
+    );
 
     let second = Node::start(&config, ports.admin, &dir.path().join("second.log")).await;
     let pushed = eventually(Duration::from_secs(20), || {
@@ -169,7 +180,10 @@ async fn bursts_pending_at_a_sigkill_are_pushed_after_the_restart() {
             .filter(|p| &p.device_token == device)
             .map(|p| p.badge)
             .collect();
-        assert!(!badges.is_empty() && badges.iter().all(|&b| b == 4), "{badges:?}");
+        assert!(
+            !badges.is_empty() && badges.iter().all(|&b| b == 4),
+            "{badges:?}"
+        );
     }
     second.kill();
 }

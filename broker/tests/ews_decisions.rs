@@ -51,6 +51,7 @@ on_redis!(
     several_messages_in_one_post_answer_ok_if_one_is_wanted,
     a_home_region_not_served_here_is_unavailable,
     duplicates_and_gaps_are_answered_ok,
+    silent_registrations_turn_stale_and_recover_on_the_next_notification,
     callback_tokens_never_reach_the_logs,
 );
 
@@ -276,6 +277,55 @@ mod super_scenarios {
         let after_gap = node.record(&alice.id()).await.unwrap();
         assert_ne!(after_gap.last_watermark, after_burst.last_watermark);
         assert_eq!(after_gap.state, RegState::Active);
+    }
+
+    pub(super) async fn silent_registrations_turn_stale_and_recover_on_the_next_notification(
+        node: &TestNode,
+    ) {
+        use herald_broker::domain::UnixMillis;
+        let cast = Cast::register(node, true).await;
+        let (alice, bob) = (cast.get("alice"), cast.get("bob"));
+        assert_eq!(
+            soap(&post(node, &alice.path, "ews", HEARTBEAT).await).as_deref(),
+            Some("OK")
+        );
+        let metrics = herald_broker::metrics::Metrics::default();
+        let fencing = herald_broker::registry::SoloFencing;
+        // Nobody is silent for an hour yet.
+        let an_hour_ago = UnixMillis(UnixMillis::now().0 - 3_600_000);
+        let marked =
+            herald_broker::liveness::sweep(node.store.as_ref(), &fencing, an_hour_ago, &metrics)
+                .await
+                .unwrap();
+        assert_eq!(marked, 0);
+        // Everything is silent since a minute from now: the four pending or active ones.
+        let later = UnixMillis(UnixMillis::now().0 + 60_000);
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), &fencing, later, &metrics)
+            .await
+            .unwrap();
+        assert_eq!(marked, 4);
+        assert_eq!(
+            node.record(&alice.id()).await.unwrap().state,
+            RegState::Stale
+        );
+        assert_eq!(node.record(&bob.id()).await.unwrap().state, RegState::Stale);
+        let counts = node.store.count_by_state().await.unwrap();
+        assert_eq!((counts.stale, counts.active, counts.pending), (4, 0, 0));
+        // A stale registration is still wanted: its next notification revives it.
+        let burst = "03-burst-created-newmail-modified.xml";
+        assert_eq!(
+            soap(&post(node, &alice.path, "ews", burst).await).as_deref(),
+            Some("OK")
+        );
+        assert_eq!(
+            node.record(&alice.id()).await.unwrap().state,
+            RegState::Active
+        );
+        // Stale ones are not swept again.
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), &fencing, later, &metrics)
+            .await
+            .unwrap();
+        assert_eq!(marked, 1, "only alice, active again, is silent again");
     }
 
     pub(super) async fn a_home_region_not_served_here_is_unavailable(node: &TestNode) {

@@ -221,22 +221,30 @@ async fn a_node_whose_shard_epoch_was_raised_cannot_accept_and_answers_503() {
     let alice = cast.get("alice");
     let before = record(&node, alice).await;
     // Another node took alice's shard over with a larger epoch.
-    let other = herald_broker::store::RedisStore::connect(&herald_broker::store::RedisStoreConfig {
-        url: redis.url(),
-        key_prefix: "herald".into(),
-        response_timeout: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(1),
-    })
-    .unwrap();
+    let other =
+        herald_broker::store::RedisStore::connect(&herald_broker::store::RedisStoreConfig {
+            url: redis.url(),
+            key_prefix: "herald".into(),
+            response_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
     other
         .set_epoch(before.device_token.shard(), herald_cluster::Epoch(1))
         .await
         .unwrap();
     let answer = node
-        .post_ews(&alice.path, &fixture("ews", "03-burst-created-newmail-modified.xml"))
+        .post_ews(
+            &alice.path,
+            &fixture("ews", "03-burst-created-newmail-modified.xml"),
+        )
         .await;
     assert_eq!(answer.status, 503, "{}", answer.text());
-    assert_eq!(record(&node, alice).await, before, "the fenced write changed nothing");
+    assert_eq!(
+        record(&node, alice).await,
+        before,
+        "the fenced write changed nothing"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(node.pushes.sent().is_empty());
     node.stop().await;

@@ -79,6 +79,15 @@ impl RegState {
     }
 }
 
+impl RegistrationRecord {
+    /// When Exchange was last heard for a registration that should be hearing from it
+    /// (pending or active): its last notification, else its creation. `None` otherwise.
+    pub fn last_heard(&self) -> Option<UnixMillis> {
+        matches!(self.state, RegState::Pending | RegState::Active)
+            .then(|| self.last_notification_at.unwrap_or(self.created_at))
+    }
+}
+
 /// Everything Herald stores about one registration. No mailbox address, no user name, no
 /// password; the callback token only as a hash.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use herald_cluster::{Epoch, Fence, ShardId};
 
 use super::{RegistrationStore, StateCounts, StoreError};
-use crate::domain::{DeviceToken, RegistrationId, RegistrationRecord, SubscriptionId};
+use crate::domain::{DeviceToken, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -191,6 +191,24 @@ impl RegistrationStore for MemoryStore {
             counts.add(record.state, 1);
         }
         Ok(counts)
+    }
+
+    async fn silent_since(
+        &self,
+        shard: ShardId,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RegistrationId>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .values()
+            .filter(|r| {
+                r.device_token.shard() == shard && r.last_heard().is_some_and(|t| t < before)
+            })
+            .take(limit)
+            .map(|r| r.id.clone())
+            .collect())
     }
 
     async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError> {

@@ -17,7 +17,9 @@ use redis::{AsyncCommands as _, Script};
 use self::keys::Keys;
 use self::scripts::Status;
 use super::{RegistrationStore, StateCounts, StoreError};
-use crate::domain::{DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId};
+use crate::domain::{
+    DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
+};
 
 /// How long a subscription claim stays pending before the registration write confirms it.
 const CLAIM_TTL: Duration = Duration::from_secs(30);
@@ -126,6 +128,7 @@ impl RedisStore {
             .key(self.keys.device(shard, &record.device_token))
             .key(self.keys.stats(shard))
             .key(self.keys.pending(shard))
+            .key(self.keys.seen(shard))
             .arg(fence.epoch.0)
             .arg(mode_name)
             .arg(record.version)
@@ -136,6 +139,12 @@ impl RedisStore {
                     .progress
                     .burst
                     .map(|b| b.first_at.0.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(
+                record
+                    .last_heard()
+                    .map(|t| t.0.to_string())
                     .unwrap_or_default(),
             )
             .arg(delete.len())
@@ -164,6 +173,7 @@ impl RedisStore {
             .key(self.keys.device(shard, &record.device_token))
             .key(self.keys.stats(shard))
             .key(self.keys.pending(shard))
+            .key(self.keys.seen(shard))
             .arg(fence.epoch.0)
             .arg(record.id.as_str())
             .arg(version.map(|v| v.to_string()).unwrap_or_default());
@@ -497,6 +507,29 @@ impl RegistrationStore for RedisStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn silent_since(
+        &self,
+        shard: ShardId,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RegistrationId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.seen(shard))
+            .arg("-inf")
+            .arg(format!("({}", before.0))
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|raw| RegistrationId::parse("seen", raw).ok())
+            .collect())
     }
 
     async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError> {

@@ -8,6 +8,7 @@
 //! | `{prefix}:{s<n>}:d:<device digest>` | set | ids of a device token's registrations |
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
 //! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
+//! | `{prefix}:{s<n>}:seen` | sorted set | pending and active registrations, by when Exchange was last heard for them (ms) |
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
 //!
@@ -53,6 +54,10 @@ impl Keys {
         format!("{}:{{{shard}}}:pending", self.prefix)
     }
 
+    pub(super) fn seen(&self, shard: ShardId) -> String {
+        format!("{}:{{{shard}}}:seen", self.prefix)
+    }
+
     pub(super) fn location(&self, id: &RegistrationId) -> String {
         format!("{}:loc:{id}", self.prefix)
     }
@@ -79,6 +84,7 @@ mod tests {
             keys.device(shard, &token),
             keys.stats(shard),
             keys.pending(shard),
+            keys.seen(shard),
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }

@@ -16,10 +16,10 @@ macro_rules! fenced {
     };
 }
 
-/// Writes a registration hash. KEYS: epoch, registration, device set, stats, pending set.
-/// ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state, pending
-/// burst score (empty: none), number of fields to delete, those field names, then
-/// field/value pairs. The script sets `v`.
+/// Writes a registration hash. KEYS: epoch, registration, device set, stats, pending set,
+/// seen set. ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state,
+/// pending burst score (empty: none), last-heard score (empty: not watched), number of
+/// fields to delete, those field names, then field/value pairs. The script sets `v`.
 pub(super) fn put() -> Script {
     Script::new(fenced!(
         r#"
@@ -32,12 +32,14 @@ if mode == 'update' then
   if tonumber(redis.call('HGET', KEYS[2], 'v') or '-1') ~= version then return 'CONFLICT' end
 end
 if exists then old_state = redis.call('HGET', KEYS[2], 'st') end
-local ndel = tonumber(ARGV[7])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 8, 7 + ndel)) end
-redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 8 + ndel))
+local ndel = tonumber(ARGV[8])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 9, 8 + ndel)) end
+redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 9 + ndel))
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[4])
 else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4]) end
+if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[4])
+else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[4]) end
 if old_state then redis.call('HINCRBY', KEYS[4], old_state, -1) end
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 return 'OK'
@@ -45,7 +47,8 @@ return 'OK'
     ))
 }
 
-/// Removes a registration hash. KEYS: epoch, registration, device set, stats, pending set.
+/// Removes a registration hash. KEYS: epoch, registration, device set, stats, pending set,
+/// seen set.
 /// ARGV: epoch, id, version read (empty: any).
 pub(super) fn remove() -> Script {
     Script::new(fenced!(
@@ -56,6 +59,7 @@ local state = redis.call('HGET', KEYS[2], 'st')
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('ZREM', KEYS[6], ARGV[2])
 if state then redis.call('HINCRBY', KEYS[4], state, -1) end
 return 'OK'
 "#
