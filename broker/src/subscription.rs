@@ -119,6 +119,14 @@ impl Subscriptions {
         Ok(recovered)
     }
 
+    /// Makes `record`'s live actor fail (tests of supervision).
+    #[cfg(feature = "testsuite")]
+    pub async fn inject_failure(&self, record: &RegistrationRecord) {
+        if let Ok(supervisor) = self.supervisor(record.device_token.shard()).await {
+            let _ = supervisor.send_message(ShardMsg::Fail(record.id.clone()));
+        }
+    }
+
     /// Stops every actor. Pending bursts stay in the store and are flushed by the next
     /// owner of their shard.
     pub async fn stop(&self) {

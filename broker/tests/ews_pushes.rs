@@ -249,3 +249,70 @@ async fn a_node_whose_shard_epoch_was_raised_cannot_accept_and_answers_503() {
     assert!(node.pushes.sent().is_empty());
     node.stop().await;
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+async fn metrics(node: &TestNode) -> String {
+    herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics")
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn a_failed_actor_is_restarted_from_the_store_and_flushes_its_burst() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
+    assert_eq!(node.post_ews(&alice.path, &burst).await.status, 200);
+    // Fail the actor while its burst waits for the quiet window.
+    node.node
+        .subscriptions
+        .inject_failure(&record(&node, alice).await)
+        .await;
+    flushed(&node, alice).await;
+    assert_eq!(badges(&node, &alice.registration.device_token), vec![4]);
+    assert_eq!(
+        metric(&metrics(&node).await, "herald_actor_restarts_total"),
+        1.0
+    );
+    // The restarted actor knows what it applied: a redelivery is a duplicate.
+    assert_eq!(node.post_ews(&alice.path, &burst).await.status, 200);
+    let text = metrics(&node).await;
+    assert!(
+        text.contains(r#"herald_notifications_total{outcome="duplicate"} 1"#),
+        "{text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn idle_actors_are_passivated_and_rebuilt_from_the_store() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(redis.url()));
+    config.actors.idle_timeout = Duration::from_millis(300);
+    let node = TestNode::start(&config).await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
+    node.post_ews(&alice.path, &burst).await;
+    flushed(&node, alice).await;
+    eventually(Duration::from_secs(5), || async {
+        let text = metrics(&node).await;
+        (metric(&text, "herald_actors_live") == 0.0
+            && metric(&text, "herald_actor_passivations_total") >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // Rebuilt from the store: the redelivery is recognised, the next change is pushed.
+    node.post_ews(&alice.path, &burst).await;
+    node.post_ews(&alice.path, &fixture("ews", "07-read-unread-drop.xml"))
+        .await;
+    flushed(&node, alice).await;
+    assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 5]);
+    node.stop().await;
+}

@@ -17,10 +17,22 @@ struct Shared {
 }
 
 /// Records pushes instead of sending them. Cheap to clone: clones share the record.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RecordingSender {
     shared: Arc<Mutex<Shared>>,
     file: Option<PathBuf>,
+    /// File-backed senders run for as long as a node does: they keep nothing in memory.
+    in_memory: bool,
+}
+
+impl Default for RecordingSender {
+    fn default() -> Self {
+        Self {
+            shared: Arc::default(),
+            file: None,
+            in_memory: true,
+        }
+    }
 }
 
 impl RecordingSender {
@@ -28,15 +40,16 @@ impl RecordingSender {
         Self::default()
     }
 
-    /// Also appends each request as one JSON line to `path`.
+    /// Appends each request as one JSON line to `path` (and keeps none in memory).
     pub fn with_file(path: impl Into<PathBuf>) -> Self {
         Self {
             shared: Arc::default(),
             file: Some(path.into()),
+            in_memory: false,
         }
     }
 
-    /// Every request so far, in order.
+    /// Every request so far, in order (in-memory senders only).
     pub fn sent(&self) -> Vec<PushRequest> {
         self.shared
             .lock()
@@ -80,7 +93,9 @@ impl RecordingSender {
                 reason: "the recording sender's lock is poisoned".into(),
             };
         };
-        shared.sent.push(request.clone());
+        if self.in_memory {
+            shared.sent.push(request.clone());
+        }
         shared
             .scripted
             .iter()

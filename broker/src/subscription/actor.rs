@@ -18,6 +18,10 @@ use crate::domain::{Burst, RegState, RegistrationId, RegistrationRecord, UnixMil
 use crate::registry::{MessageEffect, apply_effect};
 use crate::store::StoreError;
 
+/// Longest a push may take, retries included, before the actor stops waiting for it and
+/// tries again later.
+const PUSH_GUARD: Duration = Duration::from_secs(60);
+
 /// One response message for the actor: what the sink decided, and the notification to apply
 /// when it is accepted.
 #[derive(Debug)]
@@ -44,6 +48,9 @@ pub(super) enum SubMsg {
     },
     /// Periodic check for passivation; `force` when the shard needs room.
     Idle { force: bool },
+    /// Fails the actor, to test its supervision.
+    #[cfg(feature = "testsuite")]
+    Fail,
 }
 
 #[derive(Debug)]
@@ -64,6 +71,8 @@ pub(super) struct SubState {
     deps: Arc<Deps>,
     shard: ActorRef<ShardMsg>,
     generation: u64,
+    /// Requests handled, for the supervisor to tell whether one is still on its way.
+    handled: u64,
     /// The burst whose push is in flight.
     in_flight: Option<Burst>,
     last_activity: Instant,
@@ -99,6 +108,7 @@ impl Actor for SubscriptionActor {
             deps: args.deps,
             shard: args.shard,
             generation: 0,
+            handled: 0,
             in_flight: None,
             last_activity: Instant::now(),
             idle_timer: Some(idle_timer),
@@ -129,6 +139,7 @@ impl Actor for SubscriptionActor {
         match message {
             SubMsg::Deliver { items, reply } => {
                 state.last_activity = Instant::now();
+                state.handled += 1;
                 let answer = deliver(state, items).await;
                 schedule_flush(&myself, state);
                 let _ = reply.send(answer);
@@ -149,13 +160,15 @@ impl Actor for SubscriptionActor {
                     _ => schedule_flush(&myself, state),
                 }
             }
+            #[cfg(feature = "testsuite")]
+            SubMsg::Fail => return Err("failure injected by a test".into()),
             SubMsg::Idle { force } => {
                 let idle = state.last_activity.elapsed();
                 let quiet = state.record.progress.burst.is_none() && state.in_flight.is_none();
                 if quiet && (force || idle >= state.deps.actors.idle_timeout) {
                     let _ = state.shard.send_message(ShardMsg::Passivate {
                         id: state.record.id.clone(),
-                        idle_since: state.last_activity,
+                        handled: state.handled,
                     });
                 }
             }
@@ -317,8 +330,17 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         FlushPlan::Send(request) => {
             state.in_flight = Some(burst);
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
+            let pushed = request.clone();
             tokio::spawn(async move {
-                let outcome = sender.send(request.clone()).await;
+                // A sender that panics or hangs must not leave the burst in flight forever.
+                let sending = tokio::spawn(async move { sender.send(pushed).await });
+                let outcome = match tokio::time::timeout(PUSH_GUARD, sending).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) => PushOutcome::Failed {
+                        reason: "the push sender failed".into(),
+                    },
+                    Err(_) => PushOutcome::RetryAfter(Duration::from_secs(5)),
+                };
                 let _ = reply_to.send_message(SubMsg::PushDone {
                     request,
                     outcome,

@@ -23,13 +23,13 @@ pub(super) enum ShardMsg {
         items: Vec<Item>,
         reply: DeliverReply,
     },
-    /// An actor has been idle since `idle_since` and asks to stop.
-    Passivate {
-        id: RegistrationId,
-        idle_since: Instant,
-    },
+    /// An actor that has handled `handled` requests is idle and asks to stop.
+    Passivate { id: RegistrationId, handled: u64 },
     /// Start the actors of registrations with an unflushed burst, so they flush it.
     Recover(Vec<RegistrationId>),
+    /// Makes a live actor fail, to test supervision.
+    #[cfg(feature = "testsuite")]
+    Fail(RegistrationId),
 }
 
 #[derive(Debug)]
@@ -39,6 +39,8 @@ pub(super) struct ShardSupervisor;
 struct Child {
     actor: ActorRef<SubMsg>,
     last_routed: Instant,
+    /// Requests sent to the actor.
+    routed: u64,
 }
 
 #[derive(Debug)]
@@ -92,7 +94,13 @@ impl Actor for ShardSupervisor {
                         break;
                     };
                     match actor.send_message(message) {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            if let Some(child) = state.children.get_mut(&id) {
+                                child.routed += 1;
+                                child.last_routed = Instant::now();
+                            }
+                            return Ok(());
+                        }
                         Err(ractor::MessagingErr::SendErr(back)) => {
                             forget(state, &id);
                             message = back;
@@ -103,14 +111,18 @@ impl Actor for ShardSupervisor {
                 // Dropping the reply port makes the caller answer 503; Exchange retries.
                 tracing::warn!(registration = %id, "no actor could take a notification");
             }
-            ShardMsg::Passivate { id, idle_since } => {
-                let routed_since = state
-                    .children
-                    .get(&id)
-                    .is_some_and(|c| c.last_routed > idle_since);
-                if !routed_since && let Some(child) = forget(state, &id) {
+            ShardMsg::Passivate { id, handled } => {
+                // A request sent and not yet handled keeps the actor.
+                let in_flight = state.children.get(&id).is_some_and(|c| c.routed > handled);
+                if !in_flight && let Some(child) = forget(state, &id) {
                     child.actor.stop(Some("passivated".into()));
                     state.deps.metrics.subscriptions.passivations.inc();
+                }
+            }
+            #[cfg(feature = "testsuite")]
+            ShardMsg::Fail(id) => {
+                if let Some(child) = state.children.get(&id) {
+                    let _ = child.actor.send_message(SubMsg::Fail);
                 }
             }
             ShardMsg::Recover(ids) => {
@@ -173,8 +185,7 @@ async fn child(
     id: &RegistrationId,
     record: Option<RegistrationRecord>,
 ) -> Option<ActorRef<SubMsg>> {
-    if let Some(child) = state.children.get_mut(id) {
-        child.last_routed = Instant::now();
+    if let Some(child) = state.children.get(id) {
         return Some(child.actor.clone());
     }
     if state.children.len() >= state.capacity {
@@ -197,6 +208,7 @@ async fn child(
                 Child {
                     actor: actor.clone(),
                     last_routed: Instant::now(),
+                    routed: 0,
                 },
             );
             Some(actor)
