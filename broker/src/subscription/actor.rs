@@ -140,12 +140,14 @@ impl Actor for SubscriptionActor {
             SubMsg::Deliver { items, reply } => {
                 state.last_activity = Instant::now();
                 state.handled += 1;
-                let answer = deliver(state, items).await;
+                // Boxed: an idle actor's task then stays small (its future does not embed
+                // the store calls' state).
+                let answer = Box::pin(deliver(state, items)).await;
                 schedule_flush(&myself, state);
                 let _ = reply.send(answer);
             }
             SubMsg::Flush { generation } if generation == state.generation => {
-                flush_now(&myself, state).await
+                Box::pin(flush_now(&myself, state)).await
             }
             SubMsg::Flush { .. } => {}
             SubMsg::PushDone {
@@ -154,7 +156,7 @@ impl Actor for SubscriptionActor {
                 burst,
             } => {
                 state.in_flight = None;
-                record_push(state, &request, &outcome, burst).await;
+                Box::pin(record_push(state, &request, &outcome, burst)).await;
                 match outcome {
                     PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
                     _ => schedule_flush(&myself, state),
