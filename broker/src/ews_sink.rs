@@ -9,7 +9,7 @@ use std::sync::Arc;
 use herald_gateway::model::SendNotification;
 use herald_gateway::{Callback, NotificationSink, Verdict};
 
-use crate::domain::{RegState, SubscriptionId};
+use crate::domain::{CallbackToken, RegState, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::subscription::{DeliverError, Item, Subscriptions};
@@ -39,13 +39,27 @@ impl EwsSink {
         }
     }
 
+    /// The registration a callback token names, if its secret matches: the live actor's
+    /// copy when there is one (no store read), else the store's.
+    async fn resolve(&self, raw_token: &str) -> Result<Option<RegistrationRecord>, RegistryError> {
+        let Some(token) = CallbackToken::parse(raw_token) else {
+            return Ok(None);
+        };
+        let id = token.registration_id();
+        let record = match self.subscriptions.live_record(id).await {
+            Some(record) => Some(record),
+            None => self.registry.store().get(id).await?,
+        };
+        Ok(record.filter(|r| token.matches(&r.callback_hash)))
+    }
+
     async fn decide_all(
         &self,
         callback: &Callback,
         request: &SendNotification,
     ) -> Result<Vec<Verdict>, SinkError> {
         let every = |verdict| vec![verdict; request.messages.len()];
-        let Some(record) = self.registry.resolve_callback(callback.token()).await? else {
+        let Some(record) = self.resolve(callback.token()).await? else {
             // Not a token we minted, or its registration is gone.
             return Ok(every(Verdict::Unsubscribe));
         };

@@ -179,6 +179,7 @@ impl RunningNode {
             },
             actors: config.actors.clone(),
             metrics: metrics.clone(),
+            live: Default::default(),
         });
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -22,7 +22,7 @@ pub use flush::Coalescing;
 pub use metrics::SubscriptionMetrics;
 
 use crate::config::ActorsConfig;
-use crate::domain::RegistrationRecord;
+use crate::domain::{RegistrationId, RegistrationRecord};
 use crate::metrics::Metrics;
 use crate::registry::{Fencing, MessageEffect};
 use crate::store::{RegistrationStore, StoreError};
@@ -37,6 +37,27 @@ pub struct Deps {
     pub rules: Coalescing,
     pub actors: ActorsConfig,
     pub metrics: Arc<Metrics>,
+    /// The shard of every live actor, so a request can find its actor by registration id
+    /// alone (the shard comes from the device token, which only the record knows).
+    pub live: std::sync::Mutex<HashMap<RegistrationId, ShardId>>,
+}
+
+impl Deps {
+    fn list(&self, id: &RegistrationId, shard: ShardId) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(id.clone(), shard);
+        }
+    }
+
+    fn unlist(&self, id: &RegistrationId) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(id);
+        }
+    }
+
+    fn live_shard(&self, id: &RegistrationId) -> Option<ShardId> {
+        self.live.lock().ok()?.get(id).copied()
+    }
 }
 
 /// Why a request could not be handed to its actor.
@@ -68,7 +89,7 @@ impl Subscriptions {
         if let Some(supervisor) = supervisors.get(&shard) {
             return Ok(supervisor.clone());
         }
-        let (supervisor, _) = Actor::spawn(None, ShardSupervisor, self.deps.clone())
+        let (supervisor, _) = Actor::spawn(None, ShardSupervisor, (self.deps.clone(), shard))
             .await
             .map_err(|e| DeliverError::Actor(e.to_string()))?;
         supervisors.insert(shard, supervisor.clone());
@@ -100,6 +121,24 @@ impl Subscriptions {
             ractor::rpc::CallResult::SenderError => {
                 Err(DeliverError::Actor("the actor stopped".into()))
             }
+        }
+    }
+
+    /// The record of `id` as its live actor holds it (no store read); `None` when its actor
+    /// is not live.
+    pub async fn live_record(&self, id: &RegistrationId) -> Option<RegistrationRecord> {
+        let shard = self.deps.live_shard(id)?;
+        let supervisor = self.supervisor(shard).await.ok()?;
+        let id = id.clone();
+        match supervisor
+            .call(
+                |reply| ShardMsg::Snapshot { id, reply },
+                Some(self.deps.actors.call_timeout),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(record)) => record,
+            _ => None,
         }
     }
 

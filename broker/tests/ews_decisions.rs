@@ -200,8 +200,10 @@ mod super_scenarios {
         let answer = node.post_ews(&alice.path, odd.as_bytes()).await;
         assert_eq!(soap(&answer).as_deref(), Some("Unsubscribe"));
         assert_eq!(node.record(&alice.id()).await, before);
-        // Unregistered: its URL is answered Unsubscribe from then on.
+        // Unregistered — even while its actor is live: its URL is answered Unsubscribe.
         let bob = cast.get("bob").clone();
+        let answer = post(node, &bob.path, "ews", "02-newmail-single.xml").await;
+        assert_eq!(soap(&answer).as_deref(), Some("OK"));
         cast.unregister(node).await;
         let answer = post(node, &bob.path, "ews", "02-newmail-single.xml").await;
         assert_eq!(soap(&answer).as_deref(), Some("Unsubscribe"));

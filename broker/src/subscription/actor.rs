@@ -48,6 +48,8 @@ pub(super) enum SubMsg {
     },
     /// Periodic check for passivation; `force` when the shard needs room.
     Idle { force: bool },
+    /// The actor's copy of its record.
+    Snapshot(RpcReplyPort<Option<RegistrationRecord>>),
     /// Fails the actor, to test its supervision.
     #[cfg(feature = "testsuite")]
     Fail,
@@ -161,6 +163,9 @@ impl Actor for SubscriptionActor {
                     PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
                     _ => schedule_flush(&myself, state),
                 }
+            }
+            SubMsg::Snapshot(reply) => {
+                let _ = reply.send(Some(state.record.clone()));
             }
             #[cfg(feature = "testsuite")]
             SubMsg::Fail => return Err("failure injected by a test".into()),

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use herald_cluster::ShardId;
 
 use super::Deps;
 use super::actor::{DeliverReply, Item, SubArgs, SubMsg, SubscriptionActor};
@@ -25,6 +27,11 @@ pub(super) enum ShardMsg {
     },
     /// An actor that has handled `handled` requests is idle and asks to stop.
     Passivate { id: RegistrationId, handled: u64 },
+    /// The record of `id` as its live actor holds it; `None` when no actor is live.
+    Snapshot {
+        id: RegistrationId,
+        reply: RpcReplyPort<Option<RegistrationRecord>>,
+    },
     /// Start the actors of registrations with an unflushed burst, so they flush it.
     Recover(Vec<RegistrationId>),
     /// Makes a live actor fail, to test supervision.
@@ -46,6 +53,7 @@ struct Child {
 #[derive(Debug)]
 pub(super) struct ShardState {
     deps: Arc<Deps>,
+    shard: ShardId,
     /// This shard's share of `actors.max_live`.
     capacity: usize,
     children: HashMap<RegistrationId, Child>,
@@ -56,16 +64,17 @@ pub(super) struct ShardState {
 impl Actor for ShardSupervisor {
     type Msg = ShardMsg;
     type State = ShardState;
-    type Arguments = Arc<Deps>;
+    type Arguments = (Arc<Deps>, ShardId);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<ShardMsg>,
-        deps: Arc<Deps>,
+        (deps, shard): (Arc<Deps>, ShardId),
     ) -> Result<ShardState, ActorProcessingErr> {
         let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
         Ok(ShardState {
             deps,
+            shard,
             capacity,
             children: HashMap::new(),
             by_actor: HashMap::new(),
@@ -125,6 +134,15 @@ impl Actor for ShardSupervisor {
                     let _ = child.actor.send_message(SubMsg::Fail);
                 }
             }
+            ShardMsg::Snapshot { id, reply } => match state.children.get(&id) {
+                // The actor answers the caller directly.
+                Some(child) => {
+                    let _ = child.actor.send_message(SubMsg::Snapshot(reply));
+                }
+                None => {
+                    let _ = reply.send(None);
+                }
+            },
             ShardMsg::Recover(ids) => {
                 for id in ids {
                     let _ = child(&myself, state, &id, None).await;
@@ -146,6 +164,7 @@ impl Actor for ShardSupervisor {
                     return Ok(());
                 };
                 state.children.remove(&id);
+                state.deps.unlist(&id);
                 tracing::warn!(registration = %id, %error, "subscription actor failed");
                 let now = Instant::now();
                 let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
@@ -164,6 +183,7 @@ impl Actor for ShardSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(id) = state.by_actor.remove(&cell.get_id()) {
                     state.children.remove(&id);
+                    state.deps.unlist(&id);
                 }
             }
             _ => {}
@@ -173,6 +193,7 @@ impl Actor for ShardSupervisor {
 }
 
 fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
+    state.deps.unlist(id);
     let child = state.children.remove(id)?;
     state.by_actor.remove(&child.actor.get_id());
     Some(child)
@@ -203,6 +224,7 @@ async fn child(
     match Actor::spawn_linked(None, SubscriptionActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
             state.by_actor.insert(actor.get_id(), id.clone());
+            state.deps.list(id, state.shard);
             state.children.insert(
                 id.clone(),
                 Child {
