@@ -56,7 +56,7 @@ impl EwsSink {
     async fn decide_all(
         &self,
         callback: &Callback,
-        request: &SendNotification,
+        request: SendNotification,
     ) -> Result<Vec<Verdict>, SinkError> {
         let every = |verdict| vec![verdict; request.messages.len()];
         let Some(record) = self.resolve(callback.token()).await? else {
@@ -98,10 +98,10 @@ impl EwsSink {
         let held = if needs_actor {
             let items = effects
                 .into_iter()
-                .zip(&request.messages)
+                .zip(request.messages)
                 .map(|(effect, message)| Item {
                     effect,
-                    notification: message.notification.clone(),
+                    notification: message.notification,
                 })
                 .collect();
             self.subscriptions.deliver(record, items).await?
@@ -144,7 +144,7 @@ enum SinkError {
 }
 
 impl NotificationSink for EwsSink {
-    async fn deliver(&self, callback: &Callback, request: &SendNotification) -> Vec<Verdict> {
+    async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
         let unavailable = vec![Verdict::Unavailable; request.messages.len()];
         if !self
             .served_regions

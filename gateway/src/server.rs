@@ -114,7 +114,8 @@ async fn notify<S: NotificationSink>(
     let outcome = match read_and_parse(&gateway, &headers, body).await {
         Ok(request) => {
             let callback = Callback::new(home_region, token);
-            let verdicts = gateway.sink.deliver(&callback, &request).await;
+            let (soap, messages) = (request.soap, request.messages.len());
+            let verdicts = gateway.sink.deliver(&callback, request).await;
             for verdict in &verdicts {
                 metrics
                     .messages
@@ -123,7 +124,7 @@ async fn notify<S: NotificationSink>(
                     })
                     .inc();
             }
-            Ok((request.soap, combine(&verdicts, request.messages.len())))
+            Ok((soap, combine(&verdicts, messages)))
         }
         Err(refusal) => Err(refusal),
     };
@@ -249,9 +250,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// Reads the body, stopping as soon as it passes `cap` bytes.
+/// Reads the body, stopping as soon as it passes `cap` bytes. A body that arrives in one
+/// frame (the usual case) is not copied.
 async fn read_capped(mut body: Body, cap: usize) -> Result<Bytes, Refusal> {
-    let mut out: Vec<u8> = Vec::new();
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| {
             Refusal::new(
@@ -260,15 +263,22 @@ async fn read_capped(mut body: Body, cap: usize) -> Result<Bytes, Refusal> {
                 "the body could not be read",
             )
         })?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > cap {
-                return Err(too_large(cap));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let so_far = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if so_far + data.len() > cap {
+            return Err(too_large(cap));
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
             }
-            if out.is_empty() && data.len() == cap {
-                return Ok(data);
-            }
-            out.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(out))
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }

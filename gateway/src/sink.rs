@@ -66,13 +66,14 @@ impl Verdict {
     }
 }
 
-/// Receives every well-formed request. Implementations resolve the callback, apply each
-/// message durably, and return one verdict per message, in order.
+/// Receives every well-formed request (by value: the sink may keep its parts). Implementations
+/// resolve the callback, apply each message durably, and return one verdict per message, in
+/// order.
 pub trait NotificationSink: Send + Sync + 'static {
     fn deliver(
         &self,
         callback: &Callback,
-        request: &SendNotification,
+        request: SendNotification,
     ) -> impl Future<Output = Vec<Verdict>> + Send;
 }
 
@@ -109,7 +110,7 @@ pub fn combine(verdicts: &[Verdict], messages: usize) -> Outcome {
 pub struct AcceptAll;
 
 impl NotificationSink for AcceptAll {
-    async fn deliver(&self, _callback: &Callback, request: &SendNotification) -> Vec<Verdict> {
+    async fn deliver(&self, _callback: &Callback, request: SendNotification) -> Vec<Verdict> {
         vec![Verdict::Ok; request.messages.len()]
     }
 }

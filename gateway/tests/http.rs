@@ -26,7 +26,7 @@ struct Scripted {
 struct ScriptedSink(Arc<Scripted>);
 
 impl NotificationSink for ScriptedSink {
-    async fn deliver(&self, callback: &Callback, request: &SendNotification) -> Vec<Verdict> {
+    async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
         self.0
             .calls
             .lock()
@@ -441,5 +441,22 @@ async fn the_connection_cap_makes_new_clients_wait_for_a_free_slot() {
         .expect("served once the slot is free")
         .unwrap();
     assert_eq!(answer.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_in_several_chunks_is_reassembled() {
+    let gw = Running::start(quick_config()).await;
+    let body = status_only("ok");
+    let mut request = b"POST /ews/v1/us-east-1/t HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for part in body.chunks(body.len() / 3 + 1) {
+        request.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        request.extend_from_slice(part);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let answer = send_raw(gw.addr, &request).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(gw.calls().len(), 1);
     gw.stop().await;
 }
