@@ -304,6 +304,8 @@ impl RunningNode {
                     first_error.get_or_insert(e);
                 }
             }
+            // Listeners are closed: flush what was accepted, then stop the actors.
+            subscriptions.drain(grace / 2).await;
             subscriptions.stop().await;
             first_error.map_or(Ok(()), Err)
         })

@@ -166,6 +166,24 @@ impl Subscriptions {
         }
     }
 
+    /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
+    /// pushes are recorded. What is left stays in the store for the next owner.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        let supervisors: Vec<_> = self.supervisors.lock().await.values().cloned().collect();
+        let mut actors = Vec::new();
+        for supervisor in supervisors {
+            if let Ok(ractor::rpc::CallResult::Success(children)) =
+                supervisor.call(ShardMsg::Children, Some(grace)).await
+            {
+                actors.extend(children);
+            }
+        }
+        let drains = actors
+            .iter()
+            .map(|actor| actor.call(actor::SubMsg::Drain, Some(grace)));
+        let _ = tokio::time::timeout(grace, futures_util::future::join_all(drains)).await;
+    }
+
     /// Stops every actor. Pending bursts stay in the store and are flushed by the next
     /// owner of their shard.
     pub async fn stop(&self) {

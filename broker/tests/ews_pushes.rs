@@ -316,3 +316,24 @@ async fn idle_actors_are_passivated_and_rebuilt_from_the_store() {
     assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 5]);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_stopping_node_flushes_the_bursts_it_accepted() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(redis.url()));
+    config.coalesce.quiet = Duration::from_secs(30);
+    config.coalesce.max_delay = Duration::from_secs(60);
+    let node = TestNode::start(&config).await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice").clone();
+    let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
+    assert_eq!(node.post_ews(&alice.path, &burst).await.status, 200);
+    assert!(record(&node, &alice).await.progress.burst.is_some());
+    let (store, pushes) = (node.store.clone(), node.pushes.clone());
+    node.stop().await;
+    let sent: Vec<u32> = pushes.sent().iter().map(|p| p.badge).collect();
+    assert_eq!(sent, vec![4], "flushed at shutdown, not 30 s later");
+    let stored = store.get(&alice.id()).await.unwrap().unwrap();
+    assert!(stored.progress.burst.is_none());
+    assert_eq!(stored.last_push_outcome.as_deref(), Some("delivered"));
+}

@@ -48,6 +48,8 @@ pub(super) enum SubMsg {
     },
     /// Periodic check for passivation; `force` when the shard needs room.
     Idle { force: bool },
+    /// Shutdown: flush the pending burst now, and answer once no push is in flight.
+    Drain(RpcReplyPort<()>),
     /// The actor's copy of its record.
     Snapshot(RpcReplyPort<Option<RegistrationRecord>>),
     /// Fails the actor, to test its supervision.
@@ -77,6 +79,8 @@ pub(super) struct SubState {
     handled: u64,
     /// The burst whose push is in flight.
     in_flight: Option<Burst>,
+    /// Set while the node drains: flush without waiting, answer these when done.
+    draining: Vec<RpcReplyPort<()>>,
     last_activity: Instant,
     idle_timer: Option<ractor::concurrency::JoinHandle<()>>,
 }
@@ -112,6 +116,7 @@ impl Actor for SubscriptionActor {
             generation: 0,
             handled: 0,
             in_flight: None,
+            draining: Vec::new(),
             last_activity: Instant::now(),
             idle_timer: Some(idle_timer),
         };
@@ -160,9 +165,19 @@ impl Actor for SubscriptionActor {
                 state.in_flight = None;
                 Box::pin(record_push(state, &request, &outcome, burst)).await;
                 match outcome {
+                    PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
                     PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
+                    _ if !state.draining.is_empty() => {
+                        Box::pin(flush_now(&myself, state)).await;
+                    }
                     _ => schedule_flush(&myself, state),
                 }
+                finish_drain(state);
+            }
+            SubMsg::Drain(reply) => {
+                state.draining.push(reply);
+                Box::pin(flush_now(&myself, state)).await;
+                finish_drain(state);
             }
             SubMsg::Snapshot(reply) => {
                 let _ = reply.send(Some(state.record.clone()));
@@ -295,7 +310,7 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         return;
     }
     let now = UnixMillis::now();
-    if now < flush::due(&burst, &state.deps.rules) {
+    if now < flush::due(&burst, &state.deps.rules) && state.draining.is_empty() {
         return schedule_flush(myself, state);
     }
     let device = match state
@@ -354,6 +369,16 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
                     burst,
                 });
             });
+        }
+    }
+}
+
+/// Answers the drain requests once no push is in flight (a burst the drain could not flush
+/// — postponed, or a failed read — stays in the store for the next owner).
+fn finish_drain(state: &mut SubState) {
+    if state.in_flight.is_none() {
+        for reply in state.draining.drain(..) {
+            let _ = reply.send(());
         }
     }
 }

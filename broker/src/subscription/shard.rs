@@ -32,6 +32,8 @@ pub(super) enum ShardMsg {
         id: RegistrationId,
         reply: RpcReplyPort<Option<RegistrationRecord>>,
     },
+    /// Every live actor, for the drain at shutdown.
+    Children(RpcReplyPort<Vec<ActorRef<SubMsg>>>),
     /// Start the actors of registrations with an unflushed burst, so they flush it.
     Recover(Vec<RegistrationId>),
     /// Makes a live actor fail, to test supervision.
@@ -143,6 +145,9 @@ impl Actor for ShardSupervisor {
                     let _ = reply.send(None);
                 }
             },
+            ShardMsg::Children(reply) => {
+                let _ = reply.send(state.children.values().map(|c| c.actor.clone()).collect());
+            }
             ShardMsg::Recover(ids) => {
                 for id in ids {
                     let _ = child(&myself, state, &id, None).await;
