@@ -337,3 +337,24 @@ async fn a_stopping_node_flushes_the_bursts_it_accepted() {
     assert!(stored.progress.burst.is_none());
     assert_eq!(stored.last_push_outcome.as_deref(), Some("delivered"));
 }
+
+#[tokio::test]
+async fn unregistering_during_a_burst_pushes_at_most_once() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice").clone();
+    let device = alice.registration.device_token.clone();
+    let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
+    assert_eq!(node.post_ews(&alice.path, &burst).await.status, 200);
+    cast.unregister(&node).await;
+    // Well past the quiet window: a flush whose outcome cannot be recorded must not repeat.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let sent = badges(&node, &device);
+    assert!(sent.len() <= 1, "pushed {} times", sent.len());
+    let answer = node.post_ews(&alice.path, &burst).await;
+    assert_eq!(
+        answer.soap_status().map(|(_, s)| s).as_deref(),
+        Some("Unsubscribe")
+    );
+    node.stop().await;
+}

@@ -22,6 +22,9 @@ use crate::store::StoreError;
 /// tries again later.
 const PUSH_GUARD: Duration = Duration::from_secs(60);
 
+/// How long a flush waits after the store failed to record the previous one.
+const STORE_BACKOFF: Duration = Duration::from_secs(5);
+
 /// One response message for the actor: what the sink decided, and the notification to apply
 /// when it is accepted.
 #[derive(Debug)]
@@ -163,8 +166,13 @@ impl Actor for SubscriptionActor {
                 burst,
             } => {
                 state.in_flight = None;
-                Box::pin(record_push(state, &request, &outcome, burst)).await;
+                let recorded = Box::pin(record_push(state, &request, &outcome, burst)).await;
                 match outcome {
+                    // The store is failing: do not push again at once.
+                    _ if !recorded && state.draining.is_empty() => {
+                        schedule_in(&myself, state, STORE_BACKOFF);
+                    }
+                    _ if !recorded => {}
                     PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
                     PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
                     _ if !state.draining.is_empty() => {
@@ -222,13 +230,28 @@ async fn write_with<T>(
             }
             Err(StoreError::Conflict) => match state.deps.store.get(&record.id).await? {
                 Some(fresh) => state.record = fresh,
-                None => return Ok(None),
+                None => return Ok(gone(state)),
             },
-            Err(StoreError::NotFound) => return Ok(None),
+            Err(StoreError::NotFound) => return Ok(gone(state)),
+            Err(error @ StoreError::Fenced { .. }) => {
+                // Another node owns the shard now and flushes from the store: this copy
+                // must not push again.
+                state.record.progress.burst = None;
+                return Err(error);
+            }
             Err(other) => return Err(other),
         }
     }
     Err(StoreError::Conflict)
+}
+
+/// The registration was deleted (unregistered): from now on the actor treats it as dead —
+/// nothing to flush, every message unwanted — until it is passivated.
+fn gone<T>(state: &mut SubState) -> Option<T> {
+    state.record.state = RegState::Dead;
+    state.record.dead_reason = Some("unregistered".into());
+    state.record.progress.burst = None;
+    None
 }
 
 async fn deliver(state: &mut SubState, items: Vec<Item>) -> Result<Vec<MessageEffect>, StoreError> {
@@ -389,7 +412,7 @@ async fn record_push(
     request: &PushRequest,
     outcome: &PushOutcome,
     flushed: Burst,
-) {
+) -> bool {
     let metrics = state.deps.metrics.subscriptions.clone();
     metrics.flush(outcome.name());
     let now = UnixMillis::now();
@@ -425,10 +448,14 @@ async fn record_push(
         };
     })
     .await;
-    if let Err(error) = written {
-        tracing::warn!(registration = %state.record.id, %error, "cannot record a push outcome");
-    }
     if let PushOutcome::TokenDead { .. } = outcome {
         tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
+    }
+    match written {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(registration = %state.record.id, %error, "cannot record a push outcome; the flush is retried later");
+            false
+        }
     }
 }
