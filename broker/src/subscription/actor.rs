@@ -22,6 +22,9 @@ use crate::store::StoreError;
 /// tries again later.
 const PUSH_GUARD: Duration = Duration::from_secs(60);
 
+/// The shortest wait a provider's "retry after" is honoured with.
+const MIN_RETRY: Duration = Duration::from_millis(500);
+
 /// How long a flush waits after the store failed to record the previous one.
 const STORE_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -174,7 +177,9 @@ impl Actor for SubscriptionActor {
                     }
                     _ if !recorded => {}
                     PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
-                    PushOutcome::RetryAfter(wait) => schedule_in(&myself, state, wait),
+                    PushOutcome::RetryAfter(wait) => {
+                        schedule_in(&myself, state, wait.max(MIN_RETRY));
+                    }
                     _ if !state.draining.is_empty() => {
                         Box::pin(flush_now(&myself, state)).await;
                     }
