@@ -80,6 +80,32 @@ impl RegState {
 }
 
 impl RegistrationRecord {
+    /// An active APNs registration for unit tests: id bytes and device token from `n`,
+    /// app `com.example.mail`, nothing else set.
+    #[cfg(test)]
+    pub(crate) fn sample(n: u8) -> Self {
+        Self {
+            id: RegistrationId::from_bytes([n; 16]),
+            device_token: DeviceToken::from_stored(format!("{n:02x}").repeat(32)),
+            platform: Platform::Apns,
+            app_id: "com.example.mail".into(),
+            home_region: "us-east-1".into(),
+            subscription_id: None,
+            inbox_folder_id: None,
+            state: RegState::Active,
+            dead_reason: None,
+            badge: 0,
+            created_at: UnixMillis(0),
+            last_notification_at: None,
+            last_watermark: None,
+            progress: Progress::default(),
+            last_push_at: None,
+            last_push_outcome: None,
+            callback_hash: super::callback::CallbackSecretHash([0; 32]),
+            version: 1,
+        }
+    }
+
     /// When Exchange was last heard for a registration that should be hearing from it
     /// (pending or active): its last notification, else its creation. `None` otherwise.
     pub fn last_heard(&self) -> Option<UnixMillis> {

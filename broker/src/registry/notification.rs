@@ -149,28 +149,12 @@ mod tests {
     use herald_gateway::model::{Event, EventKind, Notification};
 
     use super::*;
-    use crate::domain::{CallbackSecretHash, DeviceToken, Platform, RegistrationId};
 
     fn record(subscription: Option<&str>, state: RegState) -> RegistrationRecord {
         RegistrationRecord {
-            id: RegistrationId::from_bytes([7; 16]),
-            device_token: DeviceToken::from_stored("ab".repeat(32)),
-            platform: Platform::Apns,
-            app_id: "com.example.mail".into(),
-            home_region: "us-east-1".into(),
             subscription_id: subscription.map(|s| SubscriptionId::from_stored(s.into())),
-            inbox_folder_id: None,
             state,
-            dead_reason: None,
-            badge: 0,
-            created_at: UnixMillis(1),
-            last_notification_at: None,
-            last_watermark: None,
-            progress: Default::default(),
-            last_push_at: None,
-            last_push_outcome: None,
-            callback_hash: CallbackSecretHash([1; 32]),
-            version: 1,
+            ..RegistrationRecord::sample(7)
         }
     }
 

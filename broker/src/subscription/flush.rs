@@ -101,7 +101,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CallbackSecretHash, DeviceToken, Progress, RegistrationId};
+    use crate::domain::DeviceToken;
 
     const RULES: Coalescing = Coalescing {
         quiet: Duration::from_secs(1),
@@ -109,30 +109,16 @@ mod tests {
         min_interval: Duration::from_secs(2),
     };
 
+    /// Registration `n` of one device (they share a token).
     fn reg(n: u8, app: &str, unread: Option<u32>, platform: Platform) -> RegistrationRecord {
-        RegistrationRecord {
-            id: RegistrationId::from_bytes([n; 16]),
+        let mut record = RegistrationRecord {
             device_token: DeviceToken::from_stored("ef".repeat(32)),
             platform,
             app_id: app.into(),
-            home_region: "us-east-1".into(),
-            subscription_id: None,
-            inbox_folder_id: None,
-            state: RegState::Active,
-            dead_reason: None,
-            badge: 0,
-            created_at: UnixMillis(0),
-            last_notification_at: None,
-            last_watermark: None,
-            progress: Progress {
-                inbox_unread: unread,
-                ..Progress::default()
-            },
-            last_push_at: None,
-            last_push_outcome: None,
-            callback_hash: CallbackSecretHash([0; 32]),
-            version: 1,
-        }
+            ..RegistrationRecord::sample(n)
+        };
+        record.progress.inbox_unread = unread;
+        record
     }
 
     fn burst(first: u64, last: u64, new_mail: u32, more: bool) -> Burst {

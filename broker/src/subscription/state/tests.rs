@@ -2,32 +2,14 @@ use herald_gateway::model::{Event, Notification, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
-use crate::domain::{
-    CallbackSecretHash, DeviceToken, Platform, Progress, RECENT_KEYS, RegState, RegistrationId,
-};
+use crate::domain::RECENT_KEYS;
 
 const INBOX: &str = "inbox";
 
 fn record(inbox: Option<&str>) -> RegistrationRecord {
     RegistrationRecord {
-        id: RegistrationId::from_bytes([3; 16]),
-        device_token: DeviceToken::from_stored("cd".repeat(32)),
-        platform: Platform::Apns,
-        app_id: "com.example.mail".into(),
-        home_region: "us-east-1".into(),
-        subscription_id: None,
         inbox_folder_id: inbox.map(str::to_owned),
-        state: RegState::Active,
-        dead_reason: None,
-        badge: 0,
-        created_at: UnixMillis(0),
-        last_notification_at: None,
-        last_watermark: None,
-        progress: Progress::default(),
-        last_push_at: None,
-        last_push_outcome: None,
-        callback_hash: CallbackSecretHash([0; 32]),
-        version: 1,
+        ..RegistrationRecord::sample(3)
     }
 }
 
