@@ -15,7 +15,7 @@ use std::sync::Arc;
 use herald_cluster::ShardId;
 use herald_workers::PushSender;
 use ractor::{Actor, ActorRef};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 pub use actor::Item;
 pub use flush::Coalescing;
@@ -73,27 +73,39 @@ pub enum DeliverError {
 #[derive(Clone, Debug)]
 pub struct Subscriptions {
     deps: Arc<Deps>,
-    supervisors: Arc<Mutex<HashMap<ShardId, ActorRef<ShardMsg>>>>,
+    /// One cell per shard: after the first use, finding a supervisor takes no lock.
+    supervisors: Arc<[OnceCell<ActorRef<ShardMsg>>]>,
 }
 
 impl Subscriptions {
     pub fn new(deps: Deps) -> Self {
         Self {
             deps: Arc::new(deps),
-            supervisors: Arc::default(),
+            supervisors: (0..herald_cluster::SHARD_COUNT)
+                .map(|_| OnceCell::new())
+                .collect(),
         }
     }
 
     async fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
-        let mut supervisors = self.supervisors.lock().await;
-        if let Some(supervisor) = supervisors.get(&shard) {
-            return Ok(supervisor.clone());
-        }
-        let (supervisor, _) = Actor::spawn(None, ShardSupervisor, (self.deps.clone(), shard))
+        self.supervisors[usize::from(shard.number())]
+            .get_or_try_init(|| async {
+                Actor::spawn(None, ShardSupervisor, (self.deps.clone(), shard))
+                    .await
+                    .map(|(supervisor, _)| supervisor)
+                    .map_err(|e| DeliverError::Actor(e.to_string()))
+            })
             .await
-            .map_err(|e| DeliverError::Actor(e.to_string()))?;
-        supervisors.insert(shard, supervisor.clone());
-        Ok(supervisor)
+            .cloned()
+    }
+
+    /// The supervisors started so far.
+    fn started(&self) -> Vec<ActorRef<ShardMsg>> {
+        self.supervisors
+            .iter()
+            .filter_map(OnceCell::get)
+            .cloned()
+            .collect()
     }
 
     /// Hands a request's items to `record`'s actor and waits until they are applied and
@@ -169,7 +181,7 @@ impl Subscriptions {
     /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
     /// pushes are recorded. What is left stays in the store for the next owner.
     pub async fn drain(&self, grace: std::time::Duration) {
-        let supervisors: Vec<_> = self.supervisors.lock().await.values().cloned().collect();
+        let supervisors = self.started();
         let mut actors = Vec::new();
         for supervisor in supervisors {
             if let Ok(ractor::rpc::CallResult::Success(children)) =
@@ -187,14 +199,7 @@ impl Subscriptions {
     /// Stops every actor. Pending bursts stay in the store and are flushed by the next
     /// owner of their shard.
     pub async fn stop(&self) {
-        let supervisors: Vec<_> = self
-            .supervisors
-            .lock()
-            .await
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
-        for supervisor in supervisors {
+        for supervisor in self.started() {
             let _ = supervisor
                 .stop_and_wait(None, Some(std::time::Duration::from_secs(5)))
                 .await;
