@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classify;
 mod config;
 mod push;
 mod recording;

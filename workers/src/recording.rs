@@ -131,3 +131,56 @@ impl PushSender for NoDelivery {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::Provider;
+
+    fn request(token: &str, badge: u32) -> PushRequest {
+        PushRequest {
+            provider: Provider::Apns,
+            app_id: "com.example.mail".into(),
+            device_token: token.into(),
+            badge,
+            new_mail: 1,
+            collapse_id: "c".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn it_records_in_memory_and_answers_what_was_scripted() {
+        let sender = RecordingSender::new();
+        sender.script(
+            "dead",
+            PushOutcome::TokenDead {
+                reason: "gone".into(),
+            },
+        );
+        assert_eq!(
+            sender.send(request("alive", 3)).await,
+            PushOutcome::Delivered
+        );
+        assert!(matches!(
+            sender.send(request("dead", 4)).await,
+            PushOutcome::TokenDead { .. }
+        ));
+        let badges: Vec<u32> = sender.sent().iter().map(|r| r.badge).collect();
+        assert_eq!(badges, vec![3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_file_backed_sender_writes_json_lines_and_keeps_nothing_in_memory() {
+        let dir = std::env::temp_dir().join(format!("herald-recording-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pushes.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let sender = RecordingSender::with_file(&path);
+        sender.send(request("a", 1)).await;
+        sender.send(request("b", 2)).await;
+        assert!(sender.sent().is_empty());
+        let read = RecordingSender::read_file(&path).unwrap();
+        assert_eq!(read, vec![request("a", 1), request("b", 2)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
