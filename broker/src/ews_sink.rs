@@ -1,8 +1,7 @@
 //! The broker's side of the gateway: resolves a callback token to its registration, decides
-//! each response message (see [`crate::registry::decide`]) and records the outcome durably
-//! before the gateway answers. Until subscription actors take notifications over, the
-//! durable record is the registration itself: bound subscription, state, last watermark and
-//! last notification time.
+//! each response message (see [`crate::registry::decide`]) and hands what it accepts to the
+//! registration's subscription actor, which applies and durably records it before the
+//! gateway answers.
 
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::subscription::{DeliverError, Item, Subscriptions};
 
-/// Hands gateway requests to the registry.
+/// Hands gateway requests to the subscription actors.
 #[derive(Clone, Debug)]
 pub struct EwsSink {
     registry: Registry,
