@@ -52,7 +52,7 @@ pub(super) enum SubMsg {
         outcome: PushOutcome,
         burst: Burst,
     },
-    /// Periodic check for passivation; `force` when the shard needs room.
+    /// The supervisor's periodic check for passivation; `force` when the shard needs room.
     Idle { force: bool },
     /// Shutdown: flush the pending burst now, and answer once no push is in flight.
     Drain(RpcReplyPort<()>),
@@ -88,7 +88,6 @@ pub(super) struct SubState {
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
     last_activity: Instant,
-    idle_timer: Option<ractor::concurrency::JoinHandle<()>>,
 }
 
 impl Actor for SubscriptionActor {
@@ -110,10 +109,6 @@ impl Actor for SubscriptionActor {
                 .await?
                 .ok_or_else(|| format!("registration {} is gone", args.id))?,
         };
-        let idle_every = args.deps.actors.idle_timeout / 2;
-        let idle_timer = myself.send_interval(idle_every.max(Duration::from_millis(10)), || {
-            SubMsg::Idle { force: false }
-        });
         args.deps.metrics.subscriptions.live_actors.inc();
         let mut state = SubState {
             record,
@@ -124,7 +119,6 @@ impl Actor for SubscriptionActor {
             in_flight: None,
             draining: Vec::new(),
             last_activity: Instant::now(),
-            idle_timer: Some(idle_timer),
         };
         // A burst left by a passivated or crashed predecessor is flushed when due.
         schedule_flush(&myself, &mut state);
@@ -136,9 +130,6 @@ impl Actor for SubscriptionActor {
         _myself: ActorRef<SubMsg>,
         state: &mut SubState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.idle_timer.take() {
-            timer.abort();
-        }
         state.deps.metrics.subscriptions.live_actors.dec();
         Ok(())
     }

@@ -35,6 +35,8 @@ pub(super) enum ShardMsg {
     Children(RpcReplyPort<Vec<ActorRef<SubMsg>>>),
     /// Start the actors of registrations with an unflushed burst, so they flush it.
     Recover(Vec<RegistrationId>),
+    /// Ask the actors not routed to for `actors.idle_timeout` whether they can passivate.
+    Sweep,
     /// Makes a live actor fail, to test supervision.
     #[cfg(feature = "testsuite")]
     Fail(RegistrationId),
@@ -69,10 +71,13 @@ impl Actor for ShardSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ShardMsg>,
+        myself: ActorRef<ShardMsg>,
         (deps, shard): (Arc<Deps>, ShardId),
     ) -> Result<ShardState, ActorProcessingErr> {
         let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
+        // One timer per shard rather than one per actor: an idle actor costs no timer task.
+        let every = (deps.actors.idle_timeout / 2).max(Duration::from_millis(10));
+        myself.send_interval(every, || ShardMsg::Sweep);
         Ok(ShardState {
             deps,
             shard,
@@ -144,6 +149,14 @@ impl Actor for ShardSupervisor {
                     let _ = reply.send(None);
                 }
             },
+            ShardMsg::Sweep => {
+                let idle = state.deps.actors.idle_timeout;
+                for child in state.children.values() {
+                    if child.last_routed.elapsed() >= idle {
+                        let _ = child.actor.send_message(SubMsg::Idle { force: false });
+                    }
+                }
+            }
             ShardMsg::Children(reply) => {
                 let _ = reply.send(state.children.values().map(|c| c.actor.clone()).collect());
             }
