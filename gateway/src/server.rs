@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::answer::{SubscriptionStatus, soap_answer};
 use crate::config::GatewayConfig;
 use crate::metrics::{GatewayMetrics, RequestLabels, VerdictLabels};
+use crate::model::{SendNotification, SoapVersion};
 use crate::parse::{Limits, parse};
 use crate::sink::{Callback, NotificationSink, Outcome, combine};
 
@@ -110,64 +111,16 @@ async fn notify<S: NotificationSink>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let metrics = &gateway.metrics;
-    let outcome = match read_and_parse(&gateway, &headers, body).await {
+    let (status, answer, response) = match read_and_parse(&gateway, &headers, body).await {
         Ok(request) => {
-            let callback = Callback::new(home_region, token);
-            let (soap, messages) = (request.soap, request.messages.len());
-            let verdicts = gateway.sink.deliver(&callback, request).await;
-            for verdict in &verdicts {
-                metrics
-                    .messages
-                    .get_or_create(&VerdictLabels {
-                        verdict: verdict.as_str(),
-                    })
-                    .inc();
-            }
-            Ok((soap, combine(&verdicts, messages)))
+            let soap = request.soap;
+            let outcome = deliver(&gateway, Callback::new(home_region, token), request).await;
+            respond(soap, outcome)
         }
-        Err(refusal) => Err(refusal),
+        Err(refusal) => refuse(&gateway.metrics, refusal),
     };
-    let (status, answer, response) = match outcome {
-        Ok((soap, Outcome::Answer(status))) => {
-            let body = soap_answer(soap, status);
-            let answer = match status {
-                SubscriptionStatus::Ok => "ok",
-                SubscriptionStatus::Unsubscribe => "unsubscribe",
-            };
-            let response = ([(header::CONTENT_TYPE, soap.content_type())], body).into_response();
-            (StatusCode::OK, answer, response)
-        }
-        Ok((_, Outcome::Forbidden)) => (
-            StatusCode::FORBIDDEN,
-            "none",
-            StatusCode::FORBIDDEN.into_response(),
-        ),
-        Ok((_, Outcome::Unavailable)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "none",
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable, retry\n",
-            )
-                .into_response(),
-        ),
-        Err(refusal) => {
-            metrics.reject(refusal.reason);
-            tracing::debug!(reason = refusal.reason, status = refusal.status.as_u16(), detail = %refusal.text, "ews request refused");
-            let mut response = (refusal.status, format!("{}\n", refusal.text)).into_response();
-            if refusal.status == StatusCode::PAYLOAD_TOO_LARGE
-                || refusal.status == StatusCode::REQUEST_TIMEOUT
-            {
-                // The rest of the body is not read: the connection cannot be reused.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            (refusal.status, "none", response)
-        }
-    };
-    metrics
+    gateway
+        .metrics
         .requests
         .get_or_create(&RequestLabels {
             status: status.as_u16(),
@@ -177,11 +130,76 @@ async fn notify<S: NotificationSink>(
     response
 }
 
+/// Hands a parsed request to the sink and combines its verdicts.
+async fn deliver<S: NotificationSink>(
+    gateway: &Gateway<S>,
+    callback: Callback,
+    request: SendNotification,
+) -> Outcome {
+    let messages = request.messages.len();
+    let verdicts = gateway.sink.deliver(&callback, request).await;
+    for verdict in &verdicts {
+        gateway
+            .metrics
+            .messages
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.as_str(),
+            })
+            .inc();
+    }
+    combine(&verdicts, messages)
+}
+
+/// The HTTP answer for an outcome: status, the SOAP answer's metric label, the response.
+fn respond(soap: SoapVersion, outcome: Outcome) -> (StatusCode, &'static str, Response) {
+    match outcome {
+        Outcome::Answer(status) => {
+            let answer = match status {
+                SubscriptionStatus::Ok => "ok",
+                SubscriptionStatus::Unsubscribe => "unsubscribe",
+            };
+            let body = soap_answer(soap, status);
+            let response = ([(header::CONTENT_TYPE, soap.content_type())], body).into_response();
+            (StatusCode::OK, answer, response)
+        }
+        Outcome::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "none",
+            StatusCode::FORBIDDEN.into_response(),
+        ),
+        Outcome::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "none",
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry\n",
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// The answer to a refused request: a short text, counted by reason.
+fn refuse(metrics: &GatewayMetrics, refusal: Refusal) -> (StatusCode, &'static str, Response) {
+    metrics.reject(refusal.reason);
+    tracing::debug!(reason = refusal.reason, status = refusal.status.as_u16(), detail = %refusal.text, "ews request refused");
+    let mut response = (refusal.status, format!("{}\n", refusal.text)).into_response();
+    if refusal.status == StatusCode::PAYLOAD_TOO_LARGE
+        || refusal.status == StatusCode::REQUEST_TIMEOUT
+    {
+        // The rest of the body is not read: the connection cannot be reused.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    (refusal.status, "none", response)
+}
+
 async fn read_and_parse<S>(
     gateway: &Gateway<S>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<crate::model::SendNotification, Refusal> {
+) -> Result<SendNotification, Refusal> {
     check_content_type(headers)?;
     let cap = gateway.config.max_body;
     let declared = headers
