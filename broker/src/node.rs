@@ -82,6 +82,83 @@ pub fn build_sender(config: &Config) -> Arc<dyn PushSender> {
     }
 }
 
+/// The subscription actors' handle, built from the configuration.
+fn subscriptions(
+    config: &Config,
+    store: &Arc<dyn RegistrationStore>,
+    fencing: Arc<SoloFencing>,
+    sender: Arc<dyn PushSender>,
+    metrics: &Arc<Metrics>,
+) -> Subscriptions {
+    Subscriptions::new(Deps {
+        store: store.clone(),
+        fencing,
+        sender,
+        rules: Coalescing {
+            quiet: config.coalesce.quiet,
+            max_delay: config.coalesce.max_delay,
+            min_interval: config.coalesce.min_interval,
+        },
+        actors: config.actors.clone(),
+        metrics: metrics.clone(),
+        live: Default::default(),
+    })
+}
+
+/// The gRPC services: health, reflection and `herald.v1.Registrations`.
+fn grpc_router(
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    registry: &Registry,
+    tokens: ApiTokens,
+    metrics: &Arc<Metrics>,
+) -> Result<tonic::transport::server::Router, NodeError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(herald_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Reflection(e.to_string()))?;
+    let api = RegistrationsApi::new(registry.clone(), tokens, metrics.clone());
+    Ok(tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(RegistrationsServer::new(api)))
+}
+
+/// Resolves when the node is told to stop.
+async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Keeps the gRPC health status in step with the store's reachability until the node stops.
+async fn follow_store_health(
+    health: tonic_health::server::HealthReporter,
+    store: Arc<dyn RegistrationStore>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let serving = matches!(
+            tokio::time::timeout(HEALTH_INTERVAL, store.ping()).await,
+            Ok(Ok(()))
+        );
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status("herald.v1.Registrations", status)
+            .await;
+    }
+}
+
 /// Flushes the bursts a previous owner of the shards accepted and did not push (after a
 /// crash), retrying while the store is unreachable.
 fn spawn_recovery(subscriptions: Subscriptions, mut stop: watch::Receiver<bool>) {
@@ -168,24 +245,12 @@ impl RunningNode {
         let metrics = Arc::new(Metrics::default());
         let fencing = Arc::new(SoloFencing);
         let registry = Registry::new(store.clone(), fencing.clone(), registry_settings(config));
-        let subscriptions = Subscriptions::new(Deps {
-            store: store.clone(),
-            fencing,
-            sender,
-            rules: Coalescing {
-                quiet: config.coalesce.quiet,
-                max_delay: config.coalesce.max_delay,
-                min_interval: config.coalesce.min_interval,
-            },
-            actors: config.actors.clone(),
-            metrics: metrics.clone(),
-            live: Default::default(),
-        });
+        let subscriptions = subscriptions(config, &store, fencing.clone(), sender, &metrics);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         crate::liveness::spawn_sweeper(
             store.clone(),
-            Arc::new(SoloFencing),
+            fencing,
             metrics.clone(),
             config.liveness.status_frequency,
             config.liveness.sweep_interval,
@@ -200,25 +265,14 @@ impl RunningNode {
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(herald_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeError::Reflection(e.to_string()))?;
-        let api = RegistrationsApi::new(registry.clone(), tokens, metrics.clone());
-        let grpc = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(RegistrationsServer::new(api));
-        let mut stop = shutdown.subscribe();
+        let grpc = grpc_router(health_service, &registry, tokens, &metrics)?;
+        let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             // Small request/answer frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
             let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            grpc.serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("grpc server: {e}"))
+            grpc.serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .map_err(|e| format!("grpc server: {e}"))
         });
 
         let gateway = Arc::new(herald_gateway::Gateway {
@@ -232,53 +286,26 @@ impl RunningNode {
             ),
             metrics: metrics.gateway.clone(),
         });
-        let mut stop = shutdown.subscribe();
+        let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
-            herald_gateway::serve(gateway_listener, gateway, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("gateway server: {e}"))
+            herald_gateway::serve(gateway_listener, gateway, stop)
+                .await
+                .map_err(|e| format!("gateway server: {e}"))
         });
 
         let admin = admin::router(AdminState {
             store: store.clone(),
             metrics,
         });
-        let mut stop = shutdown.subscribe();
+        let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             axum::serve(admin_listener, admin)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
+                .with_graceful_shutdown(stop)
                 .await
                 .map_err(|e| format!("admin server: {e}"))
         });
 
-        let mut stop = shutdown.subscribe();
-        tasks.spawn(async move {
-            let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = stop.wait_for(|s| *s) => return Ok(()),
-                }
-                let serving = matches!(
-                    tokio::time::timeout(HEALTH_INTERVAL, store.ping()).await,
-                    Ok(Ok(()))
-                );
-                let status = if serving {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                health.set_service_status("", status).await;
-                health
-                    .set_service_status("herald.v1.Registrations", status)
-                    .await;
-            }
-        });
-
+        tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
         spawn_recovery(subscriptions.clone(), shutdown.subscribe());
         Ok(Self {
