@@ -8,7 +8,7 @@ use std::sync::Arc;
 use herald_gateway::model::SendNotification;
 use herald_gateway::{Callback, NotificationSink, Verdict};
 
-use crate::domain::{CallbackToken, RegState, RegistrationRecord, SubscriptionId};
+use crate::domain::{CallbackToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::subscription::{DeliverError, Item, Subscriptions};
@@ -65,31 +65,7 @@ impl EwsSink {
         if record.home_region != callback.home_region() || record.state == RegState::Dead {
             return Ok(every(Verdict::Unsubscribe));
         }
-        // A subscription id Herald cannot store (not printable ASCII, too long) cannot be
-        // bound to this registration: such a message is not ours.
-        let claims: Vec<Result<Option<SubscriptionId>, ()>> = request
-            .messages
-            .iter()
-            .map(|m| match m.subscription_id() {
-                None => Ok(None),
-                Some(raw) => SubscriptionId::parse("subscription_id", raw)
-                    .map(Some)
-                    .map_err(|_| ()),
-            })
-            .collect();
-        let valid: Vec<Option<SubscriptionId>> =
-            claims.iter().map(|c| c.clone().ok().flatten()).collect();
-        let bindings = self.registry.bindings(&record, &valid).await?;
-        let effects: Vec<MessageEffect> = request
-            .messages
-            .iter()
-            .zip(&claims)
-            .zip(bindings)
-            .map(|((message, claim), binding)| match claim {
-                Ok(sub) => decide(&record, message, sub.as_ref(), binding),
-                Err(()) => MessageEffect::Unsubscribe,
-            })
-            .collect();
+        let effects = self.effects(&record, &request).await?;
         let id = record.id.clone();
         let needs_actor = effects
             .iter()
@@ -107,29 +83,64 @@ impl EwsSink {
         } else {
             effects
         };
-        Ok(held
-            .into_iter()
-            .map(|effect| match effect {
-                MessageEffect::Accept { bind, .. } => {
-                    if bind.is_some() {
-                        tracing::info!(registration = %id, "subscription bound on first notification");
-                    }
-                    Verdict::Ok
-                }
-                MessageEffect::Kill { reason } => {
-                    tracing::info!(registration = %id, %reason, "registration marked dead");
-                    Verdict::Unsubscribe
-                }
-                MessageEffect::Unsubscribe => Verdict::Unsubscribe,
-                MessageEffect::Foreign => {
-                    tracing::warn!(
-                        registration = %id,
-                        "a notification on this registration's URL names a subscription bound to another registration: leaked URL or forgery"
-                    );
-                    Verdict::Reject
-                }
+        Ok(held.into_iter().map(|e| verdict(&id, e)).collect())
+    }
+
+    /// What each message would do to `record` (see [`decide`]).
+    async fn effects(
+        &self,
+        record: &RegistrationRecord,
+        request: &SendNotification,
+    ) -> Result<Vec<MessageEffect>, RegistryError> {
+        // A subscription id Herald cannot store (not printable ASCII, too long) cannot be
+        // bound to this registration: such a message is not ours.
+        let claims: Vec<Result<Option<SubscriptionId>, ()>> = request
+            .messages
+            .iter()
+            .map(|m| match m.subscription_id() {
+                None => Ok(None),
+                Some(raw) => SubscriptionId::parse("subscription_id", raw)
+                    .map(Some)
+                    .map_err(|_| ()),
+            })
+            .collect();
+        let valid: Vec<Option<SubscriptionId>> =
+            claims.iter().map(|c| c.clone().ok().flatten()).collect();
+        let bindings = self.registry.bindings(record, &valid).await?;
+        Ok(request
+            .messages
+            .iter()
+            .zip(&claims)
+            .zip(bindings)
+            .map(|((message, claim), binding)| match claim {
+                Ok(sub) => decide(record, message, sub.as_ref(), binding),
+                Err(()) => MessageEffect::Unsubscribe,
             })
             .collect())
+    }
+}
+
+/// The gateway's verdict for an effect that held, logged where it matters.
+fn verdict(id: &RegistrationId, effect: MessageEffect) -> Verdict {
+    match effect {
+        MessageEffect::Accept { bind, .. } => {
+            if bind.is_some() {
+                tracing::info!(registration = %id, "subscription bound on first notification");
+            }
+            Verdict::Ok
+        }
+        MessageEffect::Kill { reason } => {
+            tracing::info!(registration = %id, %reason, "registration marked dead");
+            Verdict::Unsubscribe
+        }
+        MessageEffect::Unsubscribe => Verdict::Unsubscribe,
+        MessageEffect::Foreign => {
+            tracing::warn!(
+                registration = %id,
+                "a notification on this registration's URL names a subscription bound to another registration: leaked URL or forgery"
+            );
+            Verdict::Reject
+        }
     }
 }
 

@@ -99,33 +99,7 @@ impl Actor for ShardSupervisor {
                 record,
                 items,
                 reply,
-            } => {
-                let id = record.id.clone();
-                let mut message = SubMsg::Deliver { items, reply };
-                // A child that stopped between our bookkeeping and this send gets a successor.
-                for _ in 0..2 {
-                    let Some(actor) = child(&myself, state, &id, Some((*record).clone())).await
-                    else {
-                        break;
-                    };
-                    match actor.send_message(message) {
-                        Ok(()) => {
-                            if let Some(child) = state.children.get_mut(&id) {
-                                child.routed += 1;
-                                child.last_routed = Instant::now();
-                            }
-                            return Ok(());
-                        }
-                        Err(ractor::MessagingErr::SendErr(back)) => {
-                            forget(state, &id);
-                            message = back;
-                        }
-                        Err(_) => return Ok(()),
-                    }
-                }
-                // Dropping the reply port makes the caller answer 503; Exchange retries.
-                tracing::warn!(registration = %id, "no actor could take a notification");
-            }
+            } => route(&myself, state, *record, SubMsg::Deliver { items, reply }).await,
             ShardMsg::Passivate { id, handled } => {
                 // A request sent and not yet handled keeps the actor.
                 let in_flight = state.children.get(&id).is_some_and(|c| c.routed > handled);
@@ -207,6 +181,38 @@ impl Actor for ShardSupervisor {
         }
         Ok(())
     }
+}
+
+/// Sends `message` to `record`'s actor, spawning it if needed; a child that stopped between
+/// our bookkeeping and the send gets a successor.
+async fn route(
+    myself: &ActorRef<ShardMsg>,
+    state: &mut ShardState,
+    record: RegistrationRecord,
+    mut message: SubMsg,
+) {
+    let id = record.id.clone();
+    for _ in 0..2 {
+        let Some(actor) = child(myself, state, &id, Some(record.clone())).await else {
+            break;
+        };
+        match actor.send_message(message) {
+            Ok(()) => {
+                if let Some(child) = state.children.get_mut(&id) {
+                    child.routed += 1;
+                    child.last_routed = Instant::now();
+                }
+                return;
+            }
+            Err(ractor::MessagingErr::SendErr(back)) => {
+                forget(state, &id);
+                message = back;
+            }
+            Err(_) => return,
+        }
+    }
+    // Dropping the reply port makes the caller answer 503; Exchange retries.
+    tracing::warn!(registration = %id, "no actor could take a notification");
 }
 
 fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
