@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, XmlVersion};
 
@@ -194,16 +194,17 @@ impl<'i> Cursor<'i> {
         loop {
             let (resolved, event) = self.reader.read_resolved_event().map_err(map_xml_error)?;
             let ns = match &event {
-                Event::Start(_) => Some(Ns::classify(&resolved)?),
-                _ => None,
+                Event::Start(_) => Ns::classify(&resolved)?,
+                _ => Ns::Other,
             };
             let at_start = std::mem::replace(&mut self.at_start, false);
-            match event {
-                Event::Decl(decl) => {
-                    if !at_start {
-                        return Err(malformed("an XML declaration is only allowed at the start"));
-                    }
+            let token = match event {
+                Event::Decl(decl) if at_start => {
                     check_encoding(decl.encoding())?;
+                    None
+                }
+                Event::Decl(_) => {
+                    return Err(malformed("an XML declaration is only allowed at the start"));
                 }
                 Event::DocType(_) => {
                     return Err(ParseError::new(
@@ -217,85 +218,102 @@ impl<'i> Cursor<'i> {
                         "processing instructions are not allowed in a SOAP message",
                     ));
                 }
-                Event::Comment(_) => {}
-                Event::Start(start) => {
-                    if self.root_closed {
-                        return Err(ParseError::new(
-                            Reason::TrailingContent,
-                            "an element follows the root element",
-                        ));
-                    }
-                    self.depth += 1;
-                    if self.depth > self.limits.max_depth {
-                        return Err(ParseError::new(
-                            Reason::TooDeep,
-                            format!("elements nest deeper than {}", self.limits.max_depth),
-                        ));
-                    }
-                    self.check_attributes(&start)?;
-                    self.root_seen = true;
-                    let ns = ns.unwrap_or(Ns::Other);
-                    return Ok(Token::Start(Element { ns, start }));
-                }
+                Event::Comment(_) => None,
+                Event::Start(start) => Some(self.start(ns, start)?),
                 // `expand_empty_elements` turns `<x/>` into Start + End.
-                Event::Empty(_) => {
-                    return Err(malformed("an empty-element tag was not expanded"));
-                }
-                Event::End(_) => {
-                    self.depth = self.depth.saturating_sub(1);
-                    if self.depth == 0 {
-                        self.root_closed = true;
-                    }
-                    return Ok(Token::End);
-                }
-                Event::Text(text) => {
-                    let text = text.xml10_content();
-                    if self.depth == 0 {
-                        if !is_xml_whitespace(&text) {
-                            return Err(self.outside_root());
-                        }
-                        continue;
-                    }
-                    return Ok(Token::Text(self.capped(text)?));
-                }
-                Event::CData(data) => {
-                    if self.depth == 0 {
-                        return Err(self.outside_root());
-                    }
-                    return Ok(Token::Text(self.capped(data.xml10_content())?));
-                }
-                Event::GeneralRef(reference) => {
-                    if self.depth == 0 {
-                        return Err(self.outside_root());
-                    }
-                    if reference.is_char_ref() {
-                        let ch = reference.resolve_char_ref().ok().flatten().ok_or_else(|| {
-                            ParseError::new(Reason::Entity, "a bad character reference")
-                        })?;
-                        return Ok(Token::Text(Cow::Owned(ch.to_string())));
-                    }
-                    let text = predefined_entity(&reference.into_inner()).ok_or_else(|| {
-                        ParseError::new(
-                            Reason::Entity,
-                            "an undefined entity (only lt, gt, amp, apos, quot)",
-                        )
-                    })?;
-                    return Ok(Token::Text(Cow::Borrowed(text)));
-                }
-                Event::Eof => {
-                    if !self.root_seen {
-                        return Err(ParseError::new(
-                            Reason::Empty,
-                            "the body holds no XML element",
-                        ));
-                    }
-                    if self.depth != 0 {
-                        return Err(malformed("the body ends before the root element is closed"));
-                    }
-                    return Ok(Token::Eof);
-                }
+                Event::Empty(_) => return Err(malformed("an empty-element tag was not expanded")),
+                Event::End(_) => Some(self.end()),
+                Event::Text(text) => self.character_data(text.xml10_content(), true)?,
+                Event::CData(data) => self.character_data(data.xml10_content(), false)?,
+                Event::GeneralRef(reference) => Some(self.reference(&reference)?),
+                Event::Eof => Some(self.eof()?),
+            };
+            if let Some(token) = token {
+                return Ok(token);
             }
         }
+    }
+
+    #[inline]
+    fn start(&mut self, ns: Ns, start: BytesStart<'i>) -> Result<Token<'i>, ParseError> {
+        if self.root_closed {
+            return Err(ParseError::new(
+                Reason::TrailingContent,
+                "an element follows the root element",
+            ));
+        }
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(ParseError::new(
+                Reason::TooDeep,
+                format!("elements nest deeper than {}", self.limits.max_depth),
+            ));
+        }
+        self.check_attributes(&start)?;
+        self.root_seen = true;
+        Ok(Token::Start(Element { ns, start }))
+    }
+
+    #[inline]
+    fn end(&mut self) -> Token<'i> {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 0 {
+            self.root_closed = true;
+        }
+        Token::End
+    }
+
+    /// Text inside the root; outside it only whitespace (not CDATA) is allowed, and skipped.
+    #[inline]
+    fn character_data(
+        &self,
+        text: Cow<'i, str>,
+        may_be_blank: bool,
+    ) -> Result<Option<Token<'i>>, ParseError> {
+        if self.depth == 0 {
+            return if may_be_blank && is_xml_whitespace(&text) {
+                Ok(None)
+            } else {
+                Err(self.outside_root())
+            };
+        }
+        Ok(Some(Token::Text(self.capped(text)?)))
+    }
+
+    /// A character reference or one of the five predefined entities; nothing else.
+    #[inline]
+    fn reference(&self, reference: &BytesRef<'i>) -> Result<Token<'i>, ParseError> {
+        if self.depth == 0 {
+            return Err(self.outside_root());
+        }
+        if reference.is_char_ref() {
+            let ch = reference
+                .resolve_char_ref()
+                .ok()
+                .flatten()
+                .ok_or_else(|| ParseError::new(Reason::Entity, "a bad character reference"))?;
+            return Ok(Token::Text(Cow::Owned(ch.to_string())));
+        }
+        let text = predefined_entity(&reference.clone().into_inner()).ok_or_else(|| {
+            ParseError::new(
+                Reason::Entity,
+                "an undefined entity (only lt, gt, amp, apos, quot)",
+            )
+        })?;
+        Ok(Token::Text(Cow::Borrowed(text)))
+    }
+
+    fn eof(&self) -> Result<Token<'i>, ParseError> {
+        if !self.root_seen {
+            return Err(ParseError::new(
+                Reason::Empty,
+                "the body holds no XML element",
+            ));
+        }
+        if self.depth != 0 {
+            return Err(malformed("the body ends before the root element is closed"));
+        }
+        Ok(Token::Eof)
     }
 
     fn outside_root(&self) -> ParseError {
