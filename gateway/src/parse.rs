@@ -205,25 +205,7 @@ fn response_message(
     cursor: &mut Cursor<'_>,
     element: &Element<'_>,
 ) -> Result<ResponseMessage, ParseError> {
-    let class = match element.attribute("ResponseClass")?.as_deref() {
-        Some("Success") => ResponseClass::Success,
-        Some("Warning") => ResponseClass::Warning,
-        Some("Error") => ResponseClass::Error,
-        Some(_) => {
-            return Err(error(
-                cursor,
-                Reason::BadValue,
-                "ResponseClass must be Success, Warning or Error",
-            ));
-        }
-        None => {
-            return Err(error(
-                cursor,
-                Reason::MissingElement,
-                "SendNotificationResponseMessage has no ResponseClass",
-            ));
-        }
-    };
+    let class = response_class(cursor, element)?;
     let max_text = cursor.limits().max_text;
     let mut message = ResponseMessage {
         class,
@@ -246,17 +228,7 @@ fn response_message(
                 cursor.text("MessageText", max_text)?;
             }
             "ResponseCode" if message.response_code.is_none() => {
-                let code = cursor.text("ResponseCode", 128)?;
-                let code = code.trim();
-                if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    return Err(error(
-                        cursor,
-                        Reason::BadValue,
-                        "ResponseCode is not a response code",
-                    ));
-                }
-                message.response_code = Some(code.to_owned());
+                message.response_code = Some(response_code(cursor)?);
             }
             "DescriptiveLinkKey" if !link_seen => {
                 link_seen = true;
@@ -291,6 +263,39 @@ fn response_message(
         ));
     }
     Ok(message)
+}
+
+fn response_class(cursor: &Cursor<'_>, element: &Element<'_>) -> Result<ResponseClass, ParseError> {
+    match element.attribute("ResponseClass")?.as_deref() {
+        Some("Success") => Ok(ResponseClass::Success),
+        Some("Warning") => Ok(ResponseClass::Warning),
+        Some("Error") => Ok(ResponseClass::Error),
+        Some(_) => Err(error(
+            cursor,
+            Reason::BadValue,
+            "ResponseClass must be Success, Warning or Error",
+        )),
+        None => Err(error(
+            cursor,
+            Reason::MissingElement,
+            "SendNotificationResponseMessage has no ResponseClass",
+        )),
+    }
+}
+
+/// `ResponseCode`: an enumeration value (`NoError`, `ErrorReadEventsFailed`, …), kept as text
+/// so unknown codes pass as generic errors.
+fn response_code(cursor: &mut Cursor<'_>) -> Result<String, ParseError> {
+    let code = cursor.text("ResponseCode", 128)?;
+    let code = code.trim();
+    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(error(
+            cursor,
+            Reason::BadValue,
+            "ResponseCode is not a response code",
+        ));
+    }
+    Ok(code.to_owned())
 }
 
 /// `MessageXml` holds any elements; the one that matters is

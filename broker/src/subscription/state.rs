@@ -74,14 +74,7 @@ pub fn apply(record: &mut RegistrationRecord, n: &Notification, now: UnixMillis)
         return applied;
     }
 
-    if record.inbox_folder_id.is_none() {
-        // Fallback (§8): the parent of a NewMailEvent is the Inbox.
-        record.inbox_folder_id = n
-            .events
-            .iter()
-            .find(|e| e.kind == EventKind::NewMail)
-            .and_then(|e| e.parent_folder_id.clone());
-    }
+    learn_inbox(record, n);
     if let Some(inbox) = &record.inbox_folder_id
         && let Some(count) = n.last_unread_count(inbox)
     {
@@ -105,25 +98,42 @@ pub fn apply(record: &mut RegistrationRecord, n: &Notification, now: UnixMillis)
     if let Some(key) = key {
         record.progress.remember(key);
     }
-    let progress = &mut record.progress;
     if applied.wants_flush() {
-        let burst = progress.burst.get_or_insert(Burst {
-            first_at: now,
-            last_at: now,
-            new_mail: 0,
-            events: 0,
-            more_events: false,
-        });
-        burst.last_at = now;
-        burst.new_mail = burst.new_mail.saturating_add(applied.new_mail);
-        burst.events = burst
-            .events
-            .saturating_add(u32::try_from(applied.events).unwrap_or(u32::MAX));
+        extend_burst(
+            record.progress.burst.get_or_insert(Burst {
+                first_at: now,
+                last_at: now,
+                new_mail: 0,
+                events: 0,
+                more_events: false,
+            }),
+            &applied,
+            now,
+        );
     }
-    if let Some(burst) = progress.burst.as_mut() {
+    if let Some(burst) = record.progress.burst.as_mut() {
         burst.more_events = n.more_events;
     }
     applied
+}
+
+/// Without a registered Inbox, the parent of a `NewMailEvent` is the Inbox (§8).
+fn learn_inbox(record: &mut RegistrationRecord, n: &Notification) {
+    if record.inbox_folder_id.is_none() {
+        record.inbox_folder_id = n
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::NewMail)
+            .and_then(|e| e.parent_folder_id.clone());
+    }
+}
+
+fn extend_burst(burst: &mut Burst, applied: &Applied, now: UnixMillis) {
+    burst.last_at = now;
+    burst.new_mail = burst.new_mail.saturating_add(applied.new_mail);
+    burst.events = burst
+        .events
+        .saturating_add(u32::try_from(applied.events).unwrap_or(u32::MAX));
 }
 
 #[cfg(test)]
