@@ -14,6 +14,8 @@ use herald_broker::config::Config;
 use herald_broker::node::{self, RunningNode};
 use herald_broker::telemetry;
 
+mod demo;
+
 // glibc's allocator spent a quarter of the node's CPU under EWS load (perf); mimalloc is
 // faster with many small, short-lived allocations across threads.
 #[global_allocator]
@@ -43,6 +45,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A self-contained tour: a node, two phones, a scripted Exchange day, the pushes.
+    Demo,
     /// Validate a configuration: exit 0, or 64 with every problem listed.
     CheckConfig {
         #[arg(long)]
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     match cli.command {
         Command::CheckConfig { config } => check_config(config, &env),
+        Command::Demo => run_demo(),
         Command::Serve { config } => {
             let config = match load(config, &env) {
                 Ok(config) => config,
@@ -69,6 +74,18 @@ fn main() -> ExitCode {
             };
             runtime.block_on(serve(config))
         }
+    }
+}
+
+fn run_demo() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(demo::run(&mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("demo failed: {e:#}"), EXIT_FAILURE),
     }
 }
 

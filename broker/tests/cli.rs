@@ -91,3 +91,37 @@ fn serve_stops_cleanly_on_sigterm() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("API token for this run: "), "{stdout}");
 }
+
+#[test]
+fn the_demo_replays_an_exchange_day_and_exits_0() {
+    let out = herald().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Alice's day: 4, then 6 (two pages), 5, 4; the retry of the first burst pushes nothing.
+    let alice: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("push → Alice's iPhone"))
+        .collect();
+    assert_eq!(alice.len(), 4, "{stdout}");
+    for (line, badge) in alice.iter().zip([4, 6, 5, 4]) {
+        assert!(
+            line.ends_with(&format!(r#"{{"aps":{{"badge":{badge}}}}}"#)),
+            "{line}"
+        );
+    }
+    // Carol's token dies on her second push; Exchange is then told to unsubscribe.
+    assert!(stdout.contains("registration marked dead"), "{stdout}");
+    assert!(
+        stdout.contains("folder events after the token died → HTTP 200 Unsubscribe"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("registrations: 1 active, 1 dead"),
+        "{stdout}"
+    );
+}
