@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use herald_broker::api::ApiTokens;
-use herald_broker::config::Config;
+use herald_broker::config::{Config, EXAMPLE_APPS_TOML};
 use herald_broker::domain::RegistrationId;
 use herald_broker::node::RunningNode;
 use herald_broker::store::{MemoryStore, RegistrationStore};
@@ -133,20 +133,9 @@ fn config() -> anyhow::Result<Config> {
         min_interval = "0s"
         [telemetry]
         log_filter = "warn"
-        [[apps]]
-        id = "com.example.mail"
-        platform = "apns"
-        team_id = "ABCDE12345"
-        key_id = "KEY1234567"
-        key_file = "/dev/null"
-        [[apps]]
-        id = "com.example.mail.android"
-        platform = "fcm"
-        project_id = "example-mail"
-        service_account_file = "/dev/null"
         "#
     );
-    Ok(toml::from_str(&text)?)
+    Ok(toml::from_str(&format!("{text}{EXAMPLE_APPS_TOML}"))?)
 }
 
 /// Runs the demo, printing to `out`.

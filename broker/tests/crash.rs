@@ -53,17 +53,13 @@ max_delay = "5s"
 min_interval = "0s"
 [delivery]
 record_file = "{pushes}"
-[[apps]]
-id = "com.example.mail"
-platform = "apns"
-team_id = "ABCDE12345"
-key_id = "KEY1234567"
-key_file = "/dev/null"
+{apps}
 "#,
         gateway = ports.gateway,
         grpc = ports.grpc,
         admin = ports.admin,
         pushes = pushes.display(),
+        apps = herald_broker::config::EXAMPLE_APPS_TOML,
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -9,7 +9,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use crate::api::ApiTokens;
-use crate::config::Config;
+use crate::config::{Config, EXAMPLE_APPS_TOML};
 use crate::node::{RunningNode, build_store};
 use crate::store::RegistrationStore;
 
@@ -36,7 +36,9 @@ pub fn test_config(redis_url: Option<String>) -> Config {
     "#;
     let mut config: Config = toml::from_str(toml).expect("test configuration");
     config.redis.url = redis_url;
-    config.apps = toml::from_str::<AppsOnly>(APPS).expect("test apps").apps;
+    config.apps = toml::from_str::<AppsOnly>(EXAMPLE_APPS_TOML)
+        .expect("example apps")
+        .apps;
     config
 }
 
@@ -44,20 +46,6 @@ pub fn test_config(redis_url: Option<String>) -> Config {
 struct AppsOnly {
     apps: Vec<herald_workers::AppConfig>,
 }
-
-const APPS: &str = r#"
-    [[apps]]
-    id = "com.example.mail"
-    platform = "apns"
-    team_id = "ABCDE12345"
-    key_id = "KEY1234567"
-    key_file = "/dev/null"
-    [[apps]]
-    id = "com.example.mail.android"
-    platform = "fcm"
-    project_id = "example-mail"
-    service_account_file = "/dev/null"
-"#;
 
 #[derive(Debug)]
 pub struct TestNode {
