@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod baseline;
+pub mod compare;
 pub mod ews;
 pub mod register;
 pub mod report;

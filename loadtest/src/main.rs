@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use herald_loadtest::ews::{self, EwsLoad, Shape};
 use herald_loadtest::register::{self, RegisterLoad};
-use herald_loadtest::targets;
+use herald_loadtest::targets::{self, Target};
+use herald_loadtest::{baseline, compare};
 
 #[derive(Parser, Debug)]
 #[command(name = "herald-loadtest", version, about = "Load generator for Herald")]
@@ -44,41 +46,81 @@ enum Command {
         max_seconds: u64,
     },
     /// POST EWS notifications to a gateway and report throughput, latency and answers.
-    Ews {
-        /// The gateway's address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        gateway: std::net::SocketAddr,
-        /// Register this many registrations through --grpc first and spread the load over
-        /// their callback URLs; 0: synthetic URLs (for a gateway with a null sink).
-        #[arg(long, default_value_t = 0)]
-        registrations: usize,
-        /// gRPC endpoint used to register.
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        grpc: String,
-        /// API bearer token used to register.
-        #[arg(long, env = "HERALD_API_TOKEN", default_value = "")]
-        token: String,
-        /// A configured APNs app id.
-        #[arg(long, default_value = "com.example.mail")]
-        apns_app: String,
-        #[arg(long, value_enum, default_value_t = Shape::Burst)]
-        shape: Shape,
-        #[arg(long, default_value_t = 100_000)]
-        count: u64,
-        /// Keep-alive connections, one request in flight on each.
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        /// Arrivals per second (open loop); omit for closed loop.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Stop after this many seconds whatever is left.
-        #[arg(long, default_value_t = 300)]
-        max_seconds: u64,
+    Ews(EwsArgs),
+    /// The same EWS load against a bare quick-xml baseline and against the node, and the
+    /// ratio of their throughputs (needs --registrations).
+    Compare(EwsArgs),
+    /// Serve the baseline (parse with quick-xml, answer OK, nothing else) until Ctrl-C.
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+struct EwsArgs {
+    /// The gateway's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: SocketAddr,
+    /// Register this many registrations through --grpc first and spread the load over their
+    /// callback URLs; 0: synthetic URLs (for a gateway with a null sink).
+    #[arg(long, default_value_t = 0)]
+    registrations: usize,
+    /// gRPC endpoint used to register.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// API bearer token used to register.
+    #[arg(long, env = "HERALD_API_TOKEN", default_value = "")]
+    token: String,
+    /// A configured APNs app id.
+    #[arg(long, default_value = "com.example.mail")]
+    apns_app: String,
+    #[arg(long, value_enum, default_value_t = Shape::Burst)]
+    shape: Shape,
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Keep-alive connections, one request in flight on each.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Arrivals per second (open loop); omit for closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many seconds whatever is left.
+    #[arg(long, default_value_t = 300)]
+    max_seconds: u64,
+}
+
+impl EwsArgs {
+    async fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        if self.registrations == 0 {
+            return Ok(targets::anonymous_targets(1024));
+        }
+        targets::register_targets(
+            &self.grpc,
+            &self.token,
+            &self.apns_app,
+            self.registrations,
+            64,
+        )
+        .await
+    }
+
+    fn load(&self, targets: Vec<Target>) -> EwsLoad {
+        EwsLoad {
+            gateway: self.gateway,
+            targets,
+            shape: self.shape,
+            count: self.count,
+            connections: self.connections,
+            rate: self.rate,
+            max_duration: Duration::from_secs(self.max_seconds),
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     match Cli::parse().command {
         Command::Register {
             grpc,
@@ -101,43 +143,42 @@ async fn main() -> anyhow::Result<()> {
                 max_duration: Duration::from_secs(max_seconds),
             })
             .await?;
-            writeln!(std::io::stdout(), "register: {summary}")?;
+            writeln!(out, "register: {summary}")?;
             if summary.errors > 0 {
                 anyhow::bail!("{} registrations failed", summary.errors);
             }
         }
-        Command::Ews {
-            gateway,
-            registrations,
-            grpc,
-            token,
-            apns_app,
-            shape,
-            count,
-            connections,
-            rate,
-            max_seconds,
-        } => {
-            let targets = if registrations == 0 {
-                targets::anonymous_targets(1024)
-            } else {
-                targets::register_targets(&grpc, &token, &apns_app, registrations, 64).await?
-            };
-            let (summary, answers) = ews::run(EwsLoad {
-                gateway,
-                targets,
-                shape,
-                count,
-                connections,
-                rate,
-                max_duration: Duration::from_secs(max_seconds),
-            })
-            .await?;
-            writeln!(std::io::stdout(), "ews: {summary}")?;
-            writeln!(std::io::stdout(), "ews answers: {answers}")?;
+        Command::Ews(args) => {
+            let targets = args.targets().await?;
+            let (summary, answers) = ews::run(args.load(targets)).await?;
+            writeln!(out, "ews: {summary}")?;
+            writeln!(out, "ews answers: {answers}")?;
             if summary.errors > 0 {
                 anyhow::bail!("{} notifications were not answered OK", summary.errors);
             }
+        }
+        Command::Compare(args) => {
+            anyhow::ensure!(
+                args.registrations > 0,
+                "compare needs --registrations: the node answers OK only for its own"
+            );
+            let targets = args.targets().await?;
+            let load = args.load(targets.clone());
+            let result = compare::run(load, args.gateway, targets).await?;
+            writeln!(out, "baseline: {}", result.baseline)?;
+            writeln!(out, "herald:   {}", result.herald)?;
+            writeln!(out, "herald / baseline throughput: {:.2}", result.ratio())?;
+            if result.herald.errors > 0 || result.baseline.errors > 0 {
+                anyhow::bail!("some notifications were not answered OK");
+            }
+        }
+        Command::Baseline { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            writeln!(out, "baseline on {}", listener.local_addr()?)?;
+            baseline::serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
         }
     }
     Ok(())

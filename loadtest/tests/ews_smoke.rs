@@ -50,3 +50,39 @@ async fn ews_load_is_answered_ok_for_registered_targets_and_unsubscribe_for_othe
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn compare_runs_the_same_load_against_the_baseline_and_the_node() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&test_config(Some(redis.url()))).await;
+    let grpc = format!("http://{}", node.node.grpc_addr);
+    let targets = register_targets(&grpc, API_TOKEN, "com.example.mail", 10, 4)
+        .await
+        .unwrap();
+    let load = EwsLoad {
+        gateway: node.gateway_addr(),
+        targets: targets.clone(),
+        shape: Shape::Burst,
+        count: 200,
+        connections: 4,
+        rate: None,
+        max_duration: Duration::from_secs(60),
+    };
+    let result = herald_loadtest::compare::run(load, node.gateway_addr(), targets)
+        .await
+        .unwrap();
+    assert_eq!((result.baseline.ok, result.baseline.errors), (200, 0));
+    assert_eq!((result.herald.ok, result.herald.errors), (200, 0));
+    assert!(result.ratio() > 0.0);
+    node.stop().await;
+}
+
+#[test]
+fn the_baseline_parses_what_the_generator_sends_and_refuses_garbage() {
+    let target = &anonymous_targets(1)[0];
+    for shape in [Shape::Burst, Shape::Heartbeat] {
+        let body = herald_loadtest::ews::notification(shape, target, 7);
+        assert!(herald_loadtest::baseline::parses(body.as_bytes()));
+    }
+    assert!(!herald_loadtest::baseline::parses(b"<a><b></a>"));
+}
