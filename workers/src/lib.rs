@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apns;
 pub mod classify;
 mod config;
 mod push;
