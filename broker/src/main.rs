@@ -131,12 +131,20 @@ async fn serve(config: Config) -> ExitCode {
         Ok(store) => store,
         Err(err) => return fail(&err.to_string(), EXIT_CONFIG),
     };
+    // Before the node starts: a SIGTERM that arrives once it is up must be ours to handle.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => return fail(&format!("cannot handle signals: {err}"), EXIT_FAILURE),
+    };
     let mut node = match RunningNode::start(&config, store, tokens).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string(), EXIT_FAILURE),
     };
     let outcome = tokio::select! {
-        signal = shutdown_signal() => signal.map(|name| tracing::info!(signal = name, "shutting down")),
+        signal = signals.recv() => {
+            tracing::info!(signal, "shutting down");
+            Ok(())
+        }
         failure = node.failed() => Err(failure),
     };
     let drained = node.shutdown(config.node.shutdown_grace).await;
@@ -167,12 +175,26 @@ fn api_tokens(config: &Config) -> Result<ApiTokens, String> {
     Ok(ApiTokens::new([token]))
 }
 
-async fn shutdown_signal() -> Result<&'static str, String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        _ = int.recv() => Ok("SIGINT"),
+/// SIGTERM and SIGINT, handled from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
