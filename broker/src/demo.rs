@@ -192,6 +192,7 @@ pub(crate) async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
                 &phone.device_token,
                 PushOutcome::TokenDead {
                     reason: "Unregistered".into(),
+                    since_ms: None,
                 },
             );
         }

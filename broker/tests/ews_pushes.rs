@@ -190,6 +190,7 @@ async fn a_dead_device_token_kills_the_registration_and_unsubscribes() {
         &alice.registration.device_token,
         PushOutcome::TokenDead {
             reason: "Unregistered".into(),
+            since_ms: None,
         },
     );
     node.post_ews(
@@ -356,5 +357,44 @@ async fn unregistering_during_a_burst_pushes_at_most_once() {
         answer.soap_status().map(|(_, s)| s).as_deref(),
         Some("Unsubscribe")
     );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_unregistered_older_than_the_registration_does_not_kill_it() {
+    let (_redis, node) = node().await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    // Apple says the token died in 1970: the app has registered again since.
+    node.pushes.script(
+        &alice.registration.device_token,
+        PushOutcome::TokenDead {
+            reason: "Unregistered".into(),
+            since_ms: Some(1),
+        },
+    );
+    node.post_ews(
+        &alice.path,
+        &fixture("ews", "03-burst-created-newmail-modified.xml"),
+    )
+    .await;
+    flushed(&node, alice).await;
+    let stored = record(&node, alice).await;
+    assert_eq!(stored.state, RegState::Active);
+    assert_eq!(stored.last_push_outcome.as_deref(), Some("failed"));
+    // A death Apple dates after the registration kills it.
+    node.pushes.script(
+        &alice.registration.device_token,
+        PushOutcome::TokenDead {
+            reason: "Unregistered".into(),
+            since_ms: Some(u64::MAX),
+        },
+    );
+    node.post_ews(&alice.path, &fixture("ews", "07-read-unread-drop.xml"))
+        .await;
+    eventually(Duration::from_secs(5), || async {
+        (record(&node, alice).await.state == RegState::Dead).then_some(())
+    })
+    .await;
     node.stop().await;
 }

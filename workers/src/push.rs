@@ -46,9 +46,11 @@ impl fmt::Debug for PushRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushOutcome {
     Delivered,
-    /// The provider says the token will never work again.
+    /// The provider says the token will never work again. `since_ms` (APNs `Unregistered`)
+    /// is when it stopped working: a registration made after that is not dead.
     TokenDead {
         reason: String,
+        since_ms: Option<u64>,
     },
     /// Not delivered now; the provider asks to wait.
     RetryAfter(Duration),

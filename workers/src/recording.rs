@@ -155,6 +155,7 @@ mod tests {
             "dead",
             PushOutcome::TokenDead {
                 reason: "gone".into(),
+                since_ms: None,
             },
         );
         assert_eq!(

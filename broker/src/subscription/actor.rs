@@ -392,6 +392,17 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     }
 }
 
+/// Whether `outcome` kills `record`: a dead token does, unless the provider says it died
+/// before the registration was made (APNs `Unregistered` carries that time).
+fn kills(outcome: &PushOutcome, record: &RegistrationRecord) -> bool {
+    match outcome {
+        PushOutcome::TokenDead { since_ms, .. } => {
+            since_ms.is_none_or(|since| record.created_at.0 < since)
+        }
+        _ => false,
+    }
+}
+
 /// Answers the drain requests once no push is in flight (a burst the drain could not flush
 /// — postponed, or a failed read — stays in the store for the next owner).
 fn finish_drain(state: &mut SubState) {
@@ -418,17 +429,20 @@ async fn record_push(
             .flush_latency
             .observe(now.0.saturating_sub(flushed.first_at.0) as f64 / 1000.0);
     }
+    let killed = kills(outcome, &state.record);
     let written = write_with(state, |r| {
         r.last_push_at = Some(now);
         r.last_push_outcome = Some(outcome.name().to_owned());
         match outcome {
             PushOutcome::Delivered => r.badge = request.badge,
-            PushOutcome::TokenDead { reason } => {
+            PushOutcome::TokenDead { reason, .. } if killed => {
                 r.state = RegState::Dead;
                 r.dead_reason = Some(format!(
                     "push provider: the device token is dead ({reason})"
                 ));
             }
+            // Apple's Unregistered predates this registration: the app registered again since.
+            PushOutcome::TokenDead { .. } => r.last_push_outcome = Some("failed".to_owned()),
             PushOutcome::RetryAfter(_) => return,
             PushOutcome::Failed { .. } => {}
         }
@@ -444,7 +458,7 @@ async fn record_push(
         };
     })
     .await;
-    if let PushOutcome::TokenDead { .. } = outcome {
+    if killed {
         tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
     }
     match written {
