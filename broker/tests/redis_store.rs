@@ -314,3 +314,42 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
     assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
     node.stop().await;
 }
+
+#[tokio::test]
+async fn nodes_share_one_apns_provider_token_through_redis() {
+    use herald_workers::apns::{
+        ProviderTokens, REFRESH_AGE_SECS, SharedProviderTokens, TokenSigner,
+    };
+
+    let mut redis = RedisServer::start();
+    let connect = || {
+        RedisStore::connect(&RedisStoreConfig {
+            url: redis.url(),
+            key_prefix: "herald".into(),
+            response_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(500),
+        })
+        .unwrap()
+    };
+    let node = |store: RedisStore| {
+        let key = include_bytes!("../../testdata/apns/test-key.p8");
+        let signer = TokenSigner::from_p8("ABCDE12345", "KEY1234567", key).unwrap();
+        SharedProviderTokens::new(ProviderTokens::new(signer), Arc::new(store))
+    };
+    let (a, b) = (node(connect()), node(connect()));
+    let first = a.token(1_000).await.unwrap();
+    assert_eq!(
+        b.token(1_030).await.unwrap(),
+        first,
+        "b uses the token a published"
+    );
+    let later = 1_000 + REFRESH_AGE_SECS;
+    let (from_a, from_b) = tokio::join!(a.token(later), b.token(later));
+    let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
+    assert_eq!(from_a, from_b, "one replacement for both nodes");
+    assert_ne!(from_a, first);
+    // Without Redis a node still signs its pushes, with a token of its own.
+    redis.kill();
+    let alone = a.token(later + REFRESH_AGE_SECS).await.unwrap();
+    assert_eq!(alone.iat, later + REFRESH_AGE_SECS);
+}

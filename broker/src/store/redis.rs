@@ -5,6 +5,7 @@
 mod codec;
 mod keys;
 mod scripts;
+mod token_share;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -50,6 +51,7 @@ struct Scripts {
     claim: Script,
     persist_claim: Script,
     release_claim: Script,
+    offer_token: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -88,6 +90,7 @@ impl RedisStore {
                 claim: scripts::claim(),
                 persist_claim: scripts::persist_claim(),
                 release_claim: scripts::release_claim(),
+                offer_token: scripts::offer_token(),
             }),
         })
     }

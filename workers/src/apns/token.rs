@@ -106,15 +106,35 @@ impl ProviderTokens {
     /// The token to send at `now` (Unix seconds): the current one until it is
     /// [`REFRESH_AGE_SECS`] old, else a new one.
     pub fn token(&self, now: u64) -> Result<ProviderToken, CredentialError> {
-        let mut current = self.lock();
-        match &*current {
-            Some(token) if now.saturating_sub(token.iat) < REFRESH_AGE_SECS => Ok(token.clone()),
-            _ => {
-                let token = self.signer.sign(now)?;
-                *current = Some(token.clone());
-                Ok(token)
-            }
+        match self.fresh(now) {
+            Some(token) => Ok(token),
+            None => self.mint(now),
         }
+    }
+
+    /// The current token if it is younger than [`REFRESH_AGE_SECS`] at `now`.
+    pub(crate) fn fresh(&self, now: u64) -> Option<ProviderToken> {
+        self.lock()
+            .as_ref()
+            .filter(|t| now.saturating_sub(t.iat) < REFRESH_AGE_SECS)
+            .cloned()
+    }
+
+    /// Signs a new token at `now` and makes it the current one.
+    pub(crate) fn mint(&self, now: u64) -> Result<ProviderToken, CredentialError> {
+        let token = self.signer.sign(now)?;
+        *self.lock() = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Makes `token` (another node's) the current one.
+    pub(crate) fn adopt(&self, token: ProviderToken) {
+        *self.lock() = Some(token);
+    }
+
+    /// Where the team's token is shared: one per team and key.
+    pub(crate) fn share_key(&self) -> String {
+        format!("{}:{}", self.signer.team_id, self.signer.key_id)
     }
 
     /// Apple said `ExpiredProviderToken` for `rejected`: a new token if it is at least

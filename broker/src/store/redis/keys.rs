@@ -11,6 +11,7 @@
 //! | `{prefix}:{s<n>}:seen` | sorted set | pending and active registrations, by when Exchange was last heard for them (ms) |
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
+//! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
 //!
 //! `loc` is the commit point: a registration exists when `loc` names a shard whose `r:` hash
 //! holds it. A crash between the steps of a multi-key change leaves at most an orphan that
@@ -60,6 +61,10 @@ impl Keys {
 
     pub(super) fn location(&self, id: &RegistrationId) -> String {
         format!("{}:loc:{id}", self.prefix)
+    }
+
+    pub(super) fn apns_token(&self, share_key: &str) -> String {
+        format!("{}:apns-token:{share_key}", self.prefix)
     }
 
     pub(super) fn subscription(&self, sub: &SubscriptionId) -> String {

@@ -144,3 +144,19 @@ mod tests {
         assert_eq!(Status::parse("WHAT"), None);
     }
 }
+
+/// Publishes a provider token unless a fresh one is there. KEYS: token key. ARGV: `<iat>
+/// <jwt>`, the oldest `iat` still fresh, time to live in seconds. Answers the token kept.
+pub(super) fn offer_token() -> Script {
+    Script::new(
+        r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local iat = tonumber(string.match(current, '^(%d+) '))
+  if iat and iat >= tonumber(ARGV[2]) then return current end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return ARGV[1]
+"#,
+    )
+}
