@@ -131,20 +131,6 @@ impl Status {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Status;
-
-    #[test]
-    fn statuses_parse() {
-        assert_eq!(Status::parse("OK"), Some(Status::Ok));
-        assert_eq!(Status::parse("FENCED 7"), Some(Status::Fenced(7)));
-        assert_eq!(Status::parse("OWNED ab"), Some(Status::Owned("ab".into())));
-        assert_eq!(Status::parse("FENCED x"), None);
-        assert_eq!(Status::parse("WHAT"), None);
-    }
-}
-
 /// Publishes a provider token unless a fresh one is there. KEYS: token key. ARGV: `<iat>
 /// <jwt>`, the oldest `iat` still fresh, time to live in seconds. Answers the token kept.
 pub(super) fn offer_token() -> Script {
@@ -159,4 +145,18 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return ARGV[1]
 "#,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn statuses_parse() {
+        assert_eq!(Status::parse("OK"), Some(Status::Ok));
+        assert_eq!(Status::parse("FENCED 7"), Some(Status::Fenced(7)));
+        assert_eq!(Status::parse("OWNED ab"), Some(Status::Owned("ab".into())));
+        assert_eq!(Status::parse("FENCED x"), None);
+        assert_eq!(Status::parse("WHAT"), None);
+    }
 }
