@@ -8,7 +8,7 @@ use std::sync::Arc;
 use herald_gateway::model::SendNotification;
 use herald_gateway::{Callback, NotificationSink, Verdict};
 
-use crate::domain::{CallbackToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId};
+use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::subscription::{DeliverError, Item, Subscriptions};
@@ -41,15 +41,9 @@ impl EwsSink {
     /// The registration a callback token names, if its secret matches: the live actor's
     /// copy when there is one (no store read), else the store's.
     async fn resolve(&self, raw_token: &str) -> Result<Option<RegistrationRecord>, RegistryError> {
-        let Some(token) = CallbackToken::parse(raw_token) else {
-            return Ok(None);
-        };
-        let id = token.registration_id();
-        let record = match self.subscriptions.live_record(id).await {
-            Some(record) => Some(record),
-            None => self.registry.store().get(id).await?,
-        };
-        Ok(record.filter(|r| token.matches(&r.callback_hash)))
+        self.registry
+            .resolve_callback_from(raw_token, |id| self.subscriptions.live_record(id))
+            .await
     }
 
     async fn decide_all(

@@ -244,10 +244,28 @@ impl Registry {
         &self,
         raw_token: &str,
     ) -> Result<Option<RegistrationRecord>, RegistryError> {
+        self.resolve_callback_from(raw_token, |_| async { None })
+            .await
+    }
+
+    /// [`Self::resolve_callback`], taking the record from `cached` (a live actor's copy, say)
+    /// when it has one instead of reading the store.
+    pub async fn resolve_callback_from<Fut>(
+        &self,
+        raw_token: &str,
+        cached: impl FnOnce(RegistrationId) -> Fut,
+    ) -> Result<Option<RegistrationRecord>, RegistryError>
+    where
+        Fut: std::future::Future<Output = Option<RegistrationRecord>>,
+    {
         let Some(token) = CallbackToken::parse(raw_token) else {
             return Ok(None);
         };
-        let record = self.store.get(token.registration_id()).await?;
+        let id = token.registration_id();
+        let record = match cached(id.clone()).await {
+            Some(record) => Some(record),
+            None => self.store.get(id).await?,
+        };
         Ok(record.filter(|r| token.matches(&r.callback_hash)))
     }
 

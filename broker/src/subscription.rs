@@ -138,10 +138,9 @@ impl Subscriptions {
 
     /// The record of `id` as its live actor holds it (no store read); `None` when its actor
     /// is not live.
-    pub async fn live_record(&self, id: &RegistrationId) -> Option<RegistrationRecord> {
-        let shard = self.deps.live_shard(id)?;
+    pub async fn live_record(&self, id: RegistrationId) -> Option<RegistrationRecord> {
+        let shard = self.deps.live_shard(&id)?;
         let supervisor = self.supervisor(shard).await.ok()?;
-        let id = id.clone();
         match supervisor
             .call(
                 |reply| ShardMsg::Snapshot { id, reply },
