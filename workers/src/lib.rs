@@ -11,9 +11,19 @@
 pub mod apns;
 pub mod classify;
 mod config;
+mod delivery;
+mod error;
+pub mod fcm;
+mod http;
+#[cfg(feature = "mock")]
+pub mod mock;
 mod push;
 mod recording;
+mod settings;
 
 pub use config::{ApnsAppConfig, AppConfig, FcmAppConfig};
+pub use delivery::{Backoff, Delivery, DeliveryMetrics};
+pub use error::DeliveryError;
 pub use push::{Provider, PushOutcome, PushRequest, PushSender, SendFuture};
 pub use recording::{NoDelivery, RecordingSender};
+pub use settings::DeliverySettings;

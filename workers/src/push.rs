@@ -28,6 +28,13 @@ pub struct PushRequest {
     pub new_mail: u32,
     /// Replaces an undelivered earlier push to the same device.
     pub collapse_id: String,
+    /// Names this push in logs and to APNs (`apns-id`, a UUID); the same for every retry
+    /// of one burst.
+    #[serde(default)]
+    pub push_id: String,
+    /// How many times this burst was already retried (drives the back-off).
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 impl fmt::Debug for PushRequest {
@@ -38,6 +45,8 @@ impl fmt::Debug for PushRequest {
             .field("app_id", &self.app_id)
             .field("badge", &self.badge)
             .field("new_mail", &self.new_mail)
+            .field("push_id", &self.push_id)
+            .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
 }

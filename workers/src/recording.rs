@@ -145,6 +145,8 @@ mod tests {
             badge,
             new_mail: 1,
             collapse_id: "c".into(),
+            push_id: "00000000-0000-4000-8000-000000000000".into(),
+            attempt: 0,
         }
     }
 

@@ -85,6 +85,8 @@ pub(super) struct SubState {
     handled: u64,
     /// The burst whose push is in flight.
     in_flight: Option<Burst>,
+    /// Retries of the current burst's push so far (the back-off grows with them).
+    retries: u32,
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
     last_activity: Instant,
@@ -117,6 +119,7 @@ impl Actor for SubscriptionActor {
             generation: 0,
             handled: 0,
             in_flight: None,
+            retries: 0,
             draining: Vec::new(),
             last_activity: Instant::now(),
         };
@@ -160,6 +163,10 @@ impl Actor for SubscriptionActor {
                 burst,
             } => {
                 state.in_flight = None;
+                state.retries = match outcome {
+                    PushOutcome::RetryAfter(_) => state.retries.saturating_add(1),
+                    _ => 0,
+                };
                 let recorded = Box::pin(record_push(state, &request, &outcome, burst)).await;
                 match outcome {
                     // The store is failing: do not push again at once.
@@ -368,7 +375,8 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
                 schedule_flush(myself, state);
             }
         }
-        FlushPlan::Send(request) => {
+        FlushPlan::Send(mut request) => {
+            request.attempt = state.retries;
             state.in_flight = Some(burst);
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
             let pushed = request.clone();

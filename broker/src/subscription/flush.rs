@@ -95,7 +95,21 @@ pub fn plan(
         badge,
         new_mail,
         collapse_id: format!("badge-{}", flusher.device_token.fingerprint()),
+        push_id: push_id(flusher),
+        attempt: 0,
     })
+}
+
+/// The id of the push of `flusher`'s current burst: the same for every retry of the burst
+/// (APNs `apns-id`, logs), shaped as a version-4 UUID.
+fn push_id(flusher: &RegistrationRecord) -> String {
+    let first_at = flusher.progress.burst.map_or(0, |b| b.first_at.0);
+    let mut seed = flusher.id.as_str().as_bytes().to_vec();
+    seed.extend_from_slice(&first_at.to_be_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_128(&seed);
+    uuid::Builder::from_random_bytes(hash.to_be_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -75,6 +75,39 @@ impl SharedProviderTokens {
             }
         }
     }
+
+    /// Apple refused `rejected` as expired: the token to retry with, shared like any other,
+    /// or `None` when it is too young to replace (see [`ProviderTokens::replace_rejected`]).
+    pub async fn replace_rejected(
+        &self,
+        rejected: &ProviderToken,
+        now: u64,
+    ) -> Result<Option<ProviderToken>, CredentialError> {
+        // Another node may have replaced it already.
+        if let Ok(Some(shared)) = self.share.current(&self.key).await
+            && shared.iat > rejected.iat
+        {
+            self.local.adopt(shared.clone());
+            return Ok(Some(shared));
+        }
+        let Some(fresh) = self.local.replace_rejected(rejected, now)? else {
+            return Ok(None);
+        };
+        match self
+            .share
+            .offer(&self.key, fresh.clone(), rejected.iat + 1)
+            .await
+        {
+            Ok(winner) => {
+                self.local.adopt(winner.clone());
+                Ok(Some(winner))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish the APNs provider token; using it locally");
+                Ok(Some(fresh))
+            }
+        }
+    }
 }
 
 /// A share inside one process (tests, a single node).

@@ -1,0 +1,242 @@
+//! The APNs HTTP/2 client of one app: several independent connections (one reqwest client
+//! each), a bounded number of streams on each, the shared provider token, and the one-shot
+//! retries the protocol asks for (a refreshed token, a fresh connection).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use tokio::sync::Semaphore;
+
+use super::request;
+use super::share::{SharedProviderTokens, TokenShare};
+use super::token::{ProviderToken, ProviderTokens, TokenSigner};
+use crate::classify::{self, RetryScope, Verdict};
+use crate::http::{ClientOptions, client, extra_ca};
+use crate::{ApnsAppConfig, DeliveryError, DeliverySettings, PushRequest};
+
+/// A connection is replaced at most this often: Apple reads rapid reconnects as an attack.
+const MIN_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct ApnsClient {
+    topic: String,
+    device_url: String,
+    lanes: Vec<Lane>,
+    next_lane: AtomicUsize,
+    tokens: SharedProviderTokens,
+    options: ClientOptions,
+    extra_ca: Vec<reqwest::Certificate>,
+    badge_lifetime: Duration,
+}
+
+/// One HTTP/2 connection and its stream budget.
+#[derive(Debug)]
+struct Lane {
+    client: RwLock<reqwest::Client>,
+    streams: Semaphore,
+    reconnected: Mutex<Option<Instant>>,
+}
+
+impl ApnsClient {
+    /// A client for `app`, its provider token shared through `share`.
+    pub fn new(
+        app: &ApnsAppConfig,
+        settings: &DeliverySettings,
+        share: Arc<dyn TokenShare>,
+    ) -> Result<Self, DeliveryError> {
+        let p8 = std::fs::read(&app.key_file).map_err(|e| DeliveryError::File {
+            path: app.key_file.clone(),
+            error: e.to_string(),
+        })?;
+        let signer = TokenSigner::from_p8(&app.team_id, &app.key_id, &p8)
+            .map_err(|e| DeliveryError::credential(&app.id, e))?;
+        let base = app.base_url.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(DeliveryError::BaseUrl {
+                app: app.id.clone(),
+                url: app.base_url.clone(),
+            });
+        }
+        let options = ClientOptions {
+            request_timeout: settings.request_timeout,
+            connect_timeout: settings.connect_timeout,
+            keep_alive: settings.keep_alive,
+            http2_only: true,
+        };
+        let extra_ca = extra_ca(&app.ca_file)?;
+        let lanes = (0..settings.apns_connections.max(1))
+            .map(|_| {
+                Ok(Lane {
+                    client: RwLock::new(client(&options, &extra_ca)?),
+                    streams: Semaphore::new(settings.apns_streams_per_connection.max(1)),
+                    reconnected: Mutex::new(None),
+                })
+            })
+            .collect::<Result<_, DeliveryError>>()?;
+        Ok(Self {
+            topic: app.id.clone(),
+            device_url: format!("{base}/3/device/"),
+            lanes,
+            next_lane: AtomicUsize::new(0),
+            tokens: SharedProviderTokens::new(ProviderTokens::new(signer), share),
+            options,
+            extra_ca,
+            badge_lifetime: settings.badge_lifetime,
+        })
+    }
+
+    /// Sends `request` and classifies Apple's answer. An expired provider token is replaced
+    /// and the push sent once more; a connection-level failure is retried once on a fresh
+    /// connection.
+    pub async fn send(&self, request: &PushRequest) -> Verdict {
+        let lane = self.lane();
+        let token = match self.tokens.token(unix_now()).await {
+            Ok(token) => token,
+            Err(error) => {
+                return Verdict::PauseApp {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        match self.post(lane, request, &token).await {
+            Verdict::RefreshAuth { reason } => {
+                self.after_expired(lane, request, &token, reason).await
+            }
+            Verdict::Retry {
+                scope: RetryScope::Reconnect,
+                after: None,
+                reason,
+            } => {
+                if !self.reconnect(lane) {
+                    return retry_later(reason);
+                }
+                tracing::debug!(%reason, "APNs connection replaced; the push is sent again");
+                self.post(lane, request, &token).await
+            }
+            verdict => verdict,
+        }
+    }
+
+    async fn after_expired(
+        &self,
+        lane: &Lane,
+        request: &PushRequest,
+        rejected: &ProviderToken,
+        reason: String,
+    ) -> Verdict {
+        match self.tokens.replace_rejected(rejected, unix_now()).await {
+            Ok(Some(token)) => match self.post(lane, request, &token).await {
+                // Refreshed once; refusing the new one too is not fixed by minting more.
+                Verdict::RefreshAuth { reason } => retry_later(reason),
+                verdict => verdict,
+            },
+            Ok(None) => {
+                tracing::error!(
+                    topic = %self.topic,
+                    age_secs = unix_now().saturating_sub(rejected.iat),
+                    "APNs calls a provider token younger than 20 minutes expired: check this host's clock"
+                );
+                retry_later(reason)
+            }
+            Err(error) => Verdict::PauseApp {
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    async fn post(&self, lane: &Lane, request: &PushRequest, token: &ProviderToken) -> Verdict {
+        // The semaphore is never closed.
+        let Ok(_stream) = lane.streams.acquire().await else {
+            return classify::transport_failure("connection closed");
+        };
+        let client = lane
+            .client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut headers =
+            request::headers(request, &self.topic, self.badge_lifetime, SystemTime::now());
+        if let Ok(bearer) = HeaderValue::try_from(format!("bearer {}", token.jwt)) {
+            headers.insert(AUTHORIZATION, bearer);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let url = format!("{}{}", self.device_url, request.device_token);
+        let sent = client
+            .post(url)
+            .headers(headers)
+            .body(request::body(request))
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => return classify::transport_failure(&describe(&error)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| classify::retry_after(Some(v), SystemTime::now()));
+        match response.bytes().await {
+            Ok(body) => classify::apns(status, &body, retry_after),
+            Err(error) => classify::transport_failure(&describe(&error)),
+        }
+    }
+
+    fn lane(&self) -> &Lane {
+        let i = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        &self.lanes[i]
+    }
+
+    /// Replaces the lane's connection unless it was replaced a moment ago; whether it was.
+    fn reconnect(&self, lane: &Lane) -> bool {
+        let mut last = lane.reconnected.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < MIN_RECONNECT_INTERVAL) {
+            return false;
+        }
+        match client(&self.options, &self.extra_ca) {
+            Ok(fresh) => {
+                *lane.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                *last = Some(Instant::now());
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot replace an APNs connection");
+                false
+            }
+        }
+    }
+}
+
+fn retry_later(reason: String) -> Verdict {
+    Verdict::Retry {
+        scope: RetryScope::Backoff,
+        after: None,
+        reason,
+    }
+}
+
+/// A reqwest error with its causes (the top level alone says little: "error sending request").
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timeout".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

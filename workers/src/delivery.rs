@@ -1,0 +1,293 @@
+//! The push sender of a node: routes each push to its app's provider client, within the
+//! provider's concurrency budget, behind the app's circuit breaker and pause, and turns the
+//! classified answer into an outcome for the broker — a retry always comes back to the
+//! broker, which resends the device's *latest* badge after the back-off given here.
+
+mod backoff;
+mod breaker;
+mod metrics;
+mod rate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+pub use backoff::Backoff;
+use breaker::{Admission, Breaker};
+pub use metrics::DeliveryMetrics;
+use metrics::{AnswerLabels, AppLabels, ProviderLabels, provider_label};
+pub(crate) use rate::RateLimit;
+
+use crate::apns::{ApnsClient, TokenShare};
+use crate::classify::{RetryScope, Verdict};
+use crate::fcm::FcmClient;
+use crate::{
+    AppConfig, DeliveryError, DeliverySettings, Provider, PushOutcome, PushRequest, PushSender,
+    SendFuture,
+};
+
+/// Pushes to APNs and FCM for the configured apps.
+#[derive(Debug)]
+pub struct Delivery {
+    apps: HashMap<String, App>,
+    apns_budget: Semaphore,
+    fcm_budget: Semaphore,
+    backoff: Backoff,
+    pause: Duration,
+    metrics: DeliveryMetrics,
+}
+
+#[derive(Debug)]
+struct App {
+    client: Client,
+    breaker: Breaker,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug)]
+enum Client {
+    Apns(ApnsClient),
+    Fcm(FcmClient),
+}
+
+impl Client {
+    fn provider(&self) -> Provider {
+        match self {
+            Self::Apns(_) => Provider::Apns,
+            Self::Fcm(_) => Provider::Fcm,
+        }
+    }
+
+    async fn send(&self, request: &PushRequest) -> Verdict {
+        match self {
+            Self::Apns(client) => client.send(request).await,
+            Self::Fcm(client) => client.send(request).await,
+        }
+    }
+}
+
+impl Delivery {
+    /// Clients for every app in `apps`; APNs provider tokens are shared through `share`.
+    pub fn new(
+        apps: &[AppConfig],
+        settings: &DeliverySettings,
+        share: Arc<dyn TokenShare>,
+        metrics: DeliveryMetrics,
+    ) -> Result<Self, DeliveryError> {
+        let clients = apps
+            .iter()
+            .map(|app| {
+                let client = match app {
+                    AppConfig::Apns(apns) => {
+                        Client::Apns(ApnsClient::new(apns, settings, share.clone())?)
+                    }
+                    AppConfig::Fcm(fcm) => Client::Fcm(FcmClient::new(fcm, settings)?),
+                };
+                Ok((app.id().to_owned(), client))
+            })
+            .collect::<Result<Vec<_>, DeliveryError>>()?;
+        Ok(Self::with_clients(clients, settings, metrics))
+    }
+
+    fn with_clients(
+        clients: Vec<(String, Client)>,
+        settings: &DeliverySettings,
+        metrics: DeliveryMetrics,
+    ) -> Self {
+        let apps = clients
+            .into_iter()
+            .map(|(id, client)| {
+                let app = App {
+                    client,
+                    breaker: Breaker::new(
+                        settings.breaker_failures,
+                        settings.breaker_open,
+                        settings.breaker_max_open,
+                    ),
+                    paused_until: Mutex::new(None),
+                };
+                (id, app)
+            })
+            .collect();
+        Self {
+            apps,
+            apns_budget: Semaphore::new(settings.apns_in_flight.max(1)),
+            fcm_budget: Semaphore::new(settings.fcm_in_flight.max(1)),
+            backoff: Backoff {
+                base: settings.retry_base,
+                cap: settings.retry_cap,
+            },
+            pause: settings.pause,
+            metrics,
+        }
+    }
+
+    async fn deliver(&self, request: PushRequest) -> PushOutcome {
+        let Some(app) = self.apps.get(&request.app_id) else {
+            tracing::error!(app = %request.app_id, "a push for an app that is not configured");
+            return PushOutcome::Failed {
+                reason: format!("no app {:?} is configured", request.app_id),
+            };
+        };
+        let provider = app.client.provider();
+        if provider != request.provider {
+            return PushOutcome::Failed {
+                reason: format!("app {:?} is not a {provider:?} app", request.app_id),
+            };
+        }
+        if let Some(wait) = app.held_back(Instant::now()) {
+            self.metrics
+                .held_back
+                .get_or_create(&AppLabels {
+                    app: request.app_id.clone(),
+                })
+                .inc();
+            return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, Some(wait)));
+        }
+        let budget = match provider {
+            Provider::Apns => &self.apns_budget,
+            Provider::Fcm => &self.fcm_budget,
+        };
+        let labels = ProviderLabels {
+            provider: provider_label(provider),
+        };
+        let in_flight = self.metrics.in_flight.get_or_create(&labels).clone();
+        in_flight.inc();
+        let verdict = match budget.acquire().await {
+            Ok(_slot) => {
+                let started = Instant::now();
+                let verdict = app.client.send(&request).await;
+                self.metrics
+                    .seconds
+                    .get_or_create(&labels)
+                    .observe(started.elapsed().as_secs_f64());
+                verdict
+            }
+            // The budgets are never closed.
+            Err(_) => Verdict::Retry {
+                scope: RetryScope::Backoff,
+                after: None,
+                reason: "delivery is shutting down".into(),
+            },
+        };
+        in_flight.dec();
+        self.metrics
+            .answers
+            .get_or_create(&AnswerLabels {
+                provider: labels.provider,
+                app: request.app_id.clone(),
+                verdict: verdict_name(&verdict),
+            })
+            .inc();
+        self.outcome(app, &request, verdict)
+    }
+
+    fn outcome(&self, app: &App, request: &PushRequest, verdict: Verdict) -> PushOutcome {
+        let now = Instant::now();
+        let retry = |floor: Option<Duration>| {
+            PushOutcome::RetryAfter(self.backoff.delay(request.attempt, floor))
+        };
+        match verdict {
+            Verdict::Delivered => {
+                app.breaker.success();
+                PushOutcome::Delivered
+            }
+            Verdict::TokenDead { reason, since_ms } => {
+                app.breaker.success();
+                PushOutcome::TokenDead { reason, since_ms }
+            }
+            Verdict::Retry {
+                scope: RetryScope::Backoff | RetryScope::Reconnect,
+                after,
+                reason,
+            } => {
+                tracing::debug!(app = %request.app_id, push = %request.push_id, %reason, "push to be retried");
+                if let Some(open) = app.breaker.failure(now) {
+                    tracing::error!(app = %request.app_id, %reason, open_secs = open.as_secs(), "provider failing: the app's circuit is open");
+                    self.metrics
+                        .circuit_opened
+                        .get_or_create(&AppLabels {
+                            app: request.app_id.clone(),
+                        })
+                        .inc();
+                }
+                retry(after)
+            }
+            Verdict::Retry {
+                scope: RetryScope::Device | RetryScope::Project,
+                after,
+                reason,
+            } => {
+                tracing::info!(app = %request.app_id, push = %request.push_id, %reason, "provider asks to slow down");
+                app.breaker.success();
+                retry(after)
+            }
+            Verdict::RefreshAuth { reason } => {
+                tracing::warn!(app = %request.app_id, %reason, "provider credential refused after a refresh");
+                retry(None)
+            }
+            Verdict::AuthThrottled { after } => {
+                tracing::error!(app = %request.app_id, "APNs says provider tokens change too often: keeping the current one");
+                retry(Some(after))
+            }
+            Verdict::PauseApp { reason } => {
+                tracing::error!(app = %request.app_id, %reason, pause_secs = self.pause.as_secs(), "the provider refuses the app's credentials: app paused, an operator must fix its configuration");
+                app.pause(now + self.pause);
+                self.metrics
+                    .app_paused
+                    .get_or_create(&AppLabels {
+                        app: request.app_id.clone(),
+                    })
+                    .inc();
+                retry(Some(self.pause))
+            }
+            Verdict::Drop { reason } => {
+                tracing::warn!(app = %request.app_id, push = %request.push_id, %reason, "provider refused this push");
+                PushOutcome::Failed { reason }
+            }
+            Verdict::Bug { reason } => {
+                tracing::error!(app = %request.app_id, push = %request.push_id, %reason, "provider calls our request malformed: a bug in Herald or its configuration");
+                PushOutcome::Failed { reason }
+            }
+        }
+    }
+}
+
+impl App {
+    /// How long sends to this app wait, if they may not go now (paused, circuit open).
+    fn held_back(&self, now: Instant) -> Option<Duration> {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused.filter(|until| now < *until) {
+            return Some(until - now);
+        }
+        match self.breaker.admit(now) {
+            Admission::Closed | Admission::Probe => None,
+            Admission::Open(wait) => Some(wait),
+        }
+    }
+
+    fn pause(&self, until: Instant) {
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+}
+
+fn verdict_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Delivered => "delivered",
+        Verdict::TokenDead { .. } => "token_dead",
+        Verdict::Retry { .. } => "retry",
+        Verdict::RefreshAuth { .. } => "refresh_auth",
+        Verdict::AuthThrottled { .. } => "auth_throttled",
+        Verdict::PauseApp { .. } => "pause_app",
+        Verdict::Drop { .. } => "drop",
+        Verdict::Bug { .. } => "bug",
+    }
+}
+
+impl PushSender for Delivery {
+    fn send(&self, request: PushRequest) -> SendFuture<'_> {
+        Box::pin(self.deliver(request))
+    }
+}

@@ -1,0 +1,99 @@
+//! Delivery metrics, registered into the node's registry. Labels come from closed sets and
+//! the configured apps; raw provider reasons go to the log, not to labels.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::Provider;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabels {
+    pub provider: &'static str,
+    pub app: String,
+    /// The classified answer: `delivered`, `token_dead`, `retry`, `refresh_auth`,
+    /// `auth_throttled`, `pause_app`, `drop`, `bug`.
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: &'static str,
+}
+
+/// Cheap to clone: every metric is shared.
+#[derive(Clone, Debug)]
+pub struct DeliveryMetrics {
+    pub answers: Family<AnswerLabels, Counter>,
+    pub held_back: Family<AppLabels, Counter>,
+    pub circuit_opened: Family<AppLabels, Counter>,
+    pub app_paused: Family<AppLabels, Counter>,
+    pub in_flight: Family<ProviderLabels, Gauge>,
+    pub seconds: Family<ProviderLabels, Histogram>,
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        Self {
+            answers: Family::default(),
+            held_back: Family::default(),
+            circuit_opened: Family::default(),
+            app_paused: Family::default(),
+            in_flight: Family::default(),
+            // 1 ms … ~16 s.
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
+        }
+    }
+}
+
+impl DeliveryMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "herald_push_answers",
+            "Provider answers, by provider, app and what they mean",
+            self.answers.clone(),
+        );
+        registry.register(
+            "herald_push_held_back",
+            "Pushes not sent because the app's circuit was open or the app paused",
+            self.held_back.clone(),
+        );
+        registry.register(
+            "herald_push_circuit_opened",
+            "Times an app's circuit opened on a provider failure storm",
+            self.circuit_opened.clone(),
+        );
+        registry.register(
+            "herald_push_app_paused",
+            "Times an app was paused because the provider refused its credentials",
+            self.app_paused.clone(),
+        );
+        registry.register(
+            "herald_push_in_flight",
+            "Pushes waiting for a provider answer",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "herald_push_seconds",
+            "Time from taking a provider budget slot to the classified answer",
+            self.seconds.clone(),
+        );
+    }
+}
+
+pub(crate) fn provider_label(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Apns => "apns",
+        Provider::Fcm => "fcm",
+    }
+}

@@ -1,0 +1,69 @@
+//! The HTTP clients that talk to Apple and Google: rustls on ring, the platform's trust
+//! store plus an optional extra CA (a mock's), HTTP/2 keep-alive, timeouts.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::DeliveryError;
+
+/// What every provider client shares.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientOptions {
+    pub(crate) request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) keep_alive: Duration,
+    /// APNs speaks only HTTP/2; FCM negotiates it by ALPN.
+    pub(crate) http2_only: bool,
+}
+
+/// Reads an extra trusted CA (PEM); an empty path means none.
+pub(crate) fn extra_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, DeliveryError> {
+    if path.as_os_str().is_empty() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(path).map_err(|e| DeliveryError::File {
+        path: path.to_owned(),
+        error: e.to_string(),
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| DeliveryError::File {
+        path: path.to_owned(),
+        error: format!("not a PEM certificate: {e}"),
+    })
+}
+
+/// A client: one HTTP/2 connection per host.
+pub(crate) fn client(
+    options: &ClientOptions,
+    extra_ca: &[reqwest::Certificate],
+) -> Result<reqwest::Client, DeliveryError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(options.request_timeout)
+        .connect_timeout(options.connect_timeout)
+        .http2_keep_alive_interval(options.keep_alive)
+        .http2_keep_alive_timeout(options.connect_timeout.max(Duration::from_secs(5)))
+        .http2_keep_alive_while_idle(true)
+        .pool_idle_timeout(None)
+        .tcp_nodelay(true)
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+    if options.http2_only {
+        builder = builder.http2_prior_knowledge();
+    }
+    if !extra_ca.is_empty() {
+        builder = builder.tls_certs_merge(extra_ca.iter().cloned());
+    }
+    builder
+        .build()
+        .map_err(|e| DeliveryError::Client(e.to_string()))
+}
+
+/// reqwest is built without a default crypto provider (`rustls-no-provider`): the whole
+/// process uses ring, as gcp_auth and a2 do.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another part of the process installed one first: it is used instead.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

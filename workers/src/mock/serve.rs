@@ -1,0 +1,104 @@
+//! The mocks' listeners: TLS (HTTP/2, or HTTP/2 and HTTP/1.1) with per-connection state,
+//! and plain HTTP for token and control endpoints.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::MockError;
+
+/// What one client connection carries between its requests.
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    /// Notified to close the connection without answering.
+    pub(crate) drop: Notify,
+    /// APNs pins one team and tracks the provider token per connection.
+    pub(crate) auth: Mutex<Option<ConnectionAuth>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionAuth {
+    pub(crate) team: String,
+    pub(crate) jwt: String,
+    pub(crate) iat: u64,
+}
+
+/// Binds `127.0.0.1:port` (0: any free port).
+pub(crate) async fn bind(port: u16) -> Result<(TcpListener, SocketAddr), MockError> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| MockError::Io(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| MockError::Io(e.to_string()))?;
+    Ok((listener, addr))
+}
+
+/// Serves `router` over TLS until `stop` turns true.
+pub(crate) fn spawn_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    http2_only: bool,
+    max_streams: u32,
+    mut stop: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(error) => {
+                        tracing::warn!(%error, "mock: accept failed");
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, router, mut stop) = (acceptor.clone(), router.clone(), stop.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let connection = Arc::new(Connection::default());
+                let service = TowerToHyperService::new(router.layer(Extension(connection.clone())));
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(max_streams);
+                if http2_only {
+                    builder = builder.http2_only();
+                }
+                let serving = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = serving => {}
+                    _ = connection.drop.notified() => {}
+                    _ = stop.changed() => {}
+                }
+            });
+        }
+    });
+}
+
+/// Serves `router` over plain HTTP until `stop` turns true.
+pub(crate) fn spawn_plain(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(%error, "mock: plain listener failed");
+        }
+    });
+}

@@ -1,0 +1,417 @@
+//! The senders against the mock providers over real TLS: what reaches APNs and FCM, and
+//! what the broker is told for every kind of answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald_workers::apns::{InProcessShare, TokenShare, TokenSigner};
+use herald_workers::mock::{
+    Fault, MockApnsOptions, MockFcmOptions, MockProviders, Reply, ShareRule, TEST_APNS_KEY,
+    TEST_KEY_ID, TEST_TEAM_ID, TokenRule,
+};
+use herald_workers::{
+    AppConfig, Delivery, DeliveryMetrics, DeliverySettings, Provider, PushOutcome, PushRequest,
+    PushSender,
+};
+
+const IOS: &str = "com.example.mail";
+const ANDROID: &str = "com.example.mail.android";
+
+struct World {
+    mocks: MockProviders,
+    delivery: Arc<Delivery>,
+    share: Arc<InProcessShare>,
+    _dir: tempfile::TempDir,
+}
+
+fn settings() -> DeliverySettings {
+    DeliverySettings {
+        retry_base: Duration::from_millis(10),
+        retry_cap: Duration::from_millis(100),
+        breaker_failures: 3,
+        breaker_open: Duration::from_secs(30),
+        ..DeliverySettings::default()
+    }
+}
+
+async fn world_with(apns: MockApnsOptions, settings: DeliverySettings) -> World {
+    world_shared(apns, settings, Arc::new(InProcessShare::default())).await
+}
+
+async fn world_shared(
+    apns: MockApnsOptions,
+    settings: DeliverySettings,
+    share: Arc<InProcessShare>,
+) -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mocks = MockProviders::start(dir.path(), apns, MockFcmOptions::default())
+        .await
+        .expect("mocks start");
+    let apps = [
+        AppConfig::Apns(mocks.apns_app(IOS)),
+        AppConfig::Fcm(mocks.fcm_app(ANDROID, "example-mail").expect("sa file")),
+    ];
+    let delivery = Delivery::new(&apps, &settings, share.clone(), DeliveryMetrics::default())
+        .expect("delivery");
+    World {
+        mocks,
+        delivery: Arc::new(delivery),
+        share,
+        _dir: dir,
+    }
+}
+
+async fn world() -> World {
+    world_with(MockApnsOptions::default(), settings()).await
+}
+
+fn apns_token(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn push(provider: Provider, token: &str, badge: u32) -> PushRequest {
+    PushRequest {
+        provider,
+        app_id: match provider {
+            Provider::Apns => IOS.into(),
+            Provider::Fcm => ANDROID.into(),
+        },
+        device_token: token.to_owned(),
+        badge,
+        new_mail: 1,
+        collapse_id: format!("badge-{token:.8}"),
+        push_id: uuid::Uuid::new_v4().to_string(),
+        attempt: 0,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_badge_reaches_the_mock_apns_over_tls_as_apple_wants_it() {
+    let w = world().await;
+    let request = push(Provider::Apns, &apns_token(1), 5);
+    assert_eq!(
+        w.delivery.send(request.clone()).await,
+        PushOutcome::Delivered
+    );
+    let pushes = w.mocks.apns.pushes();
+    assert_eq!(pushes.len(), 1);
+    let p = &pushes[0];
+    assert_eq!(p.payload, r#"{"aps":{"badge":5}}"#);
+    assert_eq!(p.badge, Some(5));
+    assert_eq!(p.topic, IOS);
+    assert_eq!(p.push_type.as_deref(), Some("alert"));
+    assert_eq!(p.priority.as_deref(), Some("5"));
+    assert_eq!(p.apns_id, request.push_id);
+    assert_eq!(p.collapse_id.as_deref(), Some(request.collapse_id.as_str()));
+    let expires_in = p.expiration.expect("apns-expiration") as i64 - now_secs() as i64;
+    assert!((3500..=3600).contains(&expires_in), "{expires_in}");
+}
+
+#[tokio::test]
+async fn a_data_message_reaches_the_mock_fcm_with_a_token_from_the_service_account() {
+    let w = world().await;
+    for badge in [3, 4] {
+        let outcome = w.delivery.send(push(Provider::Fcm, "fcm-a", badge)).await;
+        assert_eq!(outcome, PushOutcome::Delivered);
+    }
+    let pushes = w.mocks.fcm.pushes();
+    assert_eq!(pushes.len(), 2);
+    assert_eq!(pushes[1].project, "example-mail");
+    assert_eq!(pushes[1].token, "fcm-a");
+    assert_eq!(pushes[1].data["kind"], "mail");
+    assert_eq!(pushes[1].data["badge"], "4");
+    assert_eq!(pushes[1].data["new_mail"], "1");
+    assert_eq!(pushes[1].ttl.as_deref(), Some("3600s"));
+    assert_eq!(pushes[1].collapse_key.as_deref(), Some("badge-fcm-a"));
+    assert_eq!(w.mocks.fcm.tokens_issued(), 1, "the access token is cached");
+}
+
+#[tokio::test]
+async fn apns_unregistered_is_a_dead_token_with_apples_date() {
+    let w = world().await;
+    let token = apns_token(2);
+    w.mocks.apns.script().for_token(TokenRule {
+        token: token.clone(),
+        fault: Fault::Reply(Reply {
+            timestamp_ms: Some(1_700_000_000_000),
+            ..Reply::new(410, "Unregistered")
+        }),
+        times: None,
+    });
+    let outcome = w.delivery.send(push(Provider::Apns, &token, 1)).await;
+    assert_eq!(
+        outcome,
+        PushOutcome::TokenDead {
+            reason: "apns 410 Unregistered".into(),
+            since_ms: Some(1_700_000_000_000),
+        }
+    );
+}
+
+#[tokio::test]
+async fn fcm_unregistered_and_a_bad_token_are_dead_tokens() {
+    let w = world().await;
+    w.mocks.fcm.script().for_token(TokenRule {
+        token: "gone".into(),
+        fault: Fault::Reply(Reply::new(404, "UNREGISTERED")),
+        times: None,
+    });
+    let gone = w.delivery.send(push(Provider::Fcm, "gone", 1)).await;
+    assert!(matches!(gone, PushOutcome::TokenDead { .. }), "{gone:?}");
+    let empty = w.delivery.send(push(Provider::Fcm, "", 1)).await;
+    assert!(matches!(empty, PushOutcome::TokenDead { .. }), "{empty:?}");
+}
+
+/// Seeds the cluster's share with a provider token issued `age` ago.
+async fn seed_token(share: &InProcessShare, age: Duration) -> u64 {
+    let signer = TokenSigner::from_p8(TEST_TEAM_ID, TEST_KEY_ID, TEST_APNS_KEY.as_bytes())
+        .expect("test key");
+    let iat = now_secs() - age.as_secs();
+    let token = signer.sign(iat).expect("sign");
+    share
+        .offer(&format!("{TEST_TEAM_ID}:{TEST_KEY_ID}"), token, 0)
+        .await
+        .expect("offer");
+    iat
+}
+
+#[tokio::test]
+async fn an_expired_provider_token_is_replaced_once_and_the_push_sent_again() {
+    let share = Arc::new(InProcessShare::default());
+    let old = seed_token(&share, Duration::from_secs(30 * 60)).await;
+    // This APNs calls tokens older than 10 minutes expired.
+    let apns = MockApnsOptions {
+        max_token_age: Duration::from_secs(600),
+        ..MockApnsOptions::default()
+    };
+    let w = world_shared(apns, settings(), share).await;
+    for badge in [1, 2, 3] {
+        let outcome = w
+            .delivery
+            .send(push(Provider::Apns, &apns_token(3), badge))
+            .await;
+        assert_eq!(outcome, PushOutcome::Delivered);
+    }
+    assert_eq!(
+        w.mocks.apns.refused().get("403 ExpiredProviderToken"),
+        Some(&1),
+        "one refusal, then the new token"
+    );
+    let iats: std::collections::BTreeSet<u64> =
+        w.mocks.apns.pushes().iter().map(|p| p.token_iat).collect();
+    assert_eq!(iats.len(), 1, "one new token for all three pushes");
+    assert!(iats.iter().all(|iat| *iat > old));
+    let shared = w
+        .share
+        .current(&format!("{TEST_TEAM_ID}:{TEST_KEY_ID}"))
+        .await
+        .expect("share")
+        .expect("a token");
+    assert!(iats.contains(&shared.iat), "the new token is shared");
+}
+
+#[tokio::test]
+async fn a_young_token_called_expired_is_not_replaced() {
+    let share = Arc::new(InProcessShare::default());
+    seed_token(&share, Duration::from_secs(10 * 60)).await;
+    let apns = MockApnsOptions {
+        max_token_age: Duration::from_secs(5 * 60),
+        ..MockApnsOptions::default()
+    };
+    let w = world_shared(apns, settings(), share).await;
+    let outcome = w
+        .delivery
+        .send(push(Provider::Apns, &apns_token(4), 1))
+        .await;
+    assert!(matches!(outcome, PushOutcome::RetryAfter(_)), "{outcome:?}");
+    assert_eq!(
+        w.mocks.apns.refused().get("403 ExpiredProviderToken"),
+        Some(&1)
+    );
+    assert!(w.mocks.apns.pushes().is_empty());
+}
+
+#[tokio::test]
+async fn a_revoked_fcm_access_token_is_fetched_again() {
+    let w = world().await;
+    assert_eq!(
+        w.delivery.send(push(Provider::Fcm, "f", 1)).await,
+        PushOutcome::Delivered
+    );
+    w.mocks.fcm.revoke_tokens();
+    assert_eq!(
+        w.delivery.send(push(Provider::Fcm, "f", 2)).await,
+        PushOutcome::Delivered
+    );
+    assert_eq!(w.mocks.fcm.tokens_issued(), 2);
+    assert_eq!(w.mocks.fcm.refused().get("401 UNAUTHENTICATED"), Some(&1));
+    assert_eq!(w.mocks.fcm.pushes().len(), 2);
+}
+
+#[tokio::test]
+async fn throttling_and_outages_come_back_as_retries_no_sooner_than_asked() {
+    let w = world().await;
+    let token = apns_token(5);
+    w.mocks.apns.script().for_token(TokenRule {
+        token: token.clone(),
+        fault: Fault::Reply(Reply::new(429, "TooManyRequests")),
+        times: Some(1),
+    });
+    match w.delivery.send(push(Provider::Apns, &token, 1)).await {
+        PushOutcome::RetryAfter(wait) => assert!(wait >= Duration::from_secs(60), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    w.mocks.fcm.script().for_token(TokenRule {
+        token: "busy".into(),
+        fault: Fault::Reply(Reply {
+            retry_after_secs: Some(7),
+            ..Reply::new(503, "UNAVAILABLE")
+        }),
+        times: Some(1),
+    });
+    match w.delivery.send(push(Provider::Fcm, "busy", 1)).await {
+        PushOutcome::RetryAfter(wait) => assert!(wait >= Duration::from_secs(7), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    // The scripts lapsed: the next attempts go through.
+    assert_eq!(
+        w.delivery.send(push(Provider::Apns, &token, 2)).await,
+        PushOutcome::Delivered
+    );
+    assert_eq!(
+        w.delivery.send(push(Provider::Fcm, "busy", 2)).await,
+        PushOutcome::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_replaced_and_the_push_sent_again() {
+    let w = world().await;
+    let token = apns_token(6);
+    w.mocks.apns.script().for_token(TokenRule {
+        token: token.clone(),
+        fault: Fault::Drop,
+        times: Some(1),
+    });
+    assert_eq!(
+        w.delivery.send(push(Provider::Apns, &token, 9)).await,
+        PushOutcome::Delivered
+    );
+    assert_eq!(w.mocks.apns.pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_5xx_storm_opens_the_apps_circuit_and_spares_the_provider() {
+    let w = world().await;
+    w.mocks.apns.script().for_share(ShareRule {
+        share: 1.0,
+        fault: Fault::Reply(Reply::new(500, "InternalServerError")),
+    });
+    for n in 0..3 {
+        let outcome = w
+            .delivery
+            .send(push(Provider::Apns, &apns_token(n), 1))
+            .await;
+        assert!(matches!(outcome, PushOutcome::RetryAfter(_)), "{outcome:?}");
+    }
+    let held = w
+        .delivery
+        .send(push(Provider::Apns, &apns_token(9), 1))
+        .await;
+    match held {
+        PushOutcome::RetryAfter(wait) => assert!(wait >= Duration::from_secs(20), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.mocks.apns.refused().values().sum::<u64>(),
+        3,
+        "the 4th never left"
+    );
+    // FCM is another app: unaffected.
+    assert_eq!(
+        w.delivery.send(push(Provider::Fcm, "f", 1)).await,
+        PushOutcome::Delivered
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_pause_the_app() {
+    let w = world().await;
+    w.mocks.apns.script().for_share(ShareRule {
+        share: 1.0,
+        fault: Fault::Reply(Reply::new(403, "InvalidProviderToken")),
+    });
+    for _ in 0..2 {
+        match w
+            .delivery
+            .send(push(Provider::Apns, &apns_token(7), 1))
+            .await
+        {
+            PushOutcome::RetryAfter(wait) => assert!(wait >= Duration::from_secs(200), "{wait:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        w.mocks.apns.refused().get("403 InvalidProviderToken"),
+        Some(&1),
+        "paused: the second push was not sent"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_apns_does_not_hold_up_fcm() {
+    let settings = DeliverySettings {
+        apns_in_flight: 2,
+        ..settings()
+    };
+    let w = world_with(MockApnsOptions::default(), settings).await;
+    w.mocks.apns.script().for_share(ShareRule {
+        share: 1.0,
+        fault: Fault::DelayMs(5_000),
+    });
+    let stalled: Vec<_> = (0..4)
+        .map(|n| {
+            let delivery = w.delivery.clone();
+            tokio::spawn(
+                async move { delivery.send(push(Provider::Apns, &apns_token(n), 1)).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for badge in 1..=5 {
+        assert_eq!(
+            w.delivery.send(push(Provider::Fcm, "f", badge)).await,
+            PushOutcome::Delivered
+        );
+    }
+    assert!(
+        stalled.iter().all(|s| !s.is_finished()),
+        "FCM delivered while every APNs push was still waiting"
+    );
+    assert_eq!(w.mocks.fcm.pushes().len(), 5);
+    for s in stalled {
+        assert_eq!(s.await.expect("join"), PushOutcome::Delivered);
+    }
+}
+
+#[tokio::test]
+async fn a_push_for_an_unknown_app_fails_clearly() {
+    let w = world().await;
+    let request = PushRequest {
+        app_id: "com.example.other".into(),
+        ..push(Provider::Apns, &apns_token(8), 1)
+    };
+    match w.delivery.send(request).await {
+        PushOutcome::Failed { reason } => assert!(reason.contains("com.example.other")),
+        other => panic!("{other:?}"),
+    }
+}
