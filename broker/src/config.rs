@@ -19,7 +19,8 @@ use herald_workers::AppConfig;
 use serde::{Deserialize, Serialize};
 
 pub use check::Problems;
-pub use sections::{ActorsConfig, DeliveryConfig, LivenessConfig};
+pub use herald_workers::DeliverySettings as DeliveryConfig;
+pub use sections::{ActorsConfig, LivenessConfig};
 
 /// The two example apps of DESIGN.md §5.1 (an APNs and an FCM app) with placeholder
 /// credential files, as TOML: for `herald demo` and tests, which never reach a provider.

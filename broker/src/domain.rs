@@ -2,12 +2,14 @@
 //! the rules its fields obey. No I/O here.
 
 mod callback;
+mod feedback;
 mod ids;
 mod progress;
 mod registration;
 mod validate;
 
 pub use callback::{CallbackSecretHash, CallbackToken};
+pub use feedback::DeadToken;
 pub use ids::{DeviceToken, RegistrationId, SubscriptionId};
 pub use progress::{Burst, Progress, RECENT_KEYS};
 pub use registration::{Platform, RegState, RegistrationRecord, UnixMillis};

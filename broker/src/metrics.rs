@@ -2,6 +2,7 @@
 //! names, gRPC codes, states — never tokens or ids.
 
 use herald_gateway::GatewayMetrics;
+use herald_workers::DeliveryMetrics;
 
 use crate::subscription::SubscriptionMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +43,7 @@ pub struct Metrics {
     pub store_errors: Family<StoreLabels, Counter>,
     pub gateway: GatewayMetrics,
     pub subscriptions: SubscriptionMetrics,
+    pub delivery: DeliveryMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,8 +89,11 @@ impl Default for Metrics {
         gateway.register(&mut registry);
         let subscriptions = SubscriptionMetrics::default();
         subscriptions.register(&mut registry);
+        let delivery = DeliveryMetrics::default();
+        delivery.register(&mut registry);
         Self {
             subscriptions,
+            delivery,
             registry,
             gateway,
             grpc_requests,

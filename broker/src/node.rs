@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::registrations_server::RegistrationsServer;
-use herald_workers::{NoDelivery, PushSender, RecordingSender};
+use herald_workers::{Delivery, DeliveryError, NoDelivery, PushSender, RecordingSender};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -41,6 +41,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("push delivery: {0}")]
+    Delivery(#[from] DeliveryError),
 }
 
 /// A node whose listeners are bound and serving.
@@ -73,13 +75,29 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
     })
 }
 
-/// The push sender `[delivery]` names: a recording file, or none until provider delivery
-/// is configured.
-pub fn build_sender(config: &Config) -> Arc<dyn PushSender> {
-    match &config.delivery.record_file {
-        Some(path) => Arc::new(RecordingSender::with_file(path)),
-        None => Arc::new(NoDelivery),
+/// The push sender the configuration names: the configured apps' providers, or a recording
+/// file (`delivery.record_file`), or nothing when no app is configured.
+fn build_sender(
+    config: &Config,
+    store: &Arc<dyn RegistrationStore>,
+    metrics: &Metrics,
+) -> Result<Arc<dyn PushSender>, NodeError> {
+    if let Some(path) = &config.delivery.record_file {
+        tracing::warn!(file = %path.display(), "delivery.record_file is set: pushes are recorded, not sent");
+        return Ok(Arc::new(RecordingSender::with_file(path)));
     }
+    if config.apps.is_empty() {
+        tracing::warn!("no [[apps]] configured: pushes are not delivered");
+        return Ok(Arc::new(NoDelivery));
+    }
+    let share = store.clone().token_share();
+    let delivery = Delivery::new(
+        &config.apps,
+        &config.delivery,
+        share,
+        metrics.delivery.clone(),
+    )?;
+    Ok(Arc::new(delivery))
 }
 
 /// The subscription actors' handle, built from the configuration.
@@ -228,7 +246,7 @@ impl RunningNode {
         store: Arc<dyn RegistrationStore>,
         tokens: ApiTokens,
     ) -> Result<Self, NodeError> {
-        Self::start_with_sender(config, store, tokens, build_sender(config)).await
+        Self::launch(config, store, tokens, None).await
     }
 
     /// Starts a node that pushes through `sender`.
@@ -238,11 +256,24 @@ impl RunningNode {
         tokens: ApiTokens,
         sender: Arc<dyn PushSender>,
     ) -> Result<Self, NodeError> {
+        Self::launch(config, store, tokens, Some(sender)).await
+    }
+
+    async fn launch(
+        config: &Config,
+        store: Arc<dyn RegistrationStore>,
+        tokens: ApiTokens,
+        sender: Option<Arc<dyn PushSender>>,
+    ) -> Result<Self, NodeError> {
         let problems = config.problems();
         if !problems.0.is_empty() {
             return Err(NodeError::Invalid(problems));
         }
         let metrics = Arc::new(Metrics::default());
+        let sender = match sender {
+            Some(sender) => sender,
+            None => build_sender(config, &store, &metrics)?,
+        };
         let fencing = Arc::new(SoloFencing);
         let registry = Registry::new(store.clone(), fencing.clone(), registry_settings(config));
         let subscriptions = subscriptions(config, &store, fencing.clone(), sender, &metrics);

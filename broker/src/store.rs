@@ -11,11 +11,15 @@ mod error;
 mod memory;
 mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use herald_cluster::{Fence, ShardId};
+use herald_workers::apns::TokenShare;
 
 use crate::domain::{
-    DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
+    DeadToken, DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId,
+    UnixMillis,
 };
 
 pub use error::StoreError;
@@ -120,4 +124,14 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         before: UnixMillis,
         limit: usize,
     ) -> Result<Vec<RegistrationId>, StoreError>;
+
+    /// Publishes that a push provider declared a registration's token dead (the feedback
+    /// stream; the newest [`FEEDBACK_KEPT`] events are kept).
+    async fn publish_feedback(&self, event: &DeadToken) -> Result<(), StoreError>;
+
+    /// Where the nodes sharing this store share their APNs provider tokens.
+    fn token_share(self: Arc<Self>) -> Arc<dyn TokenShare>;
 }
+
+/// How many feedback events a store keeps (Redis: approximately).
+pub const FEEDBACK_KEPT: usize = 100_000;

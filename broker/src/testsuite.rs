@@ -8,8 +8,8 @@ mod ews;
 mod node;
 mod redis_server;
 
-pub use ews::{Cast, Member, callback_path, expected, fixture};
-pub use node::{API_TOKEN, TestNode, authed, test_config};
+pub use ews::{Cast, Member, callback_path, expected, expected_pushes, fixture};
+pub use node::{ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, test_config};
 pub use redis_server::RedisServer;
 
 use std::future::Future;

@@ -7,25 +7,12 @@ use std::time::Duration;
 
 use herald_broker::domain::{RegState, RegistrationRecord};
 use herald_broker::testsuite::{
-    Cast, Member, RedisServer, TestNode, authed, eventually, expected, fixture, test_config,
+    Cast, Member, RedisServer, TestNode, authed, eventually, expected_pushes, fixture, test_config,
 };
 use herald_workers::PushOutcome;
 
 async fn record(node: &TestNode, member: &Member) -> RegistrationRecord {
     node.record(&member.id()).await.unwrap()
-}
-
-/// Waits until `member` has no burst waiting.
-async fn flushed(node: &TestNode, member: &Member) {
-    eventually(Duration::from_secs(5), || async {
-        record(node, member)
-            .await
-            .progress
-            .burst
-            .is_none()
-            .then_some(())
-    })
-    .await;
 }
 
 fn badges(node: &TestNode, device_token: &str) -> Vec<u32> {
@@ -34,39 +21,6 @@ fn badges(node: &TestNode, device_token: &str) -> Vec<u32> {
         .into_iter()
         .filter(|p| p.device_token == device_token)
         .map(|p| p.badge)
-        .collect()
-}
-
-/// Sends a sequence of `expected.json` as Exchange would: each file after the previous burst
-/// was flushed, except after a page that announces more.
-async fn play(node: &TestNode, cast: &Cast, sequence: &str) -> Vec<u32> {
-    let sequence = &expected("ews")["sequences"][sequence];
-    let files = expected("ews")["files"].clone();
-    let mut device = None;
-    for name in sequence["order"].as_array().unwrap() {
-        let name = name.as_str().unwrap();
-        let parsed = &files[name]["parsed"];
-        let alias = parsed["messages"][0]["notification"]["subscription"]
-            .as_str()
-            .unwrap();
-        let member = cast.get(alias);
-        device.get_or_insert_with(|| member.registration.device_token.clone());
-        let answer = node.post_ews(&member.path, &fixture("ews", name)).await;
-        assert_eq!(answer.status, 200, "{name}");
-        let more = parsed["messages"][0]["notification"]["more_events"] == true;
-        if !more {
-            flushed(node, member).await;
-        }
-    }
-    badges(node, &device.unwrap())
-}
-
-fn expected_pushes(sequence: &str) -> Vec<u32> {
-    expected("ews")["sequences"][sequence]["expected_pushes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_u64().unwrap() as u32)
         .collect()
 }
 
@@ -80,7 +34,8 @@ async fn node() -> (RedisServer, TestNode) {
 async fn alices_timeline_pushes_exactly_its_expected_badges() {
     let (_redis, node) = node().await;
     let cast = Cast::register(&node, true).await;
-    let pushed = play(&node, &cast, "alice-timeline").await;
+    let device = node.play(&cast, "alice-timeline").await;
+    let pushed = badges(&node, &device);
     assert_eq!(pushed, expected_pushes("alice-timeline"));
     assert_eq!(pushed, vec![4, 6, 5, 4]);
     // GetRegistration shows the badge and the last push.
@@ -105,7 +60,8 @@ async fn alices_timeline_pushes_exactly_its_expected_badges() {
 async fn bobs_duplicates_and_new_mail_without_counts_push_nothing() {
     let (_redis, node) = node().await;
     let cast = Cast::register(&node, true).await;
-    let pushed = play(&node, &cast, "bob-duplicates").await;
+    let device = node.play(&cast, "bob-duplicates").await;
+    let pushed = badges(&node, &device);
     assert_eq!(pushed, expected_pushes("bob-duplicates"));
     let metrics = herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics")
         .await
@@ -134,7 +90,7 @@ async fn a_burst_inside_the_quiet_window_is_one_push() {
             200
         );
     }
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     let pushes = node.pushes.sent();
     assert_eq!(pushes.len(), 1, "{pushes:?}");
     assert_eq!((pushes[0].badge, pushes[0].new_mail), (4, 1));
@@ -167,7 +123,7 @@ async fn the_device_badge_sums_its_registrations_for_the_app() {
         &fixture("ews", "03-burst-created-newmail-modified.xml"),
     )
     .await;
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     let carol_three = String::from_utf8(fixture("ews", "09-move-to-deleteditems.xml"))
         .unwrap()
         .replacen(
@@ -176,7 +132,7 @@ async fn the_device_badge_sums_its_registrations_for_the_app() {
             1,
         );
     node.post_ews(&carol.path, carol_three.as_bytes()).await;
-    flushed(&node, carol).await;
+    node.flushed(carol).await;
     assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 7]);
     node.stop().await;
 }
@@ -275,7 +231,7 @@ async fn a_failed_actor_is_restarted_from_the_store_and_flushes_its_burst() {
         .subscriptions
         .inject_failure(&record(&node, alice).await)
         .await;
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     assert_eq!(badges(&node, &alice.registration.device_token), vec![4]);
     assert_eq!(
         metric(&metrics(&node).await, "herald_actor_restarts_total"),
@@ -301,7 +257,7 @@ async fn idle_actors_are_passivated_and_rebuilt_from_the_store() {
     let alice = cast.get("alice");
     let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
     node.post_ews(&alice.path, &burst).await;
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     eventually(Duration::from_secs(5), || async {
         let text = metrics(&node).await;
         (metric(&text, "herald_actors_live") == 0.0
@@ -313,7 +269,7 @@ async fn idle_actors_are_passivated_and_rebuilt_from_the_store() {
     node.post_ews(&alice.path, &burst).await;
     node.post_ews(&alice.path, &fixture("ews", "07-read-unread-drop.xml"))
         .await;
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 5]);
     node.stop().await;
 }
@@ -378,7 +334,7 @@ async fn an_unregistered_older_than_the_registration_does_not_kill_it() {
         &fixture("ews", "03-burst-created-newmail-modified.xml"),
     )
     .await;
-    flushed(&node, alice).await;
+    node.flushed(alice).await;
     let stored = record(&node, alice).await;
     assert_eq!(stored.state, RegState::Active);
     assert_eq!(stored.last_push_outcome.as_deref(), Some("failed"));

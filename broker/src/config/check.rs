@@ -106,6 +106,7 @@ impl Config {
                 self.telemetry.log_filter
             ));
         }
+        p.extend(self.delivery.problems());
         self.app_problems(&mut p);
         Problems(p)
     }

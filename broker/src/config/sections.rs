@@ -1,6 +1,6 @@
-//! The sections of the subscription layer: actors, liveness and (test) delivery.
+//! The sections of the subscription layer: actors and liveness. (`[delivery]` is
+//! `herald_workers::DeliverySettings`.)
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -53,12 +53,4 @@ impl Default for LivenessConfig {
             sweep_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// Where pushes go when no provider delivery is wanted (tests, load tests, the demo).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// Record every push as a JSON line in this file instead of sending it.
-    pub record_file: Option<PathBuf>,
 }

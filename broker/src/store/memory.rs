@@ -1,18 +1,23 @@
 //! The embedded store: everything in one process, behind one lock. Not durable — a restart
 //! forgets every registration — so the node says so when it starts on it.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use herald_cluster::{Epoch, Fence, ShardId};
 
-use super::{RegistrationStore, StateCounts, StoreError};
-use crate::domain::{DeviceToken, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis};
+use herald_workers::apns::{InProcessShare, TokenShare};
+
+use super::{FEEDBACK_KEPT, RegistrationStore, StateCounts, StoreError};
+use crate::domain::{
+    DeadToken, DeviceToken, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    tokens: Arc<InProcessShare>,
 }
 
 #[derive(Debug, Default)]
@@ -21,6 +26,7 @@ struct Inner {
     devices: HashMap<DeviceToken, BTreeSet<RegistrationId>>,
     subscriptions: HashMap<SubscriptionId, RegistrationId>,
     epochs: HashMap<ShardId, Epoch>,
+    feedback: VecDeque<DeadToken>,
 }
 
 impl MemoryStore {
@@ -31,6 +37,11 @@ impl MemoryStore {
     /// Records a shard's current epoch, as a lease acquisition would.
     pub fn set_epoch(&self, shard: ShardId, epoch: Epoch) {
         self.lock().epochs.insert(shard, epoch);
+    }
+
+    /// The feedback events published so far, oldest first.
+    pub fn feedback(&self) -> Vec<DeadToken> {
+        self.lock().feedback.iter().cloned().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -106,6 +117,19 @@ impl Inner {
 impl RegistrationStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    async fn publish_feedback(&self, event: &DeadToken) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.feedback.len() == FEEDBACK_KEPT {
+            inner.feedback.pop_front();
+        }
+        inner.feedback.push_back(event.clone());
+        Ok(())
+    }
+
+    fn token_share(self: Arc<Self>) -> Arc<dyn TokenShare> {
+        self.tokens.clone()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

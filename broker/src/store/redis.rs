@@ -17,9 +17,10 @@ use redis::{AsyncCommands as _, Script};
 
 use self::keys::Keys;
 use self::scripts::Status;
-use super::{RegistrationStore, StateCounts, StoreError};
+use super::{FEEDBACK_KEPT, RegistrationStore, StateCounts, StoreError};
 use crate::domain::{
-    DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
+    DeadToken, DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId,
+    UnixMillis,
 };
 
 /// How long a subscription claim stays pending before the registration write confirms it.
@@ -327,6 +328,27 @@ fn taken(key: &str, owner: &str) -> Result<StoreError, StoreError> {
 impl RegistrationStore for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    async fn publish_feedback(&self, event: &DeadToken) -> Result<(), StoreError> {
+        let mut add = redis::cmd("XADD");
+        add.arg(self.keys.feedback())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(FEEDBACK_KEPT)
+            .arg("*");
+        for (field, value) in event.fields() {
+            add.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let _: String = add.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    fn token_share(
+        self: std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn herald_workers::apns::TokenShare> {
+        self
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -14,7 +14,7 @@ use super::Deps;
 use super::flush::{self, FlushPlan};
 use super::shard::ShardMsg;
 use super::state::apply as apply_notification;
-use crate::domain::{Burst, RegState, RegistrationId, RegistrationRecord, UnixMillis};
+use crate::domain::{Burst, DeadToken, RegState, RegistrationId, RegistrationRecord, UnixMillis};
 use crate::registry::{MessageEffect, apply_effect};
 use crate::store::StoreError;
 
@@ -87,6 +87,8 @@ pub(super) struct SubState {
     in_flight: Option<Burst>,
     /// Retries of the current burst's push so far (the back-off grows with them).
     retries: u32,
+    /// The provider asked not to push before this (a retry's back-off): new events wait too.
+    retry_at: Option<Instant>,
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
     last_activity: Instant,
@@ -120,6 +122,7 @@ impl Actor for SubscriptionActor {
             handled: 0,
             in_flight: None,
             retries: 0,
+            retry_at: None,
             draining: Vec::new(),
             last_activity: Instant::now(),
         };
@@ -163,9 +166,12 @@ impl Actor for SubscriptionActor {
                 burst,
             } => {
                 state.in_flight = None;
-                state.retries = match outcome {
-                    PushOutcome::RetryAfter(_) => state.retries.saturating_add(1),
-                    _ => 0,
+                (state.retries, state.retry_at) = match outcome {
+                    PushOutcome::RetryAfter(wait) => (
+                        state.retries.saturating_add(1),
+                        Some(Instant::now() + wait.max(MIN_RETRY)),
+                    ),
+                    _ => (0, None),
                 };
                 let recorded = Box::pin(record_push(state, &request, &outcome, burst)).await;
                 match outcome {
@@ -324,7 +330,10 @@ fn schedule_flush(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     if let Some(burst) = &state.record.progress.burst {
         let due = flush::due(burst, &state.deps.rules);
         let wait = Duration::from_millis(due.0.saturating_sub(UnixMillis::now().0));
-        schedule_in(myself, state, wait);
+        let backing_off = state.retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        schedule_in(myself, state, wait.max(backing_off));
     }
 }
 
@@ -336,7 +345,8 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         return;
     }
     let now = UnixMillis::now();
-    if now < flush::due(&burst, &state.deps.rules) && state.draining.is_empty() {
+    let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
+    if (backing_off || now < flush::due(&burst, &state.deps.rules)) && state.draining.is_empty() {
         return schedule_flush(myself, state);
     }
     let device = match state
@@ -421,6 +431,27 @@ fn finish_drain(state: &mut SubState) {
     }
 }
 
+/// Tells internal services that the provider killed this registration's token. The
+/// registration is already dead in the store; a lost event is logged and counted.
+async fn publish_dead(state: &SubState, outcome: &PushOutcome, now: UnixMillis) {
+    let PushOutcome::TokenDead { reason, since_ms } = outcome else {
+        return;
+    };
+    let event = DeadToken {
+        registration_id: state.record.id.clone(),
+        device_token: state.record.device_token.clone(),
+        platform: state.record.platform,
+        app_id: state.record.app_id.clone(),
+        reason: reason.clone(),
+        dead_at: now,
+        provider_since_ms: *since_ms,
+    };
+    if let Err(error) = state.deps.store.publish_feedback(&event).await {
+        state.deps.metrics.subscriptions.feedback_lost.inc();
+        tracing::error!(registration = %state.record.id, %error, "cannot publish the dead-token feedback event");
+    }
+}
+
 /// Writes what became of a push; the part of the burst it covered is done.
 async fn record_push(
     state: &mut SubState,
@@ -466,10 +497,12 @@ async fn record_push(
         };
     })
     .await;
-    if killed {
-        tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
-    }
     match written {
+        Ok(_) if killed => {
+            tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
+            publish_dead(state, outcome, now).await;
+            true
+        }
         Ok(_) => true,
         Err(error) => {
             tracing::warn!(registration = %state.record.id, %error, "cannot record a push outcome; the flush is retried later");

@@ -27,6 +27,8 @@ pub struct SubscriptionMetrics {
     pub events_per_push: Histogram,
     pub flush_latency: Histogram,
     pub stale_marked: Counter,
+    /// Dead-token feedback events that could not be published.
+    pub feedback_lost: Counter,
 }
 
 impl Default for SubscriptionMetrics {
@@ -44,6 +46,7 @@ impl Default for SubscriptionMetrics {
             // 10 ms … ~82 s.
             flush_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             stale_marked: Counter::default(),
+            feedback_lost: Counter::default(),
         }
     }
 }
@@ -99,6 +102,11 @@ impl SubscriptionMetrics {
             "herald_registrations_marked_stale",
             "Registrations marked stale by the liveness sweep",
             self.stale_marked.clone(),
+        );
+        registry.register(
+            "herald_feedback_lost",
+            "Dead-token feedback events that could not be published to the store",
+            self.feedback_lost.clone(),
         );
     }
 

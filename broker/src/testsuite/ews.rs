@@ -2,6 +2,7 @@
 //! (alice, bob, carol, dave) registered on a node, and POSTs to their callback URLs.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use herald_gateway::testsuite::{RawResponse, post};
 use herald_proto::v1::{Platform, RegisterRequest, Registration, UnregisterRequest};
@@ -52,16 +53,29 @@ impl Cast {
     /// Registers every member; `bound` says whether the subscription id is given at
     /// registration (else it is bound on first sight).
     pub async fn register(node: &TestNode, bound: bool) -> Self {
+        Self::register_as(node, bound, Platform::Apns).await
+    }
+
+    /// Registers every member as a phone of `platform` (APNs tokens are 64 hex digits, FCM
+    /// tokens `fcm-token-<nn>-xxx…`).
+    pub async fn register_as(node: &TestNode, bound: bool, platform: Platform) -> Self {
         let registry = expected("ews")["registry"].clone();
         let mut members = BTreeMap::new();
         let mut client = node.client().await;
         for (n, (alias, entry)) in registry.as_object().expect("registry").iter().enumerate() {
             let subscription_id = entry["subscription_id"].as_str().expect("sub").to_owned();
             let inbox_folder_id = entry["inbox_folder_id"].as_str().expect("inbox").to_owned();
+            let (device_token, app_id) = match platform {
+                Platform::Fcm => (
+                    format!("fcm-token-{:02}-{}", n + 1, "x".repeat(32)),
+                    super::ANDROID_APP,
+                ),
+                _ => (format!("{:02x}", n + 1).repeat(32), super::IOS_APP),
+            };
             let request = RegisterRequest {
-                device_token: format!("{:02x}", n + 1).repeat(32),
-                platform: Platform::Apns.into(),
-                app_id: "com.example.mail".into(),
+                device_token,
+                platform: platform.into(),
+                app_id: app_id.into(),
                 inbox_folder_id: inbox_folder_id.clone(),
                 subscription_id: if bound {
                     subscription_id.clone()
@@ -126,4 +140,47 @@ impl TestNode {
     pub async fn record(&self, id: &RegistrationId) -> Option<RegistrationRecord> {
         self.store.get(id).await.expect("store read")
     }
+
+    /// Waits until `member` has no burst waiting.
+    pub async fn flushed(&self, member: &Member) {
+        super::eventually(Duration::from_secs(10), || async {
+            let record = self.record(&member.id()).await.expect("registered");
+            record.progress.burst.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// Sends a sequence of `expected.json` as Exchange would: each file after the previous
+    /// burst was flushed, except after a page that announces more. The device token of the
+    /// sequence's member.
+    pub async fn play(&self, cast: &Cast, sequence: &str) -> String {
+        let sequence = &expected("ews")["sequences"][sequence];
+        let files = expected("ews")["files"].clone();
+        let mut device = None;
+        for name in sequence["order"].as_array().expect("order") {
+            let name = name.as_str().expect("file name");
+            let parsed = &files[name]["parsed"];
+            let alias = parsed["messages"][0]["notification"]["subscription"]
+                .as_str()
+                .expect("subscription alias");
+            let member = cast.get(alias);
+            device.get_or_insert_with(|| member.registration.device_token.clone());
+            let answer = self.post_ews(&member.path, &fixture("ews", name)).await;
+            assert_eq!(answer.status, 200, "{name}");
+            if parsed["messages"][0]["notification"]["more_events"] != true {
+                self.flushed(member).await;
+            }
+        }
+        device.expect("a non-empty sequence")
+    }
+}
+
+/// The badges `expected.json` says a sequence pushes.
+pub fn expected_pushes(sequence: &str) -> Vec<u32> {
+    expected("ews")["sequences"][sequence]["expected_pushes"]
+        .as_array()
+        .expect("expected_pushes")
+        .iter()
+        .map(|b| b.as_u64().expect("a badge") as u32)
+        .collect()
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::registrations_client::RegistrationsClient;
-use herald_workers::RecordingSender;
+use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
+use herald_workers::{AppConfig, RecordingSender};
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -51,9 +52,17 @@ struct AppsOnly {
 pub struct TestNode {
     pub node: RunningNode,
     pub store: Arc<dyn RegistrationStore>,
-    /// Every push the node made.
+    /// Every push the node made (nodes on a recording sender).
     pub pushes: RecordingSender,
+    /// The mock APNs and FCM the node pushes to (nodes with providers).
+    pub providers: Option<MockProviders>,
+    _files: Option<tempfile::TempDir>,
 }
+
+/// The APNs app of the test configuration and the cast.
+pub const IOS_APP: &str = "com.example.mail";
+/// The FCM app of the test configuration.
+pub const ANDROID_APP: &str = "com.example.mail.android";
 
 impl TestNode {
     pub async fn start(config: &Config) -> Self {
@@ -71,7 +80,45 @@ impl TestNode {
             node,
             store,
             pushes,
+            providers: None,
+            _files: None,
         }
+    }
+
+    /// A node that really delivers: to a mock APNs (`apns` options) and a mock FCM over
+    /// TLS, with retries spaced in milliseconds rather than seconds.
+    pub async fn with_providers(config: &Config, apns: MockApnsOptions) -> Self {
+        let files = tempfile::tempdir().expect("temp dir");
+        let providers = MockProviders::start(files.path(), apns, MockFcmOptions::default())
+            .await
+            .expect("mock providers start");
+        let mut config = config.clone();
+        config.apps = vec![
+            AppConfig::Apns(providers.apns_app(IOS_APP)),
+            AppConfig::Fcm(
+                providers
+                    .fcm_app(ANDROID_APP, "example-mail")
+                    .expect("service account"),
+            ),
+        ];
+        config.delivery.retry_base = Duration::from_millis(100);
+        config.delivery.retry_cap = Duration::from_millis(400);
+        let store = build_store(&config).expect("store");
+        let node = RunningNode::start(&config, store.clone(), ApiTokens::new([API_TOKEN]))
+            .await
+            .expect("node starts");
+        Self {
+            node,
+            store,
+            pushes: RecordingSender::new(),
+            providers: Some(providers),
+            _files: Some(files),
+        }
+    }
+
+    /// The mock providers of a node started [`with_providers`](Self::with_providers).
+    pub fn mocks(&self) -> &MockProviders {
+        self.providers.as_ref().expect("a node with providers")
     }
 
     pub async fn client(&self) -> RegistrationsClient<Channel> {

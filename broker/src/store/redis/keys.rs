@@ -12,6 +12,7 @@
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
+//! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
 //!
 //! `loc` is the commit point: a registration exists when `loc` names a shard whose `r:` hash
 //! holds it. A crash between the steps of a multi-key change leaves at most an orphan that
@@ -61,6 +62,10 @@ impl Keys {
 
     pub(super) fn location(&self, id: &RegistrationId) -> String {
         format!("{}:loc:{id}", self.prefix)
+    }
+
+    pub(super) fn feedback(&self) -> String {
+        format!("{}:feedback", self.prefix)
     }
 
     pub(super) fn apns_token(&self, share_key: &str) -> String {
