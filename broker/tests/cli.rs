@@ -114,6 +114,12 @@ fn the_demo_replays_an_exchange_day_and_exits_0() {
             "{line}"
         );
     }
+    // Android phones get FCM data messages through the mock FCM.
+    assert!(
+        stdout
+            .contains("push → Dave's Android phone: FCM data {badge: 5, kind: mail, new_mail: 0}"),
+        "{stdout}"
+    );
     // Carol's token dies on her second push; Exchange is then told to unsubscribe.
     assert!(stdout.contains("registration marked dead"), "{stdout}");
     assert!(
@@ -121,7 +127,7 @@ fn the_demo_replays_an_exchange_day_and_exits_0() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("registrations: 1 active, 1 dead"),
+        stdout.contains("registrations: 3 active, 1 dead"),
         "{stdout}"
     );
 }

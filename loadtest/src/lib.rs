@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod ews;
+pub mod push;
 pub mod register;
 pub mod report;
 pub mod targets;

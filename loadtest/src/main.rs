@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herald_loadtest::ews::{self, EwsLoad, Shape};
+use herald_loadtest::push::{self, Providers, PushLoad};
 use herald_loadtest::register::{self, RegisterLoad};
 use herald_loadtest::targets::{self, Target};
 use herald_loadtest::{baseline, compare};
@@ -50,6 +51,31 @@ enum Command {
     /// The same EWS load against a bare quick-xml baseline and against the node, and the
     /// ratio of their throughputs (needs --registrations).
     Compare(EwsArgs),
+    /// Push through a node's sender to the mock APNs and FCM (accept-all, HTTP/2 + TLS on
+    /// 127.0.0.1) and report pushes per second.
+    Push {
+        #[arg(long, value_enum, default_value_t = Providers::Both)]
+        providers: Providers,
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Pushes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Distinct device tokens.
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        /// Validate like the real services (a JWT signature check per APNs request).
+        #[arg(long)]
+        validate: bool,
+        /// HTTP/2 connections per APNs app.
+        #[arg(long, default_value_t = 2)]
+        apns_connections: usize,
+        /// FCM messages per second allowed (the node's rate limit).
+        #[arg(long, default_value_t = 1_000_000)]
+        fcm_max_per_second: u32,
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
+    },
     /// Serve the baseline (parse with quick-xml, answer OK, nothing else) until Ctrl-C.
     Baseline {
         #[arg(long, default_value = "127.0.0.1:8088")]
@@ -170,6 +196,42 @@ async fn main() -> anyhow::Result<()> {
             writeln!(out, "herald / baseline throughput: {:.2}", result.ratio())?;
             if result.herald.errors > 0 || result.baseline.errors > 0 {
                 anyhow::bail!("some notifications were not answered OK");
+            }
+        }
+        Command::Push {
+            providers,
+            count,
+            concurrency,
+            devices,
+            validate,
+            apns_connections,
+            fcm_max_per_second,
+            max_seconds,
+        } => {
+            let settings = herald_workers::DeliverySettings {
+                apns_connections,
+                fcm_max_per_second,
+                apns_in_flight: concurrency.max(1),
+                fcm_in_flight: concurrency.max(1),
+                ..Default::default()
+            };
+            let (summary, (apns, fcm)) = push::run(PushLoad {
+                providers,
+                count,
+                concurrency,
+                devices,
+                validate,
+                settings,
+                max_duration: Duration::from_secs(max_seconds),
+            })
+            .await?;
+            writeln!(out, "push: {summary}")?;
+            writeln!(
+                out,
+                "push: accepted by the mock APNs {apns}, by the mock FCM {fcm} (incl. 2 warm-up)"
+            )?;
+            if summary.errors > 0 {
+                anyhow::bail!("{} pushes were not delivered", summary.errors);
             }
         }
         Command::Baseline { listen } => {

@@ -415,3 +415,54 @@ async fn a_push_for_an_unknown_app_fails_clearly() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_control_api_scripts_the_mocks_and_shows_what_they_received() {
+    let w = world().await;
+    let providers = std::sync::Arc::new(w.mocks);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control = format!("http://{}", listener.local_addr().unwrap());
+    let router = herald_workers::mock::control::router(providers.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let token = apns_token(11);
+    let scripted = http
+        .post(format!("{control}/apns/script/token"))
+        .json(&serde_json::json!({
+            "token": token,
+            "fault": {"reply": {"status": 410, "reason": "ExpiredToken"}},
+            "times": 1
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scripted.status(), 204);
+    let dead = w.delivery.send(push(Provider::Apns, &token, 1)).await;
+    assert!(matches!(dead, PushOutcome::TokenDead { .. }), "{dead:?}");
+    assert_eq!(
+        w.delivery.send(push(Provider::Apns, &token, 2)).await,
+        PushOutcome::Delivered
+    );
+    let get = |path: &str| {
+        let request = http.get(format!("{control}{path}"));
+        async move {
+            let answer = request.send().await.unwrap();
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let pushes = get("/apns/pushes").await;
+    assert_eq!(pushes.as_array().map(Vec::len), Some(1));
+    assert_eq!(pushes[0]["badge"], 2);
+    let stats = get("/stats").await;
+    assert_eq!(stats["apns"]["refused"]["410 ExpiredToken"], 1);
+    let bad_share = http
+        .post(format!("{control}/fcm/script/share"))
+        .json(&serde_json::json!({"share": 1.5, "fault": "drop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_share.status(), 422);
+    let reset = http.post(format!("{control}/reset")).send().await.unwrap();
+    assert_eq!(reset.status(), 204);
+    assert!(providers.apns.pushes().is_empty());
+}

@@ -33,6 +33,8 @@ impl MockProviders {
         }
         let io = |e: std::io::Error| MockError::Io(e.to_string());
         std::fs::create_dir_all(dir).map_err(io)?;
+        // The printed configuration names these files from anywhere.
+        let dir = &std::fs::canonicalize(dir).map_err(io)?;
         let ca_file = dir.join("mock-ca.pem");
         tls.write_ca(&ca_file)?;
         let key_file = dir.join("apns-test-key.p8");
