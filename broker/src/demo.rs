@@ -267,10 +267,11 @@ pub(crate) async fn run(out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let (status, answer) = post(node.gateway_addr, &phone.path, &step.body).await?;
         writeln!(
             out,
-            "{} exchange → {}: {} → HTTP {status} {answer}",
+            "{} exchange → {}: {} [{}] → HTTP {status} {answer}",
             at(Instant::now()),
             phone.name,
-            step.label
+            step.label,
+            events(&step.body)
         )?;
         if step.body.contains("<t:MoreEvents>true</t:MoreEvents>") {
             continue;
@@ -456,6 +457,22 @@ async fn summary(
         metrics.active, metrics.dead
     )?;
     Ok(())
+}
+
+/// "N events" in a notification, as the gateway parses it.
+fn events(body: &str) -> String {
+    let parsed = herald_gateway::parse(body.as_bytes(), &herald_gateway::Limits::default());
+    let n: usize = parsed.map_or(0, |n| {
+        n.messages
+            .iter()
+            .filter_map(|m| m.notification.as_ref())
+            .map(|n| n.events.len())
+            .sum()
+    });
+    match n {
+        1 => "1 event".to_owned(),
+        n => format!("{n} events"),
+    }
 }
 
 /// One POST as Exchange sends it: `(status, SOAP answer or "-")`.

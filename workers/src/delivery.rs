@@ -35,6 +35,8 @@ pub struct Delivery {
     apns_budget: Semaphore,
     fcm_budget: Semaphore,
     backoff: Backoff,
+    /// Longest wait for a budget slot.
+    budget_wait: Duration,
     pause: Duration,
     metrics: DeliveryMetrics,
 }
@@ -119,6 +121,7 @@ impl Delivery {
                 base: settings.retry_base,
                 cap: settings.retry_cap,
             },
+            budget_wait: settings.request_timeout,
             pause: settings.pause,
             metrics,
         }
@@ -155,8 +158,22 @@ impl Delivery {
         };
         let in_flight = self.metrics.in_flight.get_or_create(&labels).clone();
         in_flight.inc();
-        let verdict = match budget.acquire().await {
-            Ok(_slot) => {
+        // A provider slower than the budget drains: the push waits at most a request's
+        // time for a slot, then comes back to be retried later.
+        let slot = tokio::time::timeout(self.budget_wait, budget.acquire()).await;
+        let verdict = match slot {
+            Err(_) => {
+                in_flight.dec();
+                self.metrics
+                    .held_back
+                    .get_or_create(&AppLabels {
+                        app: request.app_id.clone(),
+                    })
+                    .inc();
+                tracing::debug!(app = %request.app_id, "no delivery slot free: push retried later");
+                return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, None));
+            }
+            Ok(Ok(_slot)) => {
                 let started = Instant::now();
                 let verdict = app.client.send(&request).await;
                 self.metrics
@@ -166,7 +183,7 @@ impl Delivery {
                 verdict
             }
             // The budgets are never closed.
-            Err(_) => Verdict::Retry {
+            Ok(Err(_)) => Verdict::Retry {
                 scope: RetryScope::Backoff,
                 after: None,
                 reason: "delivery is shutting down".into(),

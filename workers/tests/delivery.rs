@@ -466,3 +466,33 @@ async fn the_control_api_scripts_the_mocks_and_shows_what_they_received() {
     assert_eq!(reset.status(), 204);
     assert!(providers.apns.pushes().is_empty());
 }
+
+#[tokio::test]
+async fn a_push_that_finds_no_free_slot_comes_back_to_be_retried() {
+    let settings = DeliverySettings {
+        apns_in_flight: 1,
+        request_timeout: Duration::from_secs(1),
+        ..settings()
+    };
+    let w = world_with(MockApnsOptions::default(), settings).await;
+    w.mocks.apns.script().for_share(ShareRule {
+        share: 1.0,
+        fault: Fault::DelayMs(3_000),
+    });
+    let delivery = w.delivery.clone();
+    // Holds the only slot for two request timeouts (the first try and its retry).
+    let holder =
+        tokio::spawn(async move { delivery.send(push(Provider::Apns, &apns_token(1), 1)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = w
+        .delivery
+        .send(push(Provider::Apns, &apns_token(2), 1))
+        .await;
+    assert!(matches!(waiting, PushOutcome::RetryAfter(_)), "{waiting:?}");
+    assert!(!holder.is_finished(), "the slot was still taken");
+    let held = holder.await.unwrap();
+    assert!(
+        matches!(held, PushOutcome::RetryAfter(_)),
+        "timed out: {held:?}"
+    );
+}

@@ -65,7 +65,7 @@ impl DeliveryMetrics {
         );
         registry.register(
             "herald_push_held_back",
-            "Pushes not sent because the app's circuit was open or the app paused",
+            "Pushes not sent now (app circuit open, app paused, no delivery slot free) and retried later",
             self.held_back.clone(),
         );
         registry.register(
