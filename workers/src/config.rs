@@ -27,12 +27,19 @@ impl AppConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApnsAppConfig {
     pub id: String,
-    /// Apple developer team id (10 characters).
+    /// Token auth: Apple developer team id (10 characters).
+    #[serde(default)]
     pub team_id: String,
-    /// Id of the token-signing key (10 characters).
+    /// Token auth: id of the token-signing key (10 characters).
+    #[serde(default)]
     pub key_id: String,
-    /// The ES256 private key (`.p8`).
+    /// Token auth: the ES256 private key (`.p8`).
+    #[serde(default)]
     pub key_file: PathBuf,
+    /// Certificate auth instead of token auth: a PEM file holding the app's push
+    /// certificate (and its chain) and its private key. Empty: token auth.
+    #[serde(default)]
+    pub cert_file: PathBuf,
     #[serde(default = "apns_production")]
     pub base_url: String,
     /// Extra trusted CA (PEM), for a mock; empty: none.
@@ -53,6 +60,13 @@ pub struct FcmAppConfig {
     /// Extra trusted CA (PEM), for a mock; empty: none.
     #[serde(default)]
     pub ca_file: PathBuf,
+}
+
+impl ApnsAppConfig {
+    /// Whether the app authenticates with a client certificate rather than a token.
+    pub fn certificate_auth(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 fn apns_production() -> String {

@@ -36,6 +36,7 @@ pub(crate) fn extra_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, Deliver
 pub(crate) fn client(
     options: &ClientOptions,
     extra_ca: &[reqwest::Certificate],
+    identity: Option<&reqwest::Identity>,
 ) -> Result<reqwest::Client, DeliveryError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
@@ -49,6 +50,9 @@ pub(crate) fn client(
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
     if options.http2_only {
         builder = builder.http2_prior_knowledge();
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity.clone());
     }
     if !extra_ca.is_empty() {
         builder = builder.tls_certs_merge(extra_ca.iter().cloned());

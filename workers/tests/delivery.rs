@@ -496,3 +496,45 @@ async fn a_push_that_finds_no_free_slot_comes_back_to_be_retried() {
         "timed out: {held:?}"
     );
 }
+
+#[tokio::test]
+async fn certificate_auth_presents_the_apps_push_certificate() {
+    let w = world().await;
+    let apps = [
+        AppConfig::Apns(
+            w.mocks
+                .apns_certificate_app("com.example.cert", "com.example.cert")
+                .unwrap(),
+        ),
+        AppConfig::Apns(
+            w.mocks
+                .apns_certificate_app("com.example.wrong", "com.example.other")
+                .unwrap(),
+        ),
+    ];
+    let delivery = Delivery::new(
+        &apps,
+        &settings(),
+        Arc::new(InProcessShare::default()),
+        DeliveryMetrics::default(),
+    )
+    .unwrap();
+    let request = |app: &str| PushRequest {
+        app_id: app.into(),
+        ..push(Provider::Apns, &apns_token(12), 3)
+    };
+    assert_eq!(
+        delivery.send(request("com.example.cert")).await,
+        PushOutcome::Delivered
+    );
+    let pushes = w.mocks.apns.pushes();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].topic, "com.example.cert");
+    assert_eq!(pushes[0].token_iat, 0, "no provider token was sent");
+    // A certificate for another topic: Apple refuses, the app is paused.
+    match delivery.send(request("com.example.wrong")).await {
+        PushOutcome::RetryAfter(wait) => assert!(wait >= Duration::from_secs(200), "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.mocks.apns.refused().get("400 TopicDisallowed"), Some(&1));
+}

@@ -121,6 +121,17 @@ impl Config {
                 p.push(format!("{at}: the id is configured twice"));
             }
             let (files, base_url) = match app {
+                AppConfig::Apns(a) if a.certificate_auth() => {
+                    if !a.key_file.as_os_str().is_empty() {
+                        p.push(format!(
+                            "{at}: set key_file (token auth) or cert_file (certificate auth), not both"
+                        ));
+                    }
+                    (
+                        vec![("cert_file", &a.cert_file), ("ca_file", &a.ca_file)],
+                        &a.base_url,
+                    )
+                }
                 AppConfig::Apns(a) => {
                     for (name, value) in [("team_id", &a.team_id), ("key_id", &a.key_id)] {
                         if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {

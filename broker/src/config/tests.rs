@@ -136,6 +136,15 @@ id = "a"
 platform = "fcm"
 project_id = ""
 service_account_file = "/dev/null"
+[[apps]]
+id = "c"
+platform = "apns"
+key_file = "/dev/null"
+cert_file = "/nonexistent/cert.pem"
+[[apps]]
+id = "d"
+platform = "apns"
+cert_file = "/dev/null"
 "#,
     );
     let problems = Config::load(Some(f.path()), &HashMap::new())
@@ -153,6 +162,8 @@ service_account_file = "/dev/null"
         "apps[0] (a): key_file /nonexistent/key.p8",
         "apps[1] (a): the id is configured twice",
         "apps[1] (a): project_id is empty",
+        "apps[2] (c): set key_file (token auth) or cert_file (certificate auth), not both",
+        "apps[2] (c): cert_file /nonexistent/cert.pem",
     ];
     for want in expected {
         assert!(

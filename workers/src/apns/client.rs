@@ -26,10 +26,19 @@ pub struct ApnsClient {
     device_url: String,
     lanes: Vec<Lane>,
     next_lane: AtomicUsize,
-    tokens: SharedProviderTokens,
+    auth: Auth,
     options: ClientOptions,
     extra_ca: Vec<reqwest::Certificate>,
     badge_lifetime: Duration,
+}
+
+/// How the app proves itself to Apple.
+#[derive(Debug)]
+enum Auth {
+    /// A provider token (JWT) on every request.
+    Token(SharedProviderTokens),
+    /// The app's push certificate, presented when each connection is made.
+    Certificate(reqwest::Identity),
 }
 
 /// One HTTP/2 connection and its stream budget.
@@ -47,12 +56,29 @@ impl ApnsClient {
         settings: &DeliverySettings,
         share: Arc<dyn TokenShare>,
     ) -> Result<Self, DeliveryError> {
-        let p8 = std::fs::read(&app.key_file).map_err(|e| DeliveryError::File {
-            path: app.key_file.clone(),
-            error: e.to_string(),
-        })?;
-        let signer = TokenSigner::from_p8(&app.team_id, &app.key_id, &p8)
-            .map_err(|e| DeliveryError::credential(&app.id, e))?;
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| DeliveryError::File {
+                path: path.to_owned(),
+                error: e.to_string(),
+            })
+        };
+        let auth = if app.certificate_auth() {
+            let pem = read(&app.cert_file)?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                DeliveryError::credential(
+                    &app.id,
+                    format!("cert_file is not a PEM certificate and key: {e}"),
+                )
+            })?;
+            Auth::Certificate(identity)
+        } else {
+            let signer = TokenSigner::from_p8(&app.team_id, &app.key_id, &read(&app.key_file)?)
+                .map_err(|e| DeliveryError::credential(&app.id, e))?;
+            Auth::Token(SharedProviderTokens::new(
+                ProviderTokens::new(signer),
+                share,
+            ))
+        };
         let base = app.base_url.trim_end_matches('/');
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(DeliveryError::BaseUrl {
@@ -70,7 +96,7 @@ impl ApnsClient {
         let lanes = (0..settings.apns_connections.max(1))
             .map(|_| {
                 Ok(Lane {
-                    client: RwLock::new(client(&options, &extra_ca)?),
+                    client: RwLock::new(client(&options, &extra_ca, auth.identity())?),
                     streams: Semaphore::new(settings.apns_streams_per_connection.max(1)),
                     reconnected: Mutex::new(None),
                 })
@@ -81,7 +107,7 @@ impl ApnsClient {
             device_url: format!("{base}/3/device/"),
             lanes,
             next_lane: AtomicUsize::new(0),
-            tokens: SharedProviderTokens::new(ProviderTokens::new(signer), share),
+            auth,
             options,
             extra_ca,
             badge_lifetime: settings.badge_lifetime,
@@ -93,18 +119,25 @@ impl ApnsClient {
     /// connection.
     pub async fn send(&self, request: &PushRequest) -> Verdict {
         let lane = self.lane();
-        let token = match self.tokens.token(unix_now()).await {
-            Ok(token) => token,
-            Err(error) => {
-                return Verdict::PauseApp {
-                    reason: error.to_string(),
-                };
-            }
+        let token = match &self.auth {
+            Auth::Certificate(_) => None,
+            Auth::Token(tokens) => match tokens.token(unix_now()).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    return Verdict::PauseApp {
+                        reason: error.to_string(),
+                    };
+                }
+            },
         };
-        match self.post(lane, request, &token).await {
-            Verdict::RefreshAuth { reason } => {
-                self.after_expired(lane, request, &token, reason).await
-            }
+        match self.post(lane, request, token.as_ref()).await {
+            Verdict::RefreshAuth { reason } => match (&self.auth, &token) {
+                (Auth::Token(tokens), Some(token)) => {
+                    self.after_expired(tokens, lane, request, token, reason)
+                        .await
+                }
+                _ => retry_later(reason),
+            },
             Verdict::Retry {
                 scope: RetryScope::Reconnect,
                 after: None,
@@ -114,7 +147,7 @@ impl ApnsClient {
                     return retry_later(reason);
                 }
                 tracing::debug!(%reason, "APNs connection replaced; the push is sent again");
-                self.post(lane, request, &token).await
+                self.post(lane, request, token.as_ref()).await
             }
             verdict => verdict,
         }
@@ -122,13 +155,14 @@ impl ApnsClient {
 
     async fn after_expired(
         &self,
+        tokens: &SharedProviderTokens,
         lane: &Lane,
         request: &PushRequest,
         rejected: &ProviderToken,
         reason: String,
     ) -> Verdict {
-        match self.tokens.replace_rejected(rejected, unix_now()).await {
-            Ok(Some(token)) => match self.post(lane, request, &token).await {
+        match tokens.replace_rejected(rejected, unix_now()).await {
+            Ok(Some(token)) => match self.post(lane, request, Some(&token)).await {
                 // Refreshed once; refusing the new one too is not fixed by minting more.
                 Verdict::RefreshAuth { reason } => retry_later(reason),
                 verdict => verdict,
@@ -147,7 +181,12 @@ impl ApnsClient {
         }
     }
 
-    async fn post(&self, lane: &Lane, request: &PushRequest, token: &ProviderToken) -> Verdict {
+    async fn post(
+        &self,
+        lane: &Lane,
+        request: &PushRequest,
+        token: Option<&ProviderToken>,
+    ) -> Verdict {
         // The semaphore is never closed.
         let Ok(_stream) = lane.streams.acquire().await else {
             return classify::transport_failure("connection closed");
@@ -159,7 +198,9 @@ impl ApnsClient {
             .clone();
         let mut headers =
             request::headers(request, &self.topic, self.badge_lifetime, SystemTime::now());
-        if let Ok(bearer) = HeaderValue::try_from(format!("bearer {}", token.jwt)) {
+        if let Some(token) = token
+            && let Ok(bearer) = HeaderValue::try_from(format!("bearer {}", token.jwt))
+        {
             headers.insert(AUTHORIZATION, bearer);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -197,7 +238,7 @@ impl ApnsClient {
         if last.is_some_and(|at| at.elapsed() < MIN_RECONNECT_INTERVAL) {
             return false;
         }
-        match client(&self.options, &self.extra_ca) {
+        match client(&self.options, &self.extra_ca, self.auth.identity()) {
             Ok(fresh) => {
                 *lane.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
                 *last = Some(Instant::now());
@@ -207,6 +248,15 @@ impl ApnsClient {
                 tracing::warn!(%error, "cannot replace an APNs connection");
                 false
             }
+        }
+    }
+}
+
+impl Auth {
+    fn identity(&self) -> Option<&reqwest::Identity> {
+        match self {
+            Self::Certificate(identity) => Some(identity),
+            Self::Token(_) => None,
         }
     }
 }

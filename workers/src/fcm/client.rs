@@ -64,7 +64,7 @@ impl FcmClient {
         Ok(Self {
             app: app.id.clone(),
             send_url: format!("{base}/v1/projects/{}/messages:send", app.project_id),
-            client: RwLock::new(client(&options, &extra_ca)?),
+            client: RwLock::new(client(&options, &extra_ca, None)?),
             auth,
             rate: RateLimit::new(settings.fcm_max_per_second, Instant::now()),
             options,
@@ -174,7 +174,7 @@ impl FcmClient {
     }
 
     fn reconnect(&self) {
-        match client(&self.options, &self.extra_ca) {
+        match client(&self.options, &self.extra_ca, None) {
             Ok(fresh) => *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh,
             Err(error) => tracing::warn!(%error, "cannot replace the FCM connection"),
         }

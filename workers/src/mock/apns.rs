@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::script::{Fault, Reply, Script, delay};
 use super::serve::{Connection, ConnectionAuth, bind, spawn_tls};
+use super::tls::ClientCertificates;
 use super::{MockError, MockTls};
 
 /// Apple's largest payload for an alert push.
@@ -100,6 +101,8 @@ struct Seen {
 struct Shared {
     options: MockApnsOptions,
     keys: HashMap<String, (String, DecodingKey)>,
+    /// Client certificates of the CA: DER → topic.
+    certificates: ClientCertificates,
     script: Script,
     seen: Mutex<Seen>,
 }
@@ -128,6 +131,7 @@ impl MockApns {
         let shared = Arc::new(Shared {
             options,
             keys,
+            certificates: tls.clients(),
             script: Script::default(),
             seen: Mutex::new(Seen::default()),
         });
@@ -282,10 +286,16 @@ fn check(
         Some(Ok(at)) => Some(at),
         None => None,
     };
+    let authorization = header("authorization");
     let token_iat = if shared.options.accept_all {
         0
+    } else if authorization.is_none()
+        && let Some(der) = &connection.client_certificate
+    {
+        certificate_topic(shared, der, topic)?;
+        0
     } else {
-        provider_token(shared, connection, header("authorization"))?
+        provider_token(shared, connection, authorization)?
     };
     if body.is_empty() {
         return no(400, "PayloadEmpty");
@@ -310,6 +320,19 @@ fn check(
         token_iat,
         at_ms: now_ms(),
     })
+}
+
+/// Certificate auth: the connection's certificate must be one the CA issued for `topic`.
+fn certificate_topic(shared: &Shared, der: &[u8], topic: &str) -> Result<(), Reply> {
+    let certificates = shared
+        .certificates
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match certificates.get(der) {
+        None => Err(Reply::new(403, "BadCertificate")),
+        Some(allowed) if allowed != topic => Err(Reply::new(400, "TopicDisallowed")),
+        Some(_) => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ pub struct MockProviders {
     ca_file: PathBuf,
     key_file: PathBuf,
     dir: PathBuf,
+    tls: MockTls,
 }
 
 impl MockProviders {
@@ -45,6 +46,7 @@ impl MockProviders {
             ca_file,
             key_file,
             dir: dir.to_owned(),
+            tls,
         })
     }
 
@@ -55,9 +57,27 @@ impl MockProviders {
             team_id: TEST_TEAM_ID.to_owned(),
             key_id: TEST_KEY_ID.to_owned(),
             key_file: self.key_file.clone(),
+            cert_file: PathBuf::new(),
             base_url: self.apns.url(),
             ca_file: self.ca_file.clone(),
         }
+    }
+
+    /// An APNs app (bundle id `id`) using certificate auth: a push certificate the mock's CA
+    /// issued for `topic` (normally `id`) is written next to the CA.
+    pub fn apns_certificate_app(&self, id: &str, topic: &str) -> Result<ApnsAppConfig, MockError> {
+        let file = self.dir.join(format!("apns-cert-{topic}.pem"));
+        std::fs::write(&file, self.tls.client_identity(topic)?)
+            .map_err(|e| MockError::Io(e.to_string()))?;
+        Ok(ApnsAppConfig {
+            id: id.to_owned(),
+            team_id: String::new(),
+            key_id: String::new(),
+            key_file: PathBuf::new(),
+            cert_file: file,
+            base_url: self.apns.url(),
+            ca_file: self.ca_file.clone(),
+        })
     }
 
     /// An FCM app of Firebase project `project` pointed at the mock; its service-account

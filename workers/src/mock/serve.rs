@@ -22,6 +22,8 @@ pub(crate) struct Connection {
     pub(crate) drop: Notify,
     /// APNs pins one team and tracks the provider token per connection.
     pub(crate) auth: Mutex<Option<ConnectionAuth>>,
+    /// The client certificate presented at the handshake (DER), if any.
+    pub(crate) client_certificate: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -70,7 +72,15 @@ pub(crate) fn spawn_tls(
                 let Ok(stream) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let connection = Arc::new(Connection::default());
+                let connection = Arc::new(Connection {
+                    client_certificate: stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|cert| cert.to_vec()),
+                    ..Connection::default()
+                });
                 let service = TowerToHyperService::new(router.layer(Extension(connection.clone())));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().max_concurrent_streams(max_streams);
