@@ -103,9 +103,10 @@ pub fn notification(shape: Shape, target: &Target, n: u64) -> String {
     body
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+/// A keep-alive HTTP/1.1 connection to `addr`.
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
@@ -115,16 +116,15 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-/// One POST; `Ok(answer)` when an HTTP answer arrived.
-async fn post(
+/// POSTs `body` as Exchange does; `Ok(answer)` when an HTTP answer arrived.
+pub(crate) async fn post_xml(
     sender: &mut Sender,
-    load: &EwsLoad,
-    target: &Target,
-    n: u64,
+    host: SocketAddr,
+    path: &str,
+    body: String,
 ) -> anyhow::Result<(u16, Bytes)> {
-    let body = notification(load.shape, target, n);
-    let request = hyper::Request::post(&target.path)
-        .header(hyper::header::HOST, load.gateway.to_string())
+    let request = hyper::Request::post(path)
+        .header(hyper::header::HOST, host.to_string())
         .header(hyper::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .body(Full::new(Bytes::from(body)))?;
     sender.ready().await?;
@@ -132,6 +132,16 @@ async fn post(
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
+}
+
+async fn post(
+    sender: &mut Sender,
+    load: &EwsLoad,
+    target: &Target,
+    n: u64,
+) -> anyhow::Result<(u16, Bytes)> {
+    let body = notification(load.shape, target, n);
+    post_xml(sender, load.gateway, &target.path, body).await
 }
 
 pub async fn run(load: EwsLoad) -> anyhow::Result<(Summary, Arc<Answers>)> {
@@ -206,6 +216,6 @@ pub async fn run(load: EwsLoad) -> anyhow::Result<(Summary, Arc<Answers>)> {
     Ok((summary, answers))
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }

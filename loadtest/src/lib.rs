@@ -8,7 +8,11 @@
 pub mod baseline;
 pub mod compare;
 pub mod ews;
+pub mod exchange;
+pub mod fleet;
 pub mod push;
 pub mod register;
 pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod targets;

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use herald_loadtest::ews::{self, EwsLoad, Shape};
 use herald_loadtest::push::{self, Providers, PushLoad};
 use herald_loadtest::register::{self, RegisterLoad};
+use herald_loadtest::run::{self, PushSink, RunOptions};
+use herald_loadtest::scenario::Scenario;
 use herald_loadtest::targets::{self, Target};
 use herald_loadtest::{baseline, compare};
 
@@ -51,6 +53,10 @@ enum Command {
     /// The same EWS load against a bare quick-xml baseline and against the node, and the
     /// ratio of their throughputs (needs --registrations).
     Compare(EwsArgs),
+    /// Play Exchange for a fleet of registered devices at a fixed rate (a scenario file),
+    /// check every badge the mock providers received, and report (exits non-zero when a
+    /// badge or an answer is wrong).
+    Run(RunArgs),
     /// Push through a node's sender to the mock APNs and FCM (accept-all, HTTP/2 + TLS on
     /// 127.0.0.1) and report pushes per second.
     Push {
@@ -81,6 +87,36 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The scenario (TOML; see loadtest/scenarios/).
+    #[arg(long)]
+    scenario: std::path::PathBuf,
+    /// A gateway address; repeat to spread the load over several nodes.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: Vec<SocketAddr>,
+    /// gRPC endpoint used to register the fleet.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// API bearer token.
+    #[arg(long, env = "HERALD_API_TOKEN")]
+    token: String,
+    /// The control API of the `herald-mock-push` the node pushes to.
+    #[arg(long, default_value = "http://127.0.0.1:8445")]
+    mock_control: String,
+    /// Keep-alive connections per gateway.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop sending after this many seconds whatever is left.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// Where report.json and report.svg are written.
+    #[arg(long, default_value = "loadtest-report")]
+    report: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +232,31 @@ async fn main() -> anyhow::Result<()> {
             writeln!(out, "herald / baseline throughput: {:.2}", result.ratio())?;
             if result.herald.errors > 0 || result.baseline.errors > 0 {
                 anyhow::bail!("some notifications were not answered OK");
+            }
+        }
+        Command::Run(args) => {
+            let scenario = Scenario::load(&args.scenario)?;
+            let options = RunOptions {
+                scenario,
+                gateways: args.gateway,
+                grpc: args.grpc,
+                token: args.token,
+                connections: args.connections,
+                seed: args.seed,
+                max_duration: Duration::from_secs(args.max_seconds),
+                pushes: PushSink::control(&args.mock_control),
+            };
+            let report = run::run(options, &mut out).await?;
+            report.write(&args.report)?;
+            writeln!(out, "{report}")?;
+            writeln!(
+                out,
+                "report: {}/report.json, {}/report.svg",
+                args.report.display(),
+                args.report.display()
+            )?;
+            if !report.correctness.passed {
+                anyhow::bail!("the run's badges or answers were wrong");
             }
         }
         Command::Push {

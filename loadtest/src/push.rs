@@ -52,10 +52,12 @@ pub async fn run(load: PushLoad) -> anyhow::Result<(Summary, (u64, u64))> {
         dir.path(),
         MockApnsOptions {
             accept_all,
+            record: false,
             ..MockApnsOptions::default()
         },
         MockFcmOptions {
             accept_all,
+            record: false,
             ..MockFcmOptions::default()
         },
     )

@@ -34,9 +34,12 @@ struct Args {
     /// Control API port (plain HTTP).
     #[arg(long, default_value_t = 8445)]
     control_port: u16,
-    /// Accept every well-formed push without checking tokens or recording payloads.
+    /// Accept every well-formed push without checking credentials.
     #[arg(long)]
     accept_all: bool,
+    /// Count pushes without keeping them (long load tests).
+    #[arg(long)]
+    no_record: bool,
     /// Provider tokens older than this are refused as expired.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     max_token_age: Duration,
@@ -74,6 +77,7 @@ async fn run(args: Args) -> Result<(), String> {
     let apns = MockApnsOptions {
         port: args.apns_port,
         accept_all: args.accept_all,
+        record: !args.no_record,
         max_token_age: args.max_token_age,
         ..MockApnsOptions::default()
     };
@@ -81,6 +85,7 @@ async fn run(args: Args) -> Result<(), String> {
         port: args.fcm_port,
         token_port: args.token_port,
         accept_all: args.accept_all,
+        record: !args.no_record,
         ..MockFcmOptions::default()
     };
     let providers = MockProviders::start(&args.dir, apns, fcm)

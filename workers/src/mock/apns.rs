@@ -49,9 +49,10 @@ pub struct TrustedKey {
 pub struct MockApnsOptions {
     /// 0: any free port.
     pub port: u16,
-    /// Answer 200 to every well-formed request without checking tokens or recording
-    /// payloads (load tests): counts only.
+    /// Answer 200 to every well-formed request without checking credentials (load tests).
     pub accept_all: bool,
+    /// Keep every accepted push for [`MockApns::pushes`]; off: counts only.
+    pub record: bool,
     pub keys: Vec<TrustedKey>,
     /// Provider tokens older than this are `ExpiredProviderToken` (Apple: one hour).
     pub max_token_age: Duration,
@@ -63,6 +64,7 @@ impl Default for MockApnsOptions {
         Self {
             port: 0,
             accept_all: false,
+            record: true,
             keys: Vec::new(),
             max_token_age: Duration::from_secs(3600),
             max_concurrent_streams: 1000,
@@ -166,7 +168,7 @@ impl MockApns {
         &self.shared.script
     }
 
-    /// The pushes accepted so far (none are recorded in accept-all mode).
+    /// The pushes accepted so far (none when recording is off).
     pub fn pushes(&self) -> Vec<ApnsPush> {
         self.seen().pushes.clone()
     }
@@ -218,7 +220,7 @@ async fn push(
         Ok(accepted) => {
             seen.accepted += 1;
             let apns_id = accepted.apns_id.clone();
-            if !shared.options.accept_all {
+            if shared.options.record {
                 seen.pushes.push(accepted);
             }
             ok(&apns_id)

@@ -8,6 +8,7 @@
 //! | `POST /apns/script/token`, `POST /fcm/script/token` | a [`TokenRule`]: a fault for one device token |
 //! | `POST /apns/script/share`, `POST /fcm/script/share` | a [`ShareRule`]: a fault for a share of traffic |
 //! | `POST /fcm/revoke-tokens` | every access token issued so far stops working |
+//! | `POST /script/clear` | every script cleared (both mocks accept again) |
 //! | `POST /reset` | scripts cleared, recordings and counters forgotten |
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn router(providers: Arc<MockProviders>) -> Router {
         .route("/apns/script/share", post(apns_share_rule))
         .route("/fcm/script/share", post(fcm_share_rule))
         .route("/fcm/revoke-tokens", post(revoke))
+        .route("/script/clear", post(clear_scripts))
         .route("/reset", post(reset))
         .with_state(providers)
 }
@@ -83,6 +85,12 @@ fn share(rule: ShareRule, apply: impl FnOnce(ShareRule)) -> StatusCode {
 
 async fn revoke(State(p): Mocks) -> StatusCode {
     p.fcm.revoke_tokens();
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_scripts(State(p): Mocks) -> StatusCode {
+    p.apns.script().clear();
+    p.fcm.script().clear();
     StatusCode::NO_CONTENT
 }
 

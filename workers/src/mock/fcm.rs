@@ -38,8 +38,10 @@ pub struct MockFcmOptions {
     /// 0: any free port (the TLS API); the token endpoint gets its own free port.
     pub port: u16,
     pub token_port: u16,
-    /// Accept any bearer and any message target without recording payloads: counts only.
+    /// Accept any bearer (load tests).
     pub accept_all: bool,
+    /// Keep every accepted message for [`MockFcm::pushes`]; off: counts only.
+    pub record: bool,
     /// How long access tokens live.
     pub token_lifetime: Duration,
 }
@@ -50,6 +52,7 @@ impl Default for MockFcmOptions {
             port: 0,
             token_port: 0,
             accept_all: false,
+            record: true,
             token_lifetime: Duration::from_secs(3600),
         }
     }
@@ -281,7 +284,7 @@ async fn send(
         Ok(push) => {
             seen.accepted += 1;
             let name = format!("projects/{project}/messages/0:{}", seen.accepted);
-            if !shared.options.accept_all {
+            if shared.options.record {
                 seen.pushes.push(push);
             }
             Json(json!({ "name": name })).into_response()
