@@ -63,8 +63,9 @@ pub(crate) fn client(
 }
 
 /// reqwest is built without a default crypto provider (`rustls-no-provider`): the whole
-/// process uses ring, as gcp_auth and a2 do.
-fn install_crypto_provider() {
+/// process uses ring, as gcp_auth and a2 do. Call it before building any other reqwest
+/// client in a process that links Herald's workers.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Err means another part of the process installed one first: it is used instead.

@@ -24,6 +24,7 @@ mod settings;
 pub use config::{ApnsAppConfig, AppConfig, FcmAppConfig};
 pub use delivery::{Backoff, Delivery, DeliveryMetrics};
 pub use error::DeliveryError;
+pub use http::install_crypto_provider;
 pub use push::{Provider, PushOutcome, PushRequest, PushSender, SendFuture};
 pub use recording::{NoDelivery, RecordingSender};
 pub use settings::DeliverySettings;

@@ -424,6 +424,7 @@ async fn the_control_api_scripts_the_mocks_and_shows_what_they_received() {
     let control = format!("http://{}", listener.local_addr().unwrap());
     let router = herald_workers::mock::control::router(providers.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
+    herald_workers::install_crypto_provider();
     let http = reqwest::Client::new();
     let token = apns_token(11);
     let scripted = http

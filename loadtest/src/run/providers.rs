@@ -54,6 +54,7 @@ fn brownout_rule(share: f64) -> ShareRule {
 
 impl PushSink {
     pub fn control(url: &str) -> Self {
+        herald_workers::install_crypto_provider();
         Self::Control {
             url: url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),

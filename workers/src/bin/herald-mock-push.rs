@@ -43,9 +43,13 @@ struct Args {
     /// Provider tokens older than this are refused as expired.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     max_token_age: Duration,
-    /// The bundle id and Firebase app of the printed `[[apps]]`.
+    /// The bundle id of the printed `[[apps]]` (Android: `<app>.android`).
     #[arg(long, default_value = "com.example.mail")]
     app: String,
+    /// Apps printed per platform: `<app>`, `<app>.2`, … (as `herald-loadtest run` scenarios
+    /// name them).
+    #[arg(long, default_value_t = 1)]
+    apps_per_platform: usize,
     #[arg(long, default_value = "example-mail")]
     fcm_project: String,
 }
@@ -91,14 +95,21 @@ async fn run(args: Args) -> Result<(), String> {
     let providers = MockProviders::start(&args.dir, apns, fcm)
         .await
         .map_err(|e| e.to_string())?;
-    let apps = [
-        AppConfig::Apns(providers.apns_app(&args.app)),
-        AppConfig::Fcm(
-            providers
-                .fcm_app(&format!("{}.android", args.app), &args.fcm_project)
-                .map_err(|e| e.to_string())?,
-        ),
-    ];
+    let numbered = |base: &str, i: usize| match i {
+        0 => base.to_owned(),
+        i => format!("{base}.{}", i + 1),
+    };
+    let mut apps = Vec::new();
+    for i in 0..args.apps_per_platform.max(1) {
+        apps.push(AppConfig::Apns(providers.apns_app(&numbered(&args.app, i))));
+    }
+    for i in 0..args.apps_per_platform.max(1) {
+        let id = numbered(&format!("{}.android", args.app), i);
+        let app = providers
+            .fcm_app(&id, &args.fcm_project)
+            .map_err(|e| e.to_string())?;
+        apps.push(AppConfig::Fcm(app));
+    }
     let control_addr = SocketAddr::from(([127, 0, 0, 1], args.control_port));
     let listener = tokio::net::TcpListener::bind(control_addr)
         .await

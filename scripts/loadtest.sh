@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs a herald-loadtest scenario against one release node on this machine: a private
+# redis-server, the mock APNs and FCM (herald-mock-push, accept-all), a `herald serve`
+# pushing to them, then `herald-loadtest run`. Everything listens on 127.0.0.1 and is
+# stopped at the end. Usage: scripts/loadtest.sh loadtest/scenarios/steady.toml [run args…]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml [herald-loadtest run args…]}
+shift
+
+cargo build --release --locked -p herald-broker -p herald-loadtest -p herald-workers --features herald-workers/mock \
+  --bin herald --bin herald-loadtest --bin herald-mock-push
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$work" --logfile "$work/redis.log" --daemonize no &
+pids+=($!)
+
+apps_per_platform=$(sed -n 's/^apps_per_platform *= *\([0-9]*\).*/\1/p' "$scenario")
+"$bin/herald-mock-push" --dir "$work/mocks" --accept-all --apps-per-platform "${apps_per_platform:-1}" \
+  --apns-port 0 --fcm-port 0 --token-port 0 --control-port "$(free_port)" >"$work/apps.toml" 2>"$work/mocks.log" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/apps.toml" ] && break; sleep 0.1; done
+control=$(sed -n 's/.*control \(http:[^ ,]*\).*/\1/p' "$work/apps.toml")
+
+token=loadtest-token-0123456789
+gateway=127.0.0.1:$(free_port)
+grpc=127.0.0.1:$(free_port)
+cat >"$work/herald.toml" <<TOML
+[node]
+public_url = "http://$gateway"
+[gateway]
+listen = "$gateway"
+[grpc]
+listen = "$grpc"
+[admin]
+listen = "127.0.0.1:$(free_port)"
+[redis]
+url = "redis://127.0.0.1:$redis_port"
+[auth]
+api_tokens = ["$token"]
+[telemetry]
+log_filter = "warn"
+TOML
+grep -v '^#' "$work/apps.toml" >>"$work/herald.toml"
+"$bin/herald" serve --config "$work/herald.toml" 2>"$work/herald.log" &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
+
+"$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \
+  --token "$token" --mock-control "$control" "$@"
