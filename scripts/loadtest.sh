@@ -16,7 +16,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "logs and configuration kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -57,5 +57,12 @@ grep -v '^#' "$work/apps.toml" >>"$work/herald.toml"
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
 
+status=0
 "$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \
-  --token "$token" --mock-control "$control" "$@"
+  --token "$token" --mock-control "$control" "$@" || status=$?
+if [ -n "${KEEP_WORK:-}" ]; then
+  curl -s "$control/apns/pushes" >"$work/apns-pushes.json" || true
+  curl -s "$control/fcm/pushes" >"$work/fcm-pushes.json" || true
+  curl -s "$control/stats" >"$work/mock-stats.json" || true
+fi
+exit $status

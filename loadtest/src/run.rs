@@ -20,7 +20,7 @@ pub use providers::{PushSink, Received};
 pub use report::RunReport;
 use series::{Live, Second};
 pub use verify::Verification;
-use verify::{DeviceLog, verify};
+use verify::{Change, DeviceLog, verify};
 
 use crate::ews::{Sender, connect, contains, post_xml};
 use crate::exchange::Mailbox;
@@ -302,14 +302,17 @@ async fn play_turn(shared: Arc<Shared>, m: usize, due: Instant) {
                 }
                 unread.iter().map(|(_, u)| u).sum()
             };
-            let mut log = shared.logs[device]
+            // Every such notification opens a burst whose flush pushes the device's total
+            // when it differs from what the device shows (or, on FCM, to announce mail).
+            shared.logs[device]
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            // The node pushes when the badge changes, and on FCM for every new mail.
-            let new_mail = shared.android[device] && new_mail;
-            if new_mail || log.changes.last().is_none_or(|(_, last)| *last != badge) {
-                log.changes.push((sent_ms, badge));
-            }
+                .unwrap_or_else(|e| e.into_inner())
+                .changes
+                .push(Change {
+                    at_ms: sent_ms,
+                    badge,
+                    announces: shared.android[device] && new_mail,
+                });
         }
     }
 }
@@ -321,30 +324,29 @@ enum Answer {
 }
 
 impl Pool {
+    /// POSTs `body`. A connection the gateway closed while idle is replaced and the
+    /// notification sent again, as Exchange retries (the node recognises a redelivery).
     async fn post(&self, path: &str, body: String) -> Result<(), Answer> {
         let Ok(_slot) = self.slots.acquire().await else {
             return Err(Answer::Transport);
         };
         let idle = self.idle.lock().await.pop();
+        let reused = idle.is_some();
         let mut sender = match idle {
-            Some(sender) => sender,
-            None => connect(self.addr).await.map_err(|_| Answer::Transport)?,
+            Some(sender) if !sender.is_closed() => sender,
+            _ => connect(self.addr).await.map_err(|_| Answer::Transport)?,
         };
-        let answer = post_xml(&mut sender, self.addr, path, body).await;
-        match answer {
-            Ok((200, body)) if contains(&body, b">OK<") => {
-                self.idle.lock().await.push(sender);
-                Ok(())
-            }
-            Ok((200, body)) if contains(&body, b">Unsubscribe<") => {
-                self.idle.lock().await.push(sender);
-                Err(Answer::Unsubscribe)
-            }
-            Ok(_) => {
-                self.idle.lock().await.push(sender);
-                Err(Answer::Status)
-            }
-            Err(_) => Err(Answer::Transport),
+        let mut answer = post_xml(&mut sender, self.addr, path, body.clone()).await;
+        if answer.is_err() && reused {
+            sender = connect(self.addr).await.map_err(|_| Answer::Transport)?;
+            answer = post_xml(&mut sender, self.addr, path, body).await;
+        }
+        let (status, body) = answer.map_err(|_| Answer::Transport)?;
+        self.idle.lock().await.push(sender);
+        match status {
+            200 if contains(&body, b">OK<") => Ok(()),
+            200 if contains(&body, b">Unsubscribe<") => Err(Answer::Unsubscribe),
+            _ => Err(Answer::Status),
         }
     }
 }

@@ -13,8 +13,17 @@ use crate::report::latency_histogram;
 /// What the notifications of one device did, in the order they were answered.
 #[derive(Clone, Debug, Default)]
 pub(super) struct DeviceLog {
-    /// (sent at ms, the device's badge once applied) for each notification that may push.
-    pub(super) changes: Vec<(u64, u32)>,
+    /// Each notification that may push: when it was sent, the device's badge once it is
+    /// applied, and whether it announces new mail (FCM pushes for that even at an unchanged
+    /// badge).
+    pub(super) changes: Vec<Change>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Change {
+    pub(super) at_ms: u64,
+    pub(super) badge: u32,
+    pub(super) announces: bool,
 }
 
 #[derive(Debug)]
@@ -113,19 +122,26 @@ pub(super) fn verify(fleet: &Fleet, logs: &[DeviceLog], received: &[Received]) -
     v
 }
 
-/// Each push covers the changes sent before it not yet covered; its latency is from the
-/// earliest of them (the first event of the burst it flushed).
-fn record_latencies(changes: &[(u64, u32)], pushes: &[&Received], histogram: &mut Histogram<u64>) {
-    let mut next = 0;
+/// A push's latency runs from the first change it is owed to: the earliest change since the
+/// previous push, unless the badge came back to what the device already shows (then nothing
+/// is owed and no push is due).
+fn record_latencies(changes: &[Change], pushes: &[&Received], histogram: &mut Histogram<u64>) {
+    let (mut next, mut owed_since, mut shown) = (0, None, None);
     for push in pushes {
-        let first = next;
-        while next < changes.len() && changes[next].0 <= push.at_ms {
+        while next < changes.len() && changes[next].at_ms <= push.at_ms {
+            let change = changes[next];
+            if Some(change.badge) == shown && !change.announces {
+                owed_since = None;
+            } else {
+                owed_since.get_or_insert(change.at_ms);
+            }
             next += 1;
         }
-        if next > first {
-            let ms = push.at_ms.saturating_sub(changes[first].0);
+        if let Some(since) = owed_since.take() {
+            let ms = push.at_ms.saturating_sub(since);
             let _ = histogram.record((ms * 1000).max(1));
         }
+        shown = Some(push.badge);
     }
 }
 
@@ -172,8 +188,13 @@ mod tests {
     }
 
     fn log() -> Vec<DeviceLog> {
+        let change = |at_ms, badge| Change {
+            at_ms,
+            badge,
+            announces: false,
+        };
         vec![DeviceLog {
-            changes: vec![(1_000, 3), (1_100, 5)],
+            changes: vec![change(1_000, 3), change(1_100, 5)],
         }]
     }
 
