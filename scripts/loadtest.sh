@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs a herald-loadtest scenario against one release node on this machine: a private
-# redis-server, the mock APNs and FCM (herald-mock-push, accept-all), a `herald serve`
-# pushing to them, then `herald-loadtest run`. Everything listens on 127.0.0.1 and is
-# stopped at the end. Usage: scripts/loadtest.sh loadtest/scenarios/steady.toml [run args…]
+# Runs herald-loadtest against one release node on this machine: a private redis-server,
+# the mock APNs and FCM (herald-mock-push, accept-all), a `herald serve` pushing to them,
+# then the load. Everything listens on 127.0.0.1 and is stopped at the end.
+#   scripts/loadtest.sh loadtest/scenarios/steady.toml [herald-loadtest run args…]
+#   scripts/loadtest.sh compare [herald-loadtest compare args…]
+# KEEP_WORK=1 keeps the logs, the configuration and the pushes the mocks received.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml [herald-loadtest run args…]}
+scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml|compare [herald-loadtest args…]}
 shift
 
 cargo build --release --locked -p herald-broker -p herald-loadtest -p herald-workers --features herald-workers/mock \
@@ -26,7 +28,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$work" --logfile "$work/redis.log" --daemonize no &
 pids+=($!)
 
-apps_per_platform=$(sed -n 's/^apps_per_platform *= *\([0-9]*\).*/\1/p' "$scenario")
+apps_per_platform=
+[ -f "$scenario" ] && apps_per_platform=$(sed -n 's/^apps_per_platform *= *\([0-9]*\).*/\1/p' "$scenario")
 "$bin/herald-mock-push" --dir "$work/mocks" --accept-all --apps-per-platform "${apps_per_platform:-1}" \
   --apns-port 0 --fcm-port 0 --token-port 0 --control-port "$(free_port)" >"$work/apps.toml" 2>"$work/mocks.log" &
 pids+=($!)
@@ -58,8 +61,12 @@ pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
 
 status=0
-"$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \
-  --token "$token" --mock-control "$control" "$@" || status=$?
+if [ "$scenario" = compare ]; then
+  "$bin/herald-loadtest" compare --gateway "$gateway" --grpc "http://$grpc" --token "$token" "$@" || status=$?
+else
+  "$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \
+    --token "$token" --mock-control "$control" "$@" || status=$?
+fi
 if [ -n "${KEEP_WORK:-}" ]; then
   curl -s "$control/apns/pushes" >"$work/apns-pushes.json" || true
   curl -s "$control/fcm/pushes" >"$work/fcm-pushes.json" || true
