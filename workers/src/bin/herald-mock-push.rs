@@ -13,6 +13,11 @@ use clap::Parser;
 use herald_workers::AppConfig;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders, control};
 
+// The mocks share the machine with the node under load: a lock-free allocator keeps their
+// CPU share small.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     version,
