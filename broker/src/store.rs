@@ -125,6 +125,18 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<RegistrationId>, StoreError>;
 
+    /// The registrations of `device_token` other than `except` (a flush knows its own
+    /// record; most devices have no other, and then no record is read at all).
+    async fn list_device_except(
+        &self,
+        device_token: &DeviceToken,
+        except: &RegistrationId,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let mut records = self.list_device(device_token).await?;
+        records.retain(|r| &r.id != except);
+        Ok(records)
+    }
+
     /// Publishes that a push provider declared a registration's token dead (the feedback
     /// stream; the newest [`FEEDBACK_KEPT`] events are kept).
     async fn publish_feedback(&self, event: &DeadToken) -> Result<(), StoreError>;

@@ -353,3 +353,25 @@ async fn nodes_share_one_apns_provider_token_through_redis() {
     let alone = a.token(later + REFRESH_AGE_SECS).await.unwrap();
     assert_eq!(alone.iat, later + REFRESH_AGE_SECS);
 }
+
+#[tokio::test]
+async fn a_flush_reads_only_the_other_registrations_of_its_device() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let first = registry.register(new_registration()).await.unwrap().record;
+    let token = first.device_token.clone();
+    assert!(
+        store
+            .list_device_except(&token, &first.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "alone on its device: nothing else to read"
+    );
+    let second = registry.register(new_registration()).await.unwrap().record;
+    let others = store.list_device_except(&token, &first.id).await.unwrap();
+    assert_eq!(others, vec![second.clone()]);
+    let all = store.list_device(&token).await.unwrap();
+    assert_eq!(all.len(), 2);
+}

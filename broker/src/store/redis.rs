@@ -72,6 +72,44 @@ enum PutMode {
 }
 
 impl RedisStore {
+    /// The registrations of a device, but `except`: one round trip for the device set, a
+    /// second (pipelined) only if another registration is in it.
+    async fn device_records(
+        &self,
+        device_token: &DeviceToken,
+        except: Option<&RegistrationId>,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let shard = device_token.shard();
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = conn.smembers(self.keys.device(shard, device_token)).await?;
+        let ids: Vec<RegistrationId> = members
+            .iter()
+            .filter(|m| except.is_none_or(|e| e.as_str() != m.as_str()))
+            .filter_map(|m| RegistrationId::parse("member", m).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.get(self.keys.location(id))
+                .hgetall(self.keys.registration(shard, id));
+        }
+        let answers: Vec<(Option<u16>, HashMap<String, String>)> =
+            pipe.query_async(&mut conn).await?;
+        let mut records = Vec::with_capacity(ids.len());
+        for (id, (location, fields)) in ids.iter().zip(answers) {
+            // Only registrations whose location is this shard exist; others are orphans of
+            // an interrupted move or delete.
+            if location.and_then(ShardId::new) == Some(shard)
+                && let Some(record) = codec::decode(&self.keys.registration(shard, id), id, fields)?
+            {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
     /// A store that connects lazily: the node starts even while Redis is down, and answers
     /// `UNAVAILABLE` (and fails `/readyz`) until it is back.
     pub fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
@@ -368,34 +406,15 @@ impl RegistrationStore for RedisStore {
         &self,
         device_token: &DeviceToken,
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
-        let shard = device_token.shard();
-        let mut conn = self.conn.clone();
-        let members: Vec<String> = conn.smembers(self.keys.device(shard, device_token)).await?;
-        let ids: Vec<RegistrationId> = members
-            .iter()
-            .filter_map(|m| RegistrationId::parse("member", m).ok())
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.get(self.keys.location(id))
-                .hgetall(self.keys.registration(shard, id));
-        }
-        let answers: Vec<(Option<u16>, HashMap<String, String>)> =
-            pipe.query_async(&mut conn).await?;
-        let mut records = Vec::with_capacity(ids.len());
-        for (id, (location, fields)) in ids.iter().zip(answers) {
-            // Only registrations whose location is this shard exist; others are orphans of
-            // an interrupted move or delete.
-            if location.and_then(ShardId::new) == Some(shard)
-                && let Some(record) = codec::decode(&self.keys.registration(shard, id), id, fields)?
-            {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        self.device_records(device_token, None).await
+    }
+
+    async fn list_device_except(
+        &self,
+        device_token: &DeviceToken,
+        except: &RegistrationId,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        self.device_records(device_token, Some(except)).await
     }
 
     async fn find_subscription(

@@ -352,7 +352,7 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     let device = match state
         .deps
         .store
-        .list_device(&state.record.device_token)
+        .list_device_except(&state.record.device_token, &state.record.id)
         .await
     {
         Ok(device) => device,
