@@ -111,6 +111,11 @@ struct RunArgs {
     /// The control API of the `herald-mock-push` the node pushes to.
     #[arg(long, default_value = "http://127.0.0.1:8445")]
     mock_control: String,
+    /// Run the mock APNs and FCM in this process instead (accept-all), writing their files
+    /// here and printing the `[[apps]]` to configure the node with; the run starts once the
+    /// node's gRPC endpoint answers.
+    #[arg(long, conflicts_with = "mock_control")]
+    spawn_mocks: Option<std::path::PathBuf>,
     /// Keep-alive connections per gateway.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -241,6 +246,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let scenario = Scenario::load(&args.scenario)?;
+            let pushes = match &args.spawn_mocks {
+                Some(dir) => {
+                    let mocks = run::spawn_mocks(dir, &scenario, &mut out).await?;
+                    run::wait_for(&args.grpc, Duration::from_secs(300)).await?;
+                    PushSink::InProcess(mocks)
+                }
+                None => PushSink::control(&args.mock_control),
+            };
             let options = RunOptions {
                 scenario,
                 gateways: args.gateway,
@@ -249,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
                 connections: args.connections,
                 seed: args.seed,
                 max_duration: Duration::from_secs(args.max_seconds),
-                pushes: PushSink::control(&args.mock_control),
+                pushes,
             };
             let report = run::run(options, &mut out).await?;
             report.write(&args.report)?;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use herald_workers::AppConfig;
+use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
 use tokio::sync::{Mutex, Semaphore};
 
 pub use providers::{PushSink, Received};
@@ -78,6 +80,58 @@ struct Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<Sender>>,
     slots: Semaphore,
+}
+
+/// Starts the mock APNs and FCM (accept-all, recording) on free ports of 127.0.0.1 with
+/// their files in `dir`, and prints the `[[apps]]` the scenario needs.
+pub async fn spawn_mocks(
+    dir: &std::path::Path,
+    scenario: &Scenario,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<Arc<MockProviders>> {
+    let mocks = MockProviders::start(
+        dir,
+        MockApnsOptions {
+            accept_all: true,
+            ..MockApnsOptions::default()
+        },
+        MockFcmOptions {
+            accept_all: true,
+            ..MockFcmOptions::default()
+        },
+    )
+    .await?;
+    let mut apps: Vec<AppConfig> = scenario
+        .apps(false)
+        .iter()
+        .map(|id| AppConfig::Apns(mocks.apns_app(id)))
+        .collect();
+    for id in scenario.apps(true) {
+        apps.push(AppConfig::Fcm(mocks.fcm_app(&id, "example-mail")?));
+    }
+    #[derive(serde::Serialize)]
+    struct Apps {
+        apps: Vec<AppConfig>,
+    }
+    writeln!(
+        out,
+        "# mock APNs {} and FCM {} running; configure the node with:\n{}",
+        mocks.apns.url(),
+        mocks.fcm.url(),
+        toml::to_string(&Apps { apps })?
+    )?;
+    Ok(Arc::new(mocks))
+}
+
+/// Waits until the gRPC endpoint accepts connections (the node was started).
+pub async fn wait_for(grpc: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let endpoint = tonic::transport::Channel::from_shared(grpc.to_owned())?;
+    while endpoint.connect().await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "no node answered at {grpc}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
 }
 
 /// Runs `options`, printing progress and a line per second to `out`.
