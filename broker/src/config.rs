@@ -22,23 +22,6 @@ pub use check::Problems;
 pub use herald_workers::DeliverySettings as DeliveryConfig;
 pub use sections::{ActorsConfig, LivenessConfig};
 
-/// The two example apps of DESIGN.md §5.1 (an APNs and an FCM app) with placeholder
-/// credential files, as TOML: for `herald demo` and tests, which never reach a provider.
-pub const EXAMPLE_APPS_TOML: &str = r#"
-[[apps]]
-id = "com.example.mail"
-platform = "apns"
-team_id = "ABCDE12345"
-key_id = "KEY1234567"
-key_file = "/dev/null"
-
-[[apps]]
-id = "com.example.mail.android"
-platform = "fcm"
-project_id = "example-mail"
-service_account_file = "/dev/null"
-"#;
-
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {

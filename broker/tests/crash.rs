@@ -59,7 +59,7 @@ record_file = "{pushes}"
         grpc = ports.grpc,
         admin = ports.admin,
         pushes = pushes.display(),
-        apps = herald_broker::config::EXAMPLE_APPS_TOML,
+        apps = herald_broker::testsuite::example_apps_toml(),
     );
     std::fs::write(&path, text).unwrap();
     path

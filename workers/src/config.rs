@@ -21,6 +21,57 @@ impl AppConfig {
             Self::Fcm(app) => &app.id,
         }
     }
+
+    /// What is wrong with the app's credential file, if it can be read: not a P-256
+    /// `.p8`, not a PEM certificate and key, not a service-account file.
+    pub fn credential_problem(&self) -> Option<String> {
+        let read = |path: &PathBuf| std::fs::read(path).ok();
+        match self {
+            Self::Apns(app) if app.certificate_auth() => {
+                let pem = read(&app.cert_file)?;
+                crate::http::install_crypto_provider();
+                reqwest::Identity::from_pem(&pem).err().map(|e| {
+                    let e = crate::apns::describe(&e);
+                    format!("cert_file is not a PEM certificate and private key: {e}")
+                })
+            }
+            Self::Apns(app) => {
+                let p8 = read(&app.key_file)?;
+                crate::apns::TokenSigner::from_p8(&app.team_id, &app.key_id, &p8)
+                    .err()
+                    .map(|e| format!("key_file: {e}"))
+            }
+            Self::Fcm(app) => {
+                let json = read(&app.service_account_file)?;
+                match serde_json::from_slice::<ServiceAccount>(&json) {
+                    Err(e) => Some(format!(
+                        "service_account_file is not a service-account JSON file: {e}"
+                    )),
+                    Ok(sa) if sa.kind != "service_account" => Some(format!(
+                        "service_account_file is of type {:?}, not \"service_account\"",
+                        sa.kind
+                    )),
+                    Ok(sa) if !sa.private_key.contains("PRIVATE KEY") => {
+                        Some("service_account_file has no private_key".to_owned())
+                    }
+                    Ok(sa) if sa.client_email.is_empty() || sa.token_uri.is_empty() => {
+                        Some("service_account_file lacks client_email or token_uri".to_owned())
+                    }
+                    Ok(_) => None,
+                }
+            }
+        }
+    }
+}
+
+/// The fields of a Google service-account file that matter here.
+#[derive(Deserialize)]
+struct ServiceAccount {
+    #[serde(rename = "type")]
+    kind: String,
+    private_key: String,
+    client_email: String,
+    token_uri: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

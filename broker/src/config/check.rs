@@ -167,6 +167,9 @@ impl Config {
             if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
                 p.push(format!("{at}: base_url '{base_url}' is not an http(s) URL"));
             }
+            if let Some(problem) = app.credential_problem() {
+                p.push(format!("{at}: {problem}"));
+            }
         }
     }
 }

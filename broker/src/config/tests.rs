@@ -10,13 +10,19 @@ fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A configuration file holding `text`, its `{KEY}` and `{SA}` naming the committed test
+/// credentials.
 fn file(text: &str) -> tempfile::NamedTempFile {
+    let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
+    let text = text
+        .replace("{KEY}", &format!("{testdata}/apns/test-key.p8"))
+        .replace("{SA}", &format!("{testdata}/fcm/test-service-account.json"));
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
     f
 }
 
-/// DESIGN.md §5.1's minimal file, with key files that exist on this machine.
+/// DESIGN.md §5.1's minimal file, with the committed test credentials.
 const DESIGN_EXAMPLE: &str = r#"
 [node]
 id = "use1-a"
@@ -40,14 +46,14 @@ id = "com.example.mail"
 platform = "apns"
 team_id = "ABCDE12345"
 key_id = "KEY1234567"
-key_file = "/dev/null"
+key_file = "{KEY}"
 base_url = "https://api.push.apple.com"
 ca_file = ""
 [[apps]]
 id = "com.example.mail.android"
 platform = "fcm"
 project_id = "example-mail"
-service_account_file = "/dev/null"
+service_account_file = "{SA}"
 base_url = "https://fcm.googleapis.com"
 ca_file = ""
 "#;
@@ -163,7 +169,9 @@ cert_file = "/dev/null"
         "apps[1] (a): the id is configured twice",
         "apps[1] (a): project_id is empty",
         "apps[2] (c): set key_file (token auth) or cert_file (certificate auth), not both",
+        "apps[1] (a): service_account_file is not a service-account JSON file",
         "apps[2] (c): cert_file /nonexistent/cert.pem",
+        "apps[3] (d): cert_file is not a PEM certificate and private key",
     ];
     for want in expected {
         assert!(

@@ -10,7 +10,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use crate::api::ApiTokens;
-use crate::config::{Config, EXAMPLE_APPS_TOML};
+use crate::config::Config;
 use crate::node::{RunningNode, build_store};
 use crate::store::RegistrationStore;
 
@@ -37,10 +37,32 @@ pub fn test_config(redis_url: Option<String>) -> Config {
     "#;
     let mut config: Config = toml::from_str(toml).expect("test configuration");
     config.redis.url = redis_url;
-    config.apps = toml::from_str::<AppsOnly>(EXAMPLE_APPS_TOML)
+    config.apps = toml::from_str::<AppsOnly>(&example_apps_toml())
         .expect("example apps")
         .apps;
     config
+}
+
+/// The two example apps of DESIGN.md §5.1 (an APNs and an FCM app) with the committed test
+/// credentials (`testdata/`), as TOML: for tests whose pushes never reach a provider.
+pub fn example_apps_toml() -> String {
+    let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
+    format!(
+        r#"
+[[apps]]
+id = "com.example.mail"
+platform = "apns"
+team_id = "ABCDE12345"
+key_id = "KEY1234567"
+key_file = "{testdata}/apns/test-key.p8"
+
+[[apps]]
+id = "com.example.mail.android"
+platform = "fcm"
+project_id = "example-mail"
+service_account_file = "{testdata}/fcm/test-service-account.json"
+"#
+    )
 }
 
 #[derive(serde::Deserialize)]
