@@ -17,6 +17,30 @@ pub(crate) struct ClientOptions {
     pub(crate) http2_only: bool,
 }
 
+impl ClientOptions {
+    pub(crate) fn new(settings: &crate::DeliverySettings, http2_only: bool) -> Self {
+        Self {
+            request_timeout: settings.request_timeout,
+            connect_timeout: settings.connect_timeout,
+            keep_alive: settings.keep_alive,
+            http2_only,
+        }
+    }
+}
+
+/// `base_url` without a trailing slash, if it is an http(s) URL.
+pub(crate) fn base_url<'a>(app: &str, base_url: &'a str) -> Result<&'a str, DeliveryError> {
+    let base = base_url.trim_end_matches('/');
+    if base.starts_with("https://") || base.starts_with("http://") {
+        Ok(base)
+    } else {
+        Err(DeliveryError::BaseUrl {
+            app: app.to_owned(),
+            url: base_url.to_owned(),
+        })
+    }
+}
+
 /// Reads an extra trusted CA (PEM); an empty path means none.
 pub(crate) fn extra_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, DeliveryError> {
     if path.as_os_str().is_empty() {

@@ -14,7 +14,7 @@ use super::request;
 use super::share::{SharedProviderTokens, TokenShare};
 use super::token::{ProviderToken, ProviderTokens, TokenSigner};
 use crate::classify::{self, RetryScope, Verdict};
-use crate::http::{ClientOptions, client, extra_ca};
+use crate::http::{ClientOptions, base_url, client, extra_ca};
 use crate::{ApnsAppConfig, DeliveryError, DeliverySettings, PushRequest};
 
 /// A connection is replaced at most this often: Apple reads rapid reconnects as an attack.
@@ -79,19 +79,8 @@ impl ApnsClient {
                 share,
             ))
         };
-        let base = app.base_url.trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(DeliveryError::BaseUrl {
-                app: app.id.clone(),
-                url: app.base_url.clone(),
-            });
-        }
-        let options = ClientOptions {
-            request_timeout: settings.request_timeout,
-            connect_timeout: settings.connect_timeout,
-            keep_alive: settings.keep_alive,
-            http2_only: true,
-        };
+        let base = base_url(&app.id, &app.base_url)?;
+        let options = ClientOptions::new(settings, true);
         let extra_ca = extra_ca(&app.ca_file)?;
         let lanes = (0..settings.apns_connections.max(1))
             .map(|_| {

@@ -13,7 +13,7 @@ use super::message;
 use crate::apns::describe;
 use crate::classify::{self, RetryScope, Verdict};
 use crate::delivery::RateLimit;
-use crate::http::{ClientOptions, client, extra_ca};
+use crate::http::{ClientOptions, base_url, client, extra_ca};
 use crate::{DeliveryError, DeliverySettings, FcmAppConfig, PushRequest};
 
 #[derive(Debug)]
@@ -47,19 +47,8 @@ impl FcmClient {
         settings: &DeliverySettings,
         auth: Arc<dyn AccessTokens>,
     ) -> Result<Self, DeliveryError> {
-        let base = app.base_url.trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(DeliveryError::BaseUrl {
-                app: app.id.clone(),
-                url: app.base_url.clone(),
-            });
-        }
-        let options = ClientOptions {
-            request_timeout: settings.request_timeout,
-            connect_timeout: settings.connect_timeout,
-            keep_alive: settings.keep_alive,
-            http2_only: false,
-        };
+        let base = base_url(&app.id, &app.base_url)?;
+        let options = ClientOptions::new(settings, false);
         let extra_ca = extra_ca(&app.ca_file)?;
         Ok(Self {
             app: app.id.clone(),
