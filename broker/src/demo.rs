@@ -16,7 +16,6 @@ use herald_broker::node::RunningNode;
 use herald_broker::store::{MemoryStore, RegistrationStore};
 use herald_proto::v1::registrations_client::RegistrationsClient;
 use herald_proto::v1::{Platform, RegisterRequest};
-use herald_workers::AppConfig;
 use herald_workers::mock::{
     Fault, MockApnsOptions, MockFcmOptions, MockProviders, Reply, TokenRule,
 };
@@ -184,10 +183,7 @@ fn config(providers: &MockProviders) -> anyhow::Result<Config> {
         "#
     );
     let mut config: Config = toml::from_str(&text)?;
-    config.apps = vec![
-        AppConfig::Apns(providers.apns_app(IOS_APP)),
-        AppConfig::Fcm(providers.fcm_app(ANDROID_APP, "example-mail")?),
-    ];
+    config.apps = providers.apps(&[IOS_APP], &[ANDROID_APP], "example-mail")?;
     Ok(config)
 }
 

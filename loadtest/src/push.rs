@@ -10,8 +10,7 @@ use anyhow::Context as _;
 use herald_workers::apns::InProcessShare;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
 use herald_workers::{
-    AppConfig, Delivery, DeliveryMetrics, DeliverySettings, Provider, PushOutcome, PushRequest,
-    PushSender,
+    Delivery, DeliveryMetrics, DeliverySettings, Provider, PushOutcome, PushRequest, PushSender,
 };
 use tokio::task::JoinSet;
 
@@ -63,10 +62,7 @@ pub async fn run(load: PushLoad) -> anyhow::Result<(Summary, (u64, u64))> {
     )
     .await
     .context("starting the mock providers")?;
-    let apps = [
-        AppConfig::Apns(mocks.apns_app(IOS)),
-        AppConfig::Fcm(mocks.fcm_app(ANDROID, "example-mail")?),
-    ];
+    let apps = mocks.apps(&[IOS], &[ANDROID], "example-mail")?;
     let delivery = Arc::new(Delivery::new(
         &apps,
         &load.settings,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_workers::AppConfig;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
 use tokio::sync::{Mutex, Semaphore};
 
@@ -24,7 +23,7 @@ use series::{Live, Second};
 pub use verify::Verification;
 use verify::{Change, DeviceLog, verify};
 
-use crate::ews::{Sender, connect, contains, post_xml};
+use crate::ews::{Answers, Sender, connect, contains, post_xml};
 use crate::exchange::Mailbox;
 use crate::fleet::{self, Fleet};
 use crate::report::latency_histogram;
@@ -45,16 +44,6 @@ pub struct RunOptions {
     pub pushes: PushSink,
 }
 
-/// The answers of a run, by kind.
-#[derive(Debug, Default)]
-struct Answers {
-    ok: AtomicU64,
-    unsubscribe: AtomicU64,
-    other_status: AtomicU64,
-    transport: AtomicU64,
-    late: AtomicU64,
-}
-
 struct Shared {
     options: RunOptions,
     mailboxes: Vec<Mutex<MailboxPlay>>,
@@ -66,7 +55,8 @@ struct Shared {
     pools: Vec<Pool>,
     live: Live,
     answers: Answers,
-    latency: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    /// Turns scheduled past the run's time limit.
+    not_sent: AtomicU64,
 }
 
 struct MailboxPlay {
@@ -101,24 +91,13 @@ pub async fn spawn_mocks(
         },
     )
     .await?;
-    let mut apps: Vec<AppConfig> = scenario
-        .apps(false)
-        .iter()
-        .map(|id| AppConfig::Apns(mocks.apns_app(id)))
-        .collect();
-    for id in scenario.apps(true) {
-        apps.push(AppConfig::Fcm(mocks.fcm_app(&id, "example-mail")?));
-    }
-    #[derive(serde::Serialize)]
-    struct Apps {
-        apps: Vec<AppConfig>,
-    }
+    let apps = mocks.apps(&scenario.apps(false), &scenario.apps(true), "example-mail")?;
     writeln!(
         out,
         "# mock APNs {} and FCM {} running; configure the node with:\n{}",
         mocks.apns.url(),
         mocks.fcm.url(),
-        toml::to_string(&Apps { apps })?
+        MockProviders::apps_toml(&apps)?
     )?;
     Ok(Arc::new(mocks))
 }
@@ -170,6 +149,7 @@ pub async fn run(
     );
     // Once everything was sent, pushes get `settle` to arrive.
     let mut sent_at: Option<Duration> = None;
+    let mut latency = latency_histogram();
     loop {
         ticker.tick().await;
         let elapsed = started.elapsed();
@@ -186,9 +166,10 @@ pub async fn run(
             }
         }
         let accepted = options.pushes.accepted().await?;
-        let second = shared
+        let (second, answered) = shared
             .live
             .tick(elapsed.as_secs(), accepted - last_accepted);
+        latency.add(&answered)?;
         last_accepted = accepted;
         writeln!(out, "{second}")?;
         series.push(second);
@@ -211,11 +192,6 @@ pub async fn run(
         .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
         .collect();
     let verification = verify(&fleet, &logs, &received);
-    let latency = shared
-        .latency
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
     let a = &shared.answers;
     Ok(RunReport::new(
         &scenario,
@@ -226,7 +202,7 @@ pub async fn run(
             unsubscribe: a.unsubscribe.load(Ordering::Relaxed),
             other_status: a.other_status.load(Ordering::Relaxed),
             transport: a.transport.load(Ordering::Relaxed),
-            not_sent: a.late.load(Ordering::Relaxed),
+            not_sent: shared.not_sent.load(Ordering::Relaxed),
         },
         verification,
     ))
@@ -271,7 +247,7 @@ impl Shared {
             pools,
             live: Live::default(),
             answers: Answers::default(),
-            latency: std::sync::Mutex::new(latency_histogram()),
+            not_sent: AtomicU64::new(0),
             options,
         }
     }
@@ -299,7 +275,7 @@ async fn schedule(shared: Arc<Shared>, started: Instant) -> anyhow::Result<()> {
         for i in 0..count {
             let due = step_start + Duration::from_secs_f64(i as f64 / step.rate);
             if due >= deadline {
-                shared.answers.late.fetch_add(1, Ordering::Relaxed);
+                shared.not_sent.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             tokio::time::sleep_until(due.into()).await;
@@ -334,11 +310,6 @@ async fn play_turn(shared: Arc<Shared>, m: usize, due: Instant) {
         let ok = pool.post(path, notification.body).await;
         let micros = due.elapsed().as_micros() as u64;
         shared.live.answered(ok.is_ok(), micros);
-        let _ = shared
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(micros.clamp(1, 60_000_000));
         let counter = match ok {
             Ok(()) => &shared.answers.ok,
             Err(Answer::Unsubscribe) => &shared.answers.unsubscribe,
@@ -413,10 +384,10 @@ fn now_ms() -> u64 {
 
 /// `TimeStamp` values: UTC, whole seconds (the node's stale guard compares seconds).
 fn utc_now() -> String {
-    httpdate_to_rfc3339(SystemTime::now())
+    rfc3339(SystemTime::now())
 }
 
-fn httpdate_to_rfc3339(t: SystemTime) -> String {
+fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (y, mo, d) = civil_from_days(days as i64);
@@ -448,9 +419,9 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(
-            httpdate_to_rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
             "2026-11-18T11:06:40Z"
         );
-        assert_eq!(httpdate_to_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

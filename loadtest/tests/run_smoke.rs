@@ -12,7 +12,6 @@ use herald_broker::node::{RunningNode, build_store};
 use herald_broker::testsuite::{API_TOKEN, RedisServer, test_config};
 use herald_loadtest::run::{PushSink, RunOptions, run};
 use herald_loadtest::scenario::Scenario;
-use herald_workers::AppConfig;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
 
 #[tokio::test]
@@ -33,17 +32,9 @@ async fn the_smoke_scenario_delivers_every_badge_right() {
     );
     let redis = RedisServer::start();
     let mut config = test_config(Some(redis.url()));
-    config.apps = scenario
-        .apps(false)
-        .iter()
-        .map(|id| AppConfig::Apns(mocks.apns_app(id)))
-        .chain(
-            scenario
-                .apps(true)
-                .iter()
-                .map(|id| AppConfig::Fcm(mocks.fcm_app(id, "example-mail").unwrap())),
-        )
-        .collect();
+    config.apps = mocks
+        .apps(&scenario.apps(false), &scenario.apps(true), "example-mail")
+        .unwrap();
     let store = build_store(&config).unwrap();
     let node = RunningNode::start(&config, store, ApiTokens::new([API_TOKEN]))
         .await

@@ -8,7 +8,6 @@ mod share;
 mod token;
 
 pub use client::ApnsClient;
-pub(crate) use client::describe;
 pub use share::{InProcessShare, ShareFuture, SharedProviderTokens, TokenShare};
 pub use token::{
     CredentialError, MIN_TOKEN_AGE_SECS, ProviderToken, ProviderTokens, REFRESH_AGE_SECS,

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 pub use backoff::Backoff;
 use breaker::{Admission, Breaker};
 pub use metrics::DeliveryMetrics;
-use metrics::{AnswerLabels, AppLabels, ProviderLabels, provider_label};
+use metrics::{AnswerLabels, ProviderLabels, count_for_app, provider_label};
 pub(crate) use rate::RateLimit;
 
 use crate::apns::{ApnsClient, TokenShare};
@@ -141,12 +141,7 @@ impl Delivery {
             };
         }
         if let Some(wait) = app.held_back(Instant::now()) {
-            self.metrics
-                .held_back
-                .get_or_create(&AppLabels {
-                    app: request.app_id.clone(),
-                })
-                .inc();
+            count_for_app(&self.metrics.held_back, &request.app_id);
             return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, Some(wait)));
         }
         let budget = match provider {
@@ -164,12 +159,7 @@ impl Delivery {
         let verdict = match slot {
             Err(_) => {
                 in_flight.dec();
-                self.metrics
-                    .held_back
-                    .get_or_create(&AppLabels {
-                        app: request.app_id.clone(),
-                    })
-                    .inc();
+                count_for_app(&self.metrics.held_back, &request.app_id);
                 tracing::debug!(app = %request.app_id, "no delivery slot free: push retried later");
                 return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, None));
             }
@@ -223,12 +213,7 @@ impl Delivery {
                 tracing::debug!(app = %request.app_id, push = %request.push_id, %reason, "push to be retried");
                 if let Some(open) = app.breaker.failure(now) {
                     tracing::error!(app = %request.app_id, %reason, open_secs = open.as_secs(), "provider failing: the app's circuit is open");
-                    self.metrics
-                        .circuit_opened
-                        .get_or_create(&AppLabels {
-                            app: request.app_id.clone(),
-                        })
-                        .inc();
+                    count_for_app(&self.metrics.circuit_opened, &request.app_id);
                 }
                 retry(after)
             }
@@ -252,12 +237,7 @@ impl Delivery {
             Verdict::PauseApp { reason } => {
                 tracing::error!(app = %request.app_id, %reason, pause_secs = self.pause.as_secs(), "the provider refuses the app's credentials: app paused, an operator must fix its configuration");
                 app.pause(now + self.pause);
-                self.metrics
-                    .app_paused
-                    .get_or_create(&AppLabels {
-                        app: request.app_id.clone(),
-                    })
-                    .inc();
+                count_for_app(&self.metrics.app_paused, &request.app_id);
                 retry(Some(self.pause))
             }
             Verdict::Drop { reason } => {

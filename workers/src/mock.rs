@@ -8,6 +8,7 @@ mod apns;
 pub mod control;
 mod fcm;
 mod providers;
+mod record;
 mod script;
 mod serve;
 mod tls;

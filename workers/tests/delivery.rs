@@ -49,10 +49,9 @@ async fn world_shared(
     let mocks = MockProviders::start(dir.path(), apns, MockFcmOptions::default())
         .await
         .expect("mocks start");
-    let apps = [
-        AppConfig::Apns(mocks.apns_app(IOS)),
-        AppConfig::Fcm(mocks.fcm_app(ANDROID, "example-mail").expect("sa file")),
-    ];
+    let apps = mocks
+        .apps(&[IOS], &[ANDROID], "example-mail")
+        .expect("sa file");
     let delivery = Delivery::new(&apps, &settings, share.clone(), DeliveryMetrics::default())
         .expect("delivery");
     World {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::registrations_client::RegistrationsClient;
+use herald_workers::RecordingSender;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders};
-use herald_workers::{AppConfig, RecordingSender};
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -115,14 +115,9 @@ impl TestNode {
             .await
             .expect("mock providers start");
         let mut config = config.clone();
-        config.apps = vec![
-            AppConfig::Apns(providers.apns_app(IOS_APP)),
-            AppConfig::Fcm(
-                providers
-                    .fcm_app(ANDROID_APP, "example-mail")
-                    .expect("service account"),
-            ),
-        ];
+        config.apps = providers
+            .apps(&[IOS_APP], &[ANDROID_APP], "example-mail")
+            .expect("service account");
         config.delivery.retry_base = Duration::from_millis(100);
         config.delivery.retry_cap = Duration::from_millis(400);
         let store = build_store(&config).expect("store");

@@ -56,14 +56,15 @@ impl Live {
             .record(micros.clamp(1, 60_000_000));
     }
 
-    /// Closes second `t` (`pushes` received in it) and starts the next.
-    pub(super) fn tick(&self, t: u64, pushes: u64) -> Second {
+    /// Closes second `t` (`pushes` received in it) and starts the next; the second's answer
+    /// latencies come back for the run's totals.
+    pub(super) fn tick(&self, t: u64, pushes: u64) -> (Second, Histogram<u64>) {
         let latency = std::mem::replace(
             &mut *self.latency.lock().unwrap_or_else(|e| e.into_inner()),
             latency_histogram(),
         );
         let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-        Second {
+        let second = Second {
             t,
             sent: self.sent.swap(0, Ordering::Relaxed),
             ok: self.ok.swap(0, Ordering::Relaxed),
@@ -72,7 +73,8 @@ impl Live {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             pushes,
-        }
+        };
+        (second, latency)
     }
 }
 

@@ -14,7 +14,7 @@ use super::request;
 use super::share::{SharedProviderTokens, TokenShare};
 use super::token::{ProviderToken, ProviderTokens, TokenSigner};
 use crate::classify::{self, RetryScope, Verdict};
-use crate::http::{ClientOptions, base_url, client, extra_ca};
+use crate::http::{ClientOptions, base_url, client, describe, extra_ca};
 use crate::{ApnsAppConfig, DeliveryError, DeliverySettings, PushRequest};
 
 /// A connection is replaced at most this often: Apple reads rapid reconnects as an attack.
@@ -256,22 +256,6 @@ fn retry_later(reason: String) -> Verdict {
         after: None,
         reason,
     }
-}
-
-/// A reqwest error with its causes (the top level alone says little: "error sending request").
-pub(crate) fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timeout".to_owned()
-    } else {
-        error.to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn unix_now() -> u64 {

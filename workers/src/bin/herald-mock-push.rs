@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use herald_workers::AppConfig;
 use herald_workers::mock::{MockApnsOptions, MockFcmOptions, MockProviders, control};
 
 // The mocks share the machine with the node under load: a lock-free allocator keeps their
@@ -104,26 +103,19 @@ async fn run(args: Args) -> Result<(), String> {
         0 => base.to_owned(),
         i => format!("{base}.{}", i + 1),
     };
-    let mut apps = Vec::new();
-    for i in 0..args.apps_per_platform.max(1) {
-        apps.push(AppConfig::Apns(providers.apns_app(&numbered(&args.app, i))));
-    }
-    for i in 0..args.apps_per_platform.max(1) {
-        let id = numbered(&format!("{}.android", args.app), i);
-        let app = providers
-            .fcm_app(&id, &args.fcm_project)
-            .map_err(|e| e.to_string())?;
-        apps.push(AppConfig::Fcm(app));
-    }
+    let per_platform = args.apps_per_platform.max(1);
+    let ios: Vec<String> = (0..per_platform).map(|i| numbered(&args.app, i)).collect();
+    let android: Vec<String> = (0..per_platform)
+        .map(|i| numbered(&format!("{}.android", args.app), i))
+        .collect();
+    let apps = providers
+        .apps(&ios, &android, &args.fcm_project)
+        .map_err(|e| e.to_string())?;
     let control_addr = SocketAddr::from(([127, 0, 0, 1], args.control_port));
     let listener = tokio::net::TcpListener::bind(control_addr)
         .await
         .map_err(|e| format!("cannot listen on {control_addr}: {e}"))?;
-    #[derive(serde::Serialize)]
-    struct Apps<'a> {
-        apps: &'a [AppConfig],
-    }
-    let toml = toml::to_string(&Apps { apps: &apps }).map_err(|e| e.to_string())?;
+    let toml = MockProviders::apps_toml(&apps).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
     writeln!(
         out,

@@ -91,6 +91,15 @@ impl DeliveryMetrics {
     }
 }
 
+/// One more in `family` for `app`.
+pub(crate) fn count_for_app(family: &Family<AppLabels, Counter>, app: &str) {
+    family
+        .get_or_create(&AppLabels {
+            app: app.to_owned(),
+        })
+        .inc();
+}
+
 pub(crate) fn provider_label(provider: Provider) -> &'static str {
     match provider {
         Provider::Apns => "apns",

@@ -10,10 +10,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
 use super::auth::{AccessTokens, ServiceAccountTokens};
 use super::message;
-use crate::apns::describe;
 use crate::classify::{self, RetryScope, Verdict};
 use crate::delivery::RateLimit;
-use crate::http::{ClientOptions, base_url, client, extra_ca};
+use crate::http::{ClientOptions, base_url, client, describe, extra_ca};
 use crate::{DeliveryError, DeliverySettings, FcmAppConfig, PushRequest};
 
 #[derive(Debug)]

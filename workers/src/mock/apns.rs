@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::record::{Record, now_ms};
 use super::script::{Fault, Reply, Script, delay};
 use super::serve::{Connection, ConnectionAuth, bind, spawn_tls};
 use super::tls::ClientCertificates;
@@ -90,15 +91,6 @@ pub struct ApnsPush {
     pub at_ms: u64,
 }
 
-/// What the mock has seen.
-#[derive(Debug, Default)]
-struct Seen {
-    pushes: Vec<ApnsPush>,
-    accepted: u64,
-    /// Error answers by `"<status> <reason>"`.
-    refused: HashMap<String, u64>,
-}
-
 #[derive(Debug)]
 struct Shared {
     options: MockApnsOptions,
@@ -106,7 +98,7 @@ struct Shared {
     /// Client certificates of the CA: DER → topic.
     certificates: ClientCertificates,
     script: Script,
-    seen: Mutex<Seen>,
+    record: Record<ApnsPush>,
 }
 
 /// A running mock APNs; it stops when dropped.
@@ -131,11 +123,11 @@ impl MockApns {
         let (listener, addr) = bind(options.port).await?;
         let streams = options.max_concurrent_streams;
         let shared = Arc::new(Shared {
-            options,
             keys,
             certificates: tls.clients(),
+            record: Record::new(options.record),
+            options,
             script: Script::default(),
-            seen: Mutex::new(Seen::default()),
         });
         let router = Router::new().fallback(push).with_state(shared.clone());
         let (stop, stopped) = watch::channel(false);
@@ -159,10 +151,6 @@ impl MockApns {
         format!("https://{}", self.addr)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// What to misbehave on.
     pub fn script(&self) -> &Script {
         &self.shared.script
@@ -170,26 +158,22 @@ impl MockApns {
 
     /// The pushes accepted so far (none when recording is off).
     pub fn pushes(&self) -> Vec<ApnsPush> {
-        self.seen().pushes.clone()
+        self.shared.record.pushes()
     }
 
     /// How many pushes were accepted.
     pub fn accepted(&self) -> u64 {
-        self.seen().accepted
+        self.shared.record.accepted()
     }
 
     /// Error answers given so far, by `"<status> <reason>"`.
     pub fn refused(&self) -> HashMap<String, u64> {
-        self.seen().refused.clone()
+        self.shared.record.refused()
     }
 
     /// Forgets what was seen (the script stays).
     pub fn reset(&self) {
-        *self.seen() = Seen::default();
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.shared.seen.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.record.reset();
     }
 }
 
@@ -215,21 +199,14 @@ async fn push(
         Some(Fault::Reply(reply)) => Err(reply),
         _ => check(&shared, &connection, &method, &uri, &headers, &body),
     };
-    let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
     match answer {
         Ok(accepted) => {
-            seen.accepted += 1;
-            let apns_id = accepted.apns_id.clone();
-            if shared.options.record {
-                seen.pushes.push(accepted);
-            }
-            ok(&apns_id)
+            let response = ok(&accepted.apns_id);
+            shared.record.accept(accepted);
+            response
         }
         Err(reply) => {
-            *seen
-                .refused
-                .entry(format!("{} {}", reply.status, reply.reason))
-                .or_default() += 1;
+            shared.record.refuse(&reply);
             refuse(&reply)
         }
     }
@@ -413,10 +390,4 @@ fn refuse(reply: &Reply) -> Response {
             .insert("retry-after", HeaderValue::from(secs));
     }
     response
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

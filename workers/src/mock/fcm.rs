@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::apns::now_ms;
+use super::record::{Record, now_ms};
 use super::script::{Fault, Reply, Script, delay};
 use super::serve::{Connection, bind, spawn_plain, spawn_tls};
 use super::{MockError, MockTls};
@@ -70,13 +70,11 @@ pub struct FcmPush {
     pub at_ms: u64,
 }
 
+/// The access tokens the token endpoint handed out.
 #[derive(Debug, Default)]
-struct Seen {
-    pushes: Vec<FcmPush>,
-    accepted: u64,
-    refused: HashMap<String, u64>,
+struct Tokens {
     issued: u64,
-    valid_tokens: HashSet<String>,
+    valid: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -84,7 +82,8 @@ struct Shared {
     options: MockFcmOptions,
     assertion_key: DecodingKey,
     script: Script,
-    seen: Mutex<Seen>,
+    record: Record<FcmPush>,
+    tokens: Mutex<Tokens>,
 }
 
 /// A running mock FCM; it stops when dropped.
@@ -103,10 +102,11 @@ impl MockFcm {
         let (listener, addr) = bind(options.port).await?;
         let (token_listener, token_addr) = bind(options.token_port).await?;
         let shared = Arc::new(Shared {
+            record: Record::new(options.record),
             options,
             assertion_key,
             script: Script::default(),
-            seen: Mutex::new(Seen::default()),
+            tokens: Mutex::default(),
         });
         let api = Router::new()
             .route("/v1/projects/{project}/messages:send", post(send))
@@ -156,36 +156,36 @@ impl MockFcm {
     }
 
     pub fn pushes(&self) -> Vec<FcmPush> {
-        self.seen().pushes.clone()
+        self.shared.record.pushes()
     }
 
     pub fn accepted(&self) -> u64 {
-        self.seen().accepted
+        self.shared.record.accepted()
     }
 
     pub fn refused(&self) -> HashMap<String, u64> {
-        self.seen().refused.clone()
+        self.shared.record.refused()
     }
 
     /// Access tokens handed out so far.
     pub fn tokens_issued(&self) -> u64 {
-        self.seen().issued
+        self.shared.tokens().issued
     }
 
     /// Every access token handed out so far stops working (as when Google revokes them).
     pub fn revoke_tokens(&self) {
-        self.seen().valid_tokens.clear();
+        self.shared.tokens().valid.clear();
     }
 
+    /// Forgets what was seen (the script and the issued tokens stay).
     pub fn reset(&self) {
-        let mut seen = self.seen();
-        seen.pushes.clear();
-        seen.accepted = 0;
-        seen.refused.clear();
+        self.shared.record.reset();
     }
+}
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.shared.seen.lock().unwrap_or_else(|e| e.into_inner())
+impl Shared {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -214,10 +214,11 @@ async fn issue_token(
         Some(_) => return oauth_error("invalid_scope"),
         None => return oauth_error("invalid_grant"),
     }
-    let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
-    seen.issued += 1;
-    let token = format!("mock-fcm-{}-{:016x}", seen.issued, fastrand::u64(..));
-    seen.valid_tokens.insert(token.clone());
+    let mut tokens = shared.tokens();
+    tokens.issued += 1;
+    let token = format!("mock-fcm-{}-{:016x}", tokens.issued, fastrand::u64(..));
+    tokens.valid.insert(token.clone());
+    drop(tokens);
     Json(json!({
         "access_token": token,
         "expires_in": shared.options.token_lifetime.as_secs(),
@@ -279,22 +280,14 @@ async fn send(
         Some(Fault::Reply(reply)) => Err((reply, "scripted error")),
         _ => check(&shared, &project, &headers, &body, message),
     };
-    let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
     match answer {
         Ok(push) => {
-            seen.accepted += 1;
-            let name = format!("projects/{project}/messages/0:{}", seen.accepted);
-            if shared.options.record {
-                seen.pushes.push(push);
-            }
+            let n = shared.record.accept(push);
+            let name = format!("projects/{project}/messages/0:{n}");
             Json(json!({ "name": name })).into_response()
         }
         Err((reply, message)) => {
-            *seen
-                .refused
-                .entry(format!("{} {}", reply.status, reply.reason))
-                .or_default() += 1;
-            drop(seen);
+            shared.record.refuse(&reply);
             let field = (reply.reason == "INVALID_ARGUMENT" && message.contains("token"))
                 .then_some("message.token");
             google_error(&reply, message, field)
@@ -320,12 +313,7 @@ fn check(
     let authorized = match bearer {
         None => false,
         Some(_) if shared.options.accept_all => true,
-        Some(token) => shared
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .valid_tokens
-            .contains(token),
+        Some(token) => shared.tokens().valid.contains(token),
     };
     if !authorized {
         return Err((

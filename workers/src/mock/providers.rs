@@ -7,7 +7,7 @@ use super::{
     MockApns, MockApnsOptions, MockError, MockFcm, MockFcmOptions, MockTls, TEST_APNS_KEY,
     TEST_KEY_ID, TEST_TEAM_ID, test_key,
 };
-use crate::{ApnsAppConfig, FcmAppConfig};
+use crate::{ApnsAppConfig, AppConfig, FcmAppConfig};
 
 /// A running mock APNs and mock FCM sharing one CA.
 #[derive(Debug)]
@@ -78,6 +78,33 @@ impl MockProviders {
             base_url: self.apns.url(),
             ca_file: self.ca_file.clone(),
         })
+    }
+
+    /// The `[[apps]]` of a node that pushes here: APNs apps `ios` (token auth with the test
+    /// key) and FCM apps `android` of Firebase project `project`.
+    pub fn apps(
+        &self,
+        ios: &[impl AsRef<str>],
+        android: &[impl AsRef<str>],
+        project: &str,
+    ) -> Result<Vec<AppConfig>, MockError> {
+        let mut apps: Vec<AppConfig> = ios
+            .iter()
+            .map(|id| AppConfig::Apns(self.apns_app(id.as_ref())))
+            .collect();
+        for id in android {
+            apps.push(AppConfig::Fcm(self.fcm_app(id.as_ref(), project)?));
+        }
+        Ok(apps)
+    }
+
+    /// `apps` as the `[[apps]]` TOML of a node's configuration.
+    pub fn apps_toml(apps: &[AppConfig]) -> Result<String, MockError> {
+        #[derive(serde::Serialize)]
+        struct Apps<'a> {
+            apps: &'a [AppConfig],
+        }
+        toml::to_string(&Apps { apps }).map_err(|e| MockError::Io(e.to_string()))
     }
 
     /// An FCM app of Firebase project `project` pointed at the mock; its service-account

@@ -80,11 +80,6 @@ impl MockTls {
         self.clients.clone()
     }
 
-    /// The CA certificate, PEM.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
-
     /// Writes the CA certificate where a node's `ca_file` can name it.
     pub fn write_ca(&self, path: &Path) -> Result<(), MockError> {
         std::fs::write(path, &self.ca_pem).map_err(|e| MockError::Io(e.to_string()))
