@@ -4,7 +4,8 @@
 # then the load. Everything listens on 127.0.0.1 and is stopped at the end.
 #   scripts/loadtest.sh loadtest/scenarios/steady.toml [herald-loadtest run args…]
 #   scripts/loadtest.sh compare [herald-loadtest compare args…]
-# KEEP_WORK=1 keeps the logs, the configuration and the pushes the mocks received.
+# KEEP_WORK=1 keeps the logs, the configuration and the pushes the mocks received;
+# HERALD_BIN=path runs that herald binary instead of this tree's (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml|compare [herald-loadtest args…]}
@@ -56,7 +57,7 @@ api_tokens = ["$token"]
 log_filter = "warn"
 TOML
 grep -v '^#' "$work/apps.toml" >>"$work/herald.toml"
-"$bin/herald" serve --config "$work/herald.toml" 2>"$work/herald.log" &
+"${HERALD_BIN:-$bin/herald}" serve --config "$work/herald.toml" 2>"$work/herald.log" &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
 
@@ -72,4 +73,7 @@ if [ -n "${KEEP_WORK:-}" ]; then
   curl -s "$control/fcm/pushes" >"$work/fcm-pushes.json" || true
   curl -s "$control/stats" >"$work/mock-stats.json" || true
 fi
+# Where the CPU went: each process's CPU time, and Redis's time per command.
+echo "CPU time (s): $(for pid in "${pids[@]}"; do ps -o comm=,times= -p "$pid" 2>/dev/null | tr '\n' ' '; done)" >&2
+redis-cli -p "$redis_port" info commandstats | grep -E 'calls=' | sed 's/^cmdstat_/  redis /; s/,rejected_calls.*//' >&2 || true
 exit $status

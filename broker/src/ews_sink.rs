@@ -40,7 +40,10 @@ impl EwsSink {
 
     /// The registration a callback token names, if its secret matches: the live actor's
     /// copy when there is one (no store read), else the store's.
-    async fn resolve(&self, raw_token: &str) -> Result<Option<RegistrationRecord>, RegistryError> {
+    async fn resolve(
+        &self,
+        raw_token: &str,
+    ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
         self.registry
             .resolve_callback_from(raw_token, |id| self.subscriptions.live_record(id))
             .await

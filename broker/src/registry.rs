@@ -243,28 +243,24 @@ impl Registry {
     pub async fn resolve_callback(
         &self,
         raw_token: &str,
-    ) -> Result<Option<RegistrationRecord>, RegistryError> {
-        self.resolve_callback_from(raw_token, |_| async { None })
-            .await
+    ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
+        self.resolve_callback_from(raw_token, |_| None).await
     }
 
     /// [`Self::resolve_callback`], taking the record from `cached` (a live actor's copy, say)
     /// when it has one instead of reading the store.
-    pub async fn resolve_callback_from<Fut>(
+    pub async fn resolve_callback_from(
         &self,
         raw_token: &str,
-        cached: impl FnOnce(RegistrationId) -> Fut,
-    ) -> Result<Option<RegistrationRecord>, RegistryError>
-    where
-        Fut: std::future::Future<Output = Option<RegistrationRecord>>,
-    {
+        cached: impl FnOnce(&RegistrationId) -> Option<Arc<RegistrationRecord>>,
+    ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
         let Some(token) = CallbackToken::parse(raw_token) else {
             return Ok(None);
         };
         let id = token.registration_id();
-        let record = match cached(id.clone()).await {
+        let record = match cached(id) {
             Some(record) => Some(record),
-            None => self.store.get(id).await?,
+            None => self.store.get(id).await?.map(Arc::new),
         };
         Ok(record.filter(|r| token.matches(&r.callback_hash)))
     }

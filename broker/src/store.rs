@@ -96,6 +96,19 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         record: &RegistrationRecord,
     ) -> Result<RegistrationRecord, StoreError>;
 
+    /// [`update`](Self::update) for a caller that holds the stored record, `stored` (a
+    /// subscription actor's cache): the version check alone proves the copy current, so the
+    /// store need not read it again and writes only what changed.
+    async fn update_from(
+        &self,
+        fence: Fence,
+        stored: &RegistrationRecord,
+        record: &RegistrationRecord,
+    ) -> Result<RegistrationRecord, StoreError> {
+        debug_assert_eq!(stored.version, record.version);
+        self.update(fence, record).await
+    }
+
     /// Moves a registration to the shard of its new device token: `record` carries the new
     /// token and the version read; `from` fences the old shard and `to` the new one.
     async fn relocate(

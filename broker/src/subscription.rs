@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use herald_cluster::ShardId;
 use herald_workers::PushSender;
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorId, ActorRef};
 use tokio::sync::OnceCell;
 
 pub use actor::Item;
@@ -37,26 +37,58 @@ pub struct Deps {
     pub rules: Coalescing,
     pub actors: ActorsConfig,
     pub metrics: Arc<Metrics>,
-    /// The shard of every live actor, so a request can find its actor by registration id
-    /// alone (the shard comes from the device token, which only the record knows).
-    pub live: std::sync::Mutex<HashMap<RegistrationId, ShardId>>,
+    /// Every live actor's record, so a request finds its registration without a store read
+    /// or a message to the actor.
+    pub live: std::sync::Mutex<HashMap<RegistrationId, Live>>,
+}
+
+/// A live actor's entry in [`Deps::live`]: the record it last read or wrote.
+#[derive(Debug)]
+pub struct Live {
+    actor: ActorId,
+    record: Arc<RegistrationRecord>,
 }
 
 impl Deps {
-    fn list(&self, id: &RegistrationId, shard: ShardId) {
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(id.clone(), shard);
+    /// Publishes `actor`'s record: a starting actor lists itself (`list`), a running one
+    /// only replaces its own entry — one that was stopped, or replaced by a successor,
+    /// does not come back.
+    fn publish(&self, actor: ActorId, record: &Arc<RegistrationRecord>, list: bool) {
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        match live.get_mut(&record.id) {
+            Some(entry) if list || entry.actor == actor => {
+                *entry = Live {
+                    actor,
+                    record: record.clone(),
+                }
+            }
+            Some(_) => {}
+            None if list => {
+                live.insert(
+                    record.id.clone(),
+                    Live {
+                        actor,
+                        record: record.clone(),
+                    },
+                );
+            }
+            None => {}
         }
     }
 
-    fn unlist(&self, id: &RegistrationId) {
-        if let Ok(mut live) = self.live.lock() {
+    /// Removes `actor`'s entry for `id` (a successor's stays).
+    fn unlist(&self, id: &RegistrationId, actor: ActorId) {
+        if let Ok(mut live) = self.live.lock()
+            && live.get(id).is_some_and(|entry| entry.actor == actor)
+        {
             live.remove(id);
         }
     }
 
-    fn live_shard(&self, id: &RegistrationId) -> Option<ShardId> {
-        self.live.lock().ok()?.get(id).copied()
+    fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
+        Some(self.live.lock().ok()?.get(id)?.record.clone())
     }
 }
 
@@ -90,7 +122,7 @@ impl Subscriptions {
     async fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
         self.supervisors[usize::from(shard.number())]
             .get_or_try_init(|| async {
-                Actor::spawn(None, ShardSupervisor, (self.deps.clone(), shard))
+                Actor::spawn(None, ShardSupervisor, self.deps.clone())
                     .await
                     .map(|(supervisor, _)| supervisor)
                     .map_err(|e| DeliverError::Actor(e.to_string()))
@@ -112,14 +144,14 @@ impl Subscriptions {
     /// durably written; returns the effects that held.
     pub async fn deliver(
         &self,
-        record: RegistrationRecord,
+        record: Arc<RegistrationRecord>,
         items: Vec<Item>,
     ) -> Result<Vec<MessageEffect>, DeliverError> {
         let supervisor = self.supervisor(record.device_token.shard()).await?;
         let answer = supervisor
             .call(
                 |reply| ShardMsg::Deliver {
-                    record: Box::new(record),
+                    record,
                     items,
                     reply,
                 },
@@ -136,21 +168,10 @@ impl Subscriptions {
         }
     }
 
-    /// The record of `id` as its live actor holds it (no store read); `None` when its actor
-    /// is not live.
-    pub async fn live_record(&self, id: RegistrationId) -> Option<RegistrationRecord> {
-        let shard = self.deps.live_shard(&id)?;
-        let supervisor = self.supervisor(shard).await.ok()?;
-        match supervisor
-            .call(
-                |reply| ShardMsg::Snapshot { id, reply },
-                Some(self.deps.actors.call_timeout),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(record)) => record,
-            _ => None,
-        }
+    /// The record of `id` as its live actor holds it (no store read, no message); `None`
+    /// when its actor is not live.
+    pub fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
+        self.deps.live_record(id)
     }
 
     /// Starts the actors of every registration with an unflushed burst — on a node that

@@ -375,3 +375,91 @@ async fn a_flush_reads_only_the_other_registrations_of_its_device() {
     let all = store.list_device(&token).await.unwrap();
     assert_eq!(all.len(), 2);
 }
+
+/// A subscription actor's write: only the changed fields travel, yet the stored record, the
+/// state counts and the burst and silence indexes end up as a full write would leave them;
+/// a copy that is no longer current is refused.
+#[tokio::test]
+async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
+    use herald_broker::domain::{Burst, RegState, UnixMillis};
+
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let shard = ShardId::of_device_token(APNS_TOKEN);
+    let fence = Fence {
+        shard,
+        epoch: Epoch(0),
+    };
+    let created = registry(Arc::new(store.clone()), 0)
+        .register(new_registration())
+        .await
+        .unwrap()
+        .record;
+    let stored = store.get(&created.id).await.unwrap().unwrap();
+
+    let mut changed = stored.clone();
+    changed.state = RegState::Active;
+    changed.last_notification_at = Some(UnixMillis(5_000));
+    changed.last_watermark = Some("AQAAAJ6Xmtv4ya7Fg7VYBjxa5QEsCx0AAAAAAAE=".into());
+    changed.progress.inbox_unread = Some(3);
+    changed.progress.recent = vec![7, 8];
+    changed.progress.burst = Some(Burst {
+        first_at: UnixMillis(4_000),
+        last_at: UnixMillis(5_000),
+        new_mail: 1,
+        events: 3,
+        more_events: false,
+    });
+    let written = store.update_from(fence, &stored, &changed).await.unwrap();
+    assert_eq!(written.version, stored.version + 1);
+    assert_eq!(store.get(&created.id).await.unwrap().unwrap(), written);
+    let counts = store.count_by_state().await.unwrap();
+    assert_eq!((counts.pending, counts.active), (0, 1));
+    assert_eq!(
+        store.pending_bursts(shard).await.unwrap(),
+        vec![created.id.clone()]
+    );
+    assert_eq!(
+        store
+            .silent_since(shard, UnixMillis(6_000), 10)
+            .await
+            .unwrap(),
+        vec![created.id.clone()]
+    );
+    assert!(
+        store
+            .silent_since(shard, UnixMillis(5_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The push is recorded: the burst goes, the badge and the outcome come.
+    let mut pushed = written.clone();
+    pushed.progress.burst = None;
+    pushed.badge = 3;
+    pushed.last_push_at = Some(UnixMillis(6_000));
+    pushed.last_push_outcome = Some("delivered".into());
+    let recorded = store.update_from(fence, &written, &pushed).await.unwrap();
+    assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
+    assert!(store.pending_bursts(shard).await.unwrap().is_empty());
+
+    // The first copy is two versions old now.
+    let mut late = written.clone();
+    late.badge = 99;
+    assert!(matches!(
+        store.update_from(fence, &written, &late).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
+
+    // A write with an old epoch changes nothing.
+    store.set_epoch(shard, Epoch(3)).await.unwrap();
+    let mut fenced = recorded.clone();
+    fenced.badge = 1;
+    assert!(matches!(
+        store.update_from(fence, &recorded, &fenced).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
+}

@@ -48,6 +48,7 @@ pub struct RedisStore {
 
 struct Scripts {
     put: Script,
+    patch: Script,
     remove: Script,
     claim: Script,
     persist_claim: Script,
@@ -125,6 +126,7 @@ impl RedisStore {
             keys: Keys::new(&config.key_prefix),
             scripts: std::sync::Arc::new(Scripts {
                 put: scripts::put(),
+                patch: scripts::patch(),
                 remove: scripts::remove(),
                 claim: scripts::claim(),
                 persist_claim: scripts::persist_claim(),
@@ -156,8 +158,7 @@ impl RedisStore {
         record: &RegistrationRecord,
         mode: PutMode,
     ) -> Result<(), StoreError> {
-        let shard = record.device_token.shard();
-        debug_assert_eq!(shard, fence.shard);
+        debug_assert_eq!(record.device_token.shard(), fence.shard);
         let (set, delete) = codec::encode(record);
         let mode_name = match mode {
             PutMode::Create => "create",
@@ -165,13 +166,8 @@ impl RedisStore {
             PutMode::Upsert => "upsert",
         };
         let mut inv = self.scripts.put.prepare_invoke();
-        inv.key(self.keys.epoch(shard))
-            .key(self.keys.registration(shard, &record.id))
-            .key(self.keys.device(shard, &record.device_token))
-            .key(self.keys.stats(shard))
-            .key(self.keys.pending(shard))
-            .key(self.keys.seen(shard))
-            .arg(fence.epoch.0)
+        self.shard_keys(&mut inv, record);
+        inv.arg(fence.epoch.0)
             .arg(mode_name)
             .arg(record.version)
             .arg(record.id.as_str())
@@ -188,10 +184,21 @@ impl RedisStore {
                     .last_heard()
                     .map(|t| t.0.to_string())
                     .unwrap_or_default(),
-            )
-            .arg(delete.len())
-            .arg(&delete);
-        for (name, value) in &set {
+            );
+        self.write(fence, inv, &set, &delete).await
+    }
+
+    /// Runs a shard write whose last arguments are the fields: the number of fields to
+    /// delete, their names, then the field/value pairs to set.
+    async fn write(
+        &self,
+        fence: Fence,
+        mut inv: redis::ScriptInvocation<'_>,
+        set: &[(&str, String)],
+        delete: &[&str],
+    ) -> Result<(), StoreError> {
+        inv.arg(delete.len()).arg(delete);
+        for (name, value) in set {
             inv.arg(*name).arg(value);
         }
         match self.run(inv).await? {
@@ -202,21 +209,58 @@ impl RedisStore {
         }
     }
 
+    /// The keys of the shard scripts that write `record`: epoch, registration, device set,
+    /// stats, pending set, seen set.
+    fn shard_keys(&self, inv: &mut redis::ScriptInvocation<'_>, record: &RegistrationRecord) {
+        let shard = record.device_token.shard();
+        inv.key(self.keys.epoch(shard))
+            .key(self.keys.registration(shard, &record.id))
+            .key(self.keys.device(shard, &record.device_token))
+            .key(self.keys.stats(shard))
+            .key(self.keys.pending(shard))
+            .key(self.keys.seen(shard));
+    }
+
+    /// Writes the fields in which `record` differs from `stored`, which the hash holds if
+    /// its version is still `stored.version`.
+    async fn patch(
+        &self,
+        fence: Fence,
+        stored: &RegistrationRecord,
+        record: &RegistrationRecord,
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(record.device_token.shard(), fence.shard);
+        let (set, delete) = codec::encode_changes(stored, record);
+        let score = |score: fn(&RegistrationRecord) -> Option<UnixMillis>| match (
+            score(stored),
+            score(record),
+        ) {
+            (before, after) if before == after => "=".to_owned(),
+            (_, Some(at)) => at.0.to_string(),
+            (_, None) => String::new(),
+        };
+        let mut inv = self.scripts.patch.prepare_invoke();
+        self.shard_keys(&mut inv, record);
+        inv.arg(fence.epoch.0)
+            .arg(record.version)
+            .arg(record.id.as_str())
+            .arg(stored.state.as_str())
+            .arg(record.state.as_str())
+            .arg(score(|r| r.progress.burst.map(|b| b.first_at)))
+            .arg(score(RegistrationRecord::last_heard));
+        self.write(fence, inv, &set, &delete).await
+    }
+
     async fn remove(
         &self,
         fence: Fence,
         record: &RegistrationRecord,
         version: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let shard = fence.shard;
+        debug_assert_eq!(record.device_token.shard(), fence.shard);
         let mut inv = self.scripts.remove.prepare_invoke();
-        inv.key(self.keys.epoch(shard))
-            .key(self.keys.registration(shard, &record.id))
-            .key(self.keys.device(shard, &record.device_token))
-            .key(self.keys.stats(shard))
-            .key(self.keys.pending(shard))
-            .key(self.keys.seen(shard))
-            .arg(fence.epoch.0)
+        self.shard_keys(&mut inv, record);
+        inv.arg(fence.epoch.0)
             .arg(record.id.as_str())
             .arg(version.map(|v| v.to_string()).unwrap_or_default());
         match self.run(inv).await? {
@@ -471,6 +515,29 @@ impl RegistrationStore for RedisStore {
             record,
             stored.subscription_id.as_ref(),
             self.put(fence, record, PutMode::Update),
+        )
+        .await?;
+        Ok(RegistrationRecord {
+            version: record.version + 1,
+            ..record.clone()
+        })
+    }
+
+    async fn update_from(
+        &self,
+        fence: Fence,
+        stored: &RegistrationRecord,
+        record: &RegistrationRecord,
+    ) -> Result<RegistrationRecord, StoreError> {
+        if (&stored.id, stored.version, &stored.device_token)
+            != (&record.id, record.version, &record.device_token)
+        {
+            return self.update(fence, record).await;
+        }
+        self.with_claim(
+            record,
+            stored.subscription_id.as_ref(),
+            self.patch(fence, stored, record),
         )
         .await?;
         Ok(RegistrationRecord {

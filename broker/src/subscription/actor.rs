@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald_gateway::model::Notification;
 use herald_workers::{PushOutcome, PushRequest};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::Deps;
 use super::flush::{self, FlushPlan};
@@ -56,8 +56,6 @@ pub(super) enum SubMsg {
     Idle { force: bool },
     /// Shutdown: flush the pending burst now, and answer once no push is in flight.
     Drain(RpcReplyPort<()>),
-    /// The actor's copy of its record.
-    Snapshot(RpcReplyPort<Option<RegistrationRecord>>),
     /// Fails the actor, to test its supervision.
     #[cfg(feature = "testsuite")]
     Fail,
@@ -70,14 +68,17 @@ pub(super) struct SubscriptionActor;
 pub(super) struct SubArgs {
     pub(super) id: RegistrationId,
     /// The record as the caller just read it; `None`: read it from the store.
-    pub(super) record: Option<RegistrationRecord>,
+    pub(super) record: Option<Arc<RegistrationRecord>>,
     pub(super) deps: Arc<Deps>,
     pub(super) shard: ActorRef<ShardMsg>,
 }
 
 #[derive(Debug)]
 pub(super) struct SubState {
-    record: RegistrationRecord,
+    /// The stored record (shared with [`Deps::live`], republished after every write).
+    record: Arc<RegistrationRecord>,
+    /// This actor, as its [`Deps::live`] entry names it.
+    actor: ActorId,
     deps: Arc<Deps>,
     shard: ActorRef<ShardMsg>,
     generation: u64,
@@ -92,6 +93,9 @@ pub(super) struct SubState {
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
     last_activity: Instant,
+    /// The cached record may differ from the stored one (a fenced write changed the cache):
+    /// read it again before the next write.
+    stale: bool,
 }
 
 impl Actor for SubscriptionActor {
@@ -106,16 +110,19 @@ impl Actor for SubscriptionActor {
     ) -> Result<SubState, ActorProcessingErr> {
         let record = match args.record {
             Some(record) => record,
-            None => args
-                .deps
-                .store
-                .get(&args.id)
-                .await?
-                .ok_or_else(|| format!("registration {} is gone", args.id))?,
+            None => Arc::new(
+                args.deps
+                    .store
+                    .get(&args.id)
+                    .await?
+                    .ok_or_else(|| format!("registration {} is gone", args.id))?,
+            ),
         };
         args.deps.metrics.subscriptions.live_actors.inc();
+        args.deps.publish(myself.get_id(), &record, true);
         let mut state = SubState {
             record,
+            actor: myself.get_id(),
             deps: args.deps,
             shard: args.shard,
             generation: 0,
@@ -125,6 +132,7 @@ impl Actor for SubscriptionActor {
             retry_at: None,
             draining: Vec::new(),
             last_activity: Instant::now(),
+            stale: false,
         };
         // A burst left by a passivated or crashed predecessor is flushed when due.
         schedule_flush(&myself, &mut state);
@@ -137,6 +145,7 @@ impl Actor for SubscriptionActor {
         state: &mut SubState,
     ) -> Result<(), ActorProcessingErr> {
         state.deps.metrics.subscriptions.live_actors.dec();
+        state.deps.unlist(&state.record.id, state.actor);
         Ok(())
     }
 
@@ -196,9 +205,6 @@ impl Actor for SubscriptionActor {
                 Box::pin(flush_now(&myself, state)).await;
                 finish_drain(state);
             }
-            SubMsg::Snapshot(reply) => {
-                let _ = reply.send(Some(state.record.clone()));
-            }
             #[cfg(feature = "testsuite")]
             SubMsg::Fail => return Err("failure injected by a test".into()),
             SubMsg::Idle { force } => {
@@ -222,9 +228,16 @@ async fn write_with<T>(
     mut change: impl FnMut(&mut RegistrationRecord) -> T,
 ) -> Result<Option<T>, StoreError> {
     for _ in 0..5 {
-        let mut record = state.record.clone();
+        if state.stale {
+            match state.deps.store.get(&state.record.id).await? {
+                Some(fresh) => remember(state, fresh),
+                None => return Ok(gone(state)),
+            }
+            state.stale = false;
+        }
+        let mut record = RegistrationRecord::clone(&state.record);
         let result = change(&mut record);
-        if record == state.record {
+        if record == *state.record {
             return Ok(Some(result));
         }
         let fence = state
@@ -232,20 +245,26 @@ async fn write_with<T>(
             .fencing
             .fence(record.device_token.shard())
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        match state.deps.store.update(fence, &record).await {
+        match state
+            .deps
+            .store
+            .update_from(fence, &state.record, &record)
+            .await
+        {
             Ok(written) => {
-                state.record = written;
+                remember(state, written);
                 return Ok(Some(result));
             }
             Err(StoreError::Conflict) => match state.deps.store.get(&record.id).await? {
-                Some(fresh) => state.record = fresh,
+                Some(fresh) => remember(state, fresh),
                 None => return Ok(gone(state)),
             },
             Err(StoreError::NotFound) => return Ok(gone(state)),
             Err(error @ StoreError::Fenced { .. }) => {
                 // Another node owns the shard now and flushes from the store: this copy
                 // must not push again.
-                state.record.progress.burst = None;
+                Arc::make_mut(&mut state.record).progress.burst = None;
+                state.stale = true;
                 return Err(error);
             }
             Err(other) => return Err(other),
@@ -257,10 +276,18 @@ async fn write_with<T>(
 /// The registration was deleted (unregistered): from now on the actor treats it as dead —
 /// nothing to flush, every message unwanted — until it is passivated.
 fn gone<T>(state: &mut SubState) -> Option<T> {
-    state.record.state = RegState::Dead;
-    state.record.dead_reason = Some("unregistered".into());
-    state.record.progress.burst = None;
+    let record = Arc::make_mut(&mut state.record);
+    record.state = RegState::Dead;
+    record.dead_reason = Some("unregistered".into());
+    record.progress.burst = None;
+    state.deps.publish(state.actor, &state.record, false);
     None
+}
+
+/// Takes `record` as the stored record, and publishes it.
+fn remember(state: &mut SubState, record: RegistrationRecord) {
+    state.record = Arc::new(record);
+    state.deps.publish(state.actor, &state.record, false);
 }
 
 async fn deliver(state: &mut SubState, items: Vec<Item>) -> Result<Vec<MessageEffect>, StoreError> {

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_cluster::ShardId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::Deps;
@@ -20,17 +19,12 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub(super) enum ShardMsg {
     /// A request for `record`'s actor, spawned from `record` if it is not live.
     Deliver {
-        record: Box<RegistrationRecord>,
+        record: Arc<RegistrationRecord>,
         items: Vec<Item>,
         reply: DeliverReply,
     },
     /// An actor that has handled `handled` requests is idle and asks to stop.
     Passivate { id: RegistrationId, handled: u64 },
-    /// The record of `id` as its live actor holds it; `None` when no actor is live.
-    Snapshot {
-        id: RegistrationId,
-        reply: RpcReplyPort<Option<RegistrationRecord>>,
-    },
     /// Every live actor, for the drain at shutdown.
     Children(RpcReplyPort<Vec<ActorRef<SubMsg>>>),
     /// Start the actors of registrations with an unflushed burst, so they flush it.
@@ -56,7 +50,6 @@ struct Child {
 #[derive(Debug)]
 pub(super) struct ShardState {
     deps: Arc<Deps>,
-    shard: ShardId,
     /// This shard's share of `actors.max_live`.
     capacity: usize,
     children: HashMap<RegistrationId, Child>,
@@ -67,12 +60,12 @@ pub(super) struct ShardState {
 impl Actor for ShardSupervisor {
     type Msg = ShardMsg;
     type State = ShardState;
-    type Arguments = (Arc<Deps>, ShardId);
+    type Arguments = Arc<Deps>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<ShardMsg>,
-        (deps, shard): (Arc<Deps>, ShardId),
+        deps: Arc<Deps>,
     ) -> Result<ShardState, ActorProcessingErr> {
         let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
@@ -80,7 +73,6 @@ impl Actor for ShardSupervisor {
         myself.send_interval(every, || ShardMsg::Sweep);
         Ok(ShardState {
             deps,
-            shard,
             capacity,
             children: HashMap::new(),
             by_actor: HashMap::new(),
@@ -99,7 +91,7 @@ impl Actor for ShardSupervisor {
                 record,
                 items,
                 reply,
-            } => route(&myself, state, *record, SubMsg::Deliver { items, reply }).await,
+            } => route(&myself, state, record, SubMsg::Deliver { items, reply }).await,
             ShardMsg::Passivate { id, handled } => {
                 // A request sent and not yet handled keeps the actor.
                 let in_flight = state.children.get(&id).is_some_and(|c| c.routed > handled);
@@ -114,15 +106,6 @@ impl Actor for ShardSupervisor {
                     let _ = child.actor.send_message(SubMsg::Fail);
                 }
             }
-            ShardMsg::Snapshot { id, reply } => match state.children.get(&id) {
-                // The actor answers the caller directly.
-                Some(child) => {
-                    let _ = child.actor.send_message(SubMsg::Snapshot(reply));
-                }
-                None => {
-                    let _ = reply.send(None);
-                }
-            },
             ShardMsg::Sweep => {
                 let idle = state.deps.actors.idle_timeout;
                 for child in state.children.values() {
@@ -155,7 +138,7 @@ impl Actor for ShardSupervisor {
                     return Ok(());
                 };
                 state.children.remove(&id);
-                state.deps.unlist(&id);
+                state.deps.unlist(&id, cell.get_id());
                 tracing::warn!(registration = %id, %error, "subscription actor failed");
                 let now = Instant::now();
                 let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
@@ -174,7 +157,7 @@ impl Actor for ShardSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(id) = state.by_actor.remove(&cell.get_id()) {
                     state.children.remove(&id);
-                    state.deps.unlist(&id);
+                    state.deps.unlist(&id, cell.get_id());
                 }
             }
             _ => {}
@@ -188,7 +171,7 @@ impl Actor for ShardSupervisor {
 async fn route(
     myself: &ActorRef<ShardMsg>,
     state: &mut ShardState,
-    record: RegistrationRecord,
+    record: Arc<RegistrationRecord>,
     mut message: SubMsg,
 ) {
     let id = record.id.clone();
@@ -216,8 +199,8 @@ async fn route(
 }
 
 fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
-    state.deps.unlist(id);
     let child = state.children.remove(id)?;
+    state.deps.unlist(id, child.actor.get_id());
     state.by_actor.remove(&child.actor.get_id());
     Some(child)
 }
@@ -227,7 +210,7 @@ async fn child(
     myself: &ActorRef<ShardMsg>,
     state: &mut ShardState,
     id: &RegistrationId,
-    record: Option<RegistrationRecord>,
+    record: Option<Arc<RegistrationRecord>>,
 ) -> Option<ActorRef<SubMsg>> {
     if let Some(child) = state.children.get(id) {
         return Some(child.actor.clone());
@@ -247,7 +230,6 @@ async fn child(
     match Actor::spawn_linked(None, SubscriptionActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
             state.by_actor.insert(actor.get_id(), id.clone());
-            state.deps.list(id, state.shard);
             state.children.insert(
                 id.clone(),
                 Child {

@@ -96,6 +96,20 @@ pub(super) fn encode(
     (set, delete)
 }
 
+/// What turns the hash of `stored` into the hash of `record`: the fields whose value
+/// changed and the optional fields that are gone. Only valid while the hash holds `stored`
+/// (the write checks its version).
+pub(super) fn encode_changes(
+    stored: &RegistrationRecord,
+    record: &RegistrationRecord,
+) -> (Vec<(&'static str, String)>, Vec<&'static str>) {
+    let (before, _) = encode(stored);
+    let (mut set, mut delete) = encode(record);
+    set.retain(|field| !before.contains(field));
+    delete.retain(|name| before.iter().any(|(was, _)| was == name));
+    (set, delete)
+}
+
 /// The record stored in `fields` (an `HGETALL` answer); `None` for an empty answer.
 pub(super) fn decode(
     key: &str,
@@ -243,6 +257,41 @@ mod tests {
         fields.insert("future_field".into(), "kept".into());
         let decoded = decode("k", &original.id, fields).unwrap().unwrap();
         assert_eq!(decoded, original);
+    }
+
+    /// The hash `set`/`delete` leave when applied to `hash`.
+    fn apply(
+        mut hash: HashMap<String, String>,
+        (set, delete): (Vec<(&str, String)>, Vec<&str>),
+    ) -> HashMap<String, String> {
+        for name in delete {
+            hash.remove(name);
+        }
+        hash.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        hash
+    }
+
+    #[test]
+    fn the_changes_of_a_write_turn_the_stored_hash_into_the_new_one() {
+        let stored = record();
+        let mut changed = stored.clone();
+        changed.badge = 9;
+        changed.progress.burst = None;
+        changed.inbox_folder_id = Some("AAMk=".into());
+        let (set, delete) = encode_changes(&stored, &changed);
+        assert_eq!(
+            set.len(),
+            2,
+            "only the badge and the Inbox id are written: {set:?}"
+        );
+        assert_eq!(delete, [BURST]);
+        let full = |r: &RegistrationRecord| apply(HashMap::new(), encode(r));
+        assert_eq!(
+            apply(full(&stored), encode_changes(&stored, &changed)),
+            full(&changed)
+        );
+        let (set, delete) = encode_changes(&stored, &stored);
+        assert!(set.is_empty() && delete.is_empty());
     }
 
     #[test]
