@@ -62,7 +62,8 @@ pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
 
 status=0
-if [ "$scenario" = compare ]; then
+TIMEFORMAT="load generator CPU time (s): user %U, system %S, wall %R"
+time if [ "$scenario" = compare ]; then
   "$bin/herald-loadtest" compare --gateway "$gateway" --grpc "http://$grpc" --token "$token" "$@" || status=$?
 else
   "$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \

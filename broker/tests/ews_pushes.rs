@@ -354,3 +354,43 @@ async fn an_unregistered_older_than_the_registration_does_not_kill_it() {
     .await;
     node.stop().await;
 }
+
+/// A sender whose first push panics, then records like the test sender.
+#[derive(Debug)]
+struct PanicsOnce {
+    panicked: std::sync::atomic::AtomicBool,
+    pushes: herald_workers::RecordingSender,
+}
+
+impl herald_workers::PushSender for PanicsOnce {
+    fn send(&self, request: herald_workers::PushRequest) -> herald_workers::SendFuture<'_> {
+        let first = !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            assert!(!first, "the push sender fails on its first push");
+            self.pushes.send(request).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_panics_fails_that_push_and_the_next_bursts_are_pushed() {
+    let redis = RedisServer::start();
+    let pushes = herald_workers::RecordingSender::new();
+    let sender = std::sync::Arc::new(PanicsOnce {
+        panicked: false.into(),
+        pushes: pushes.clone(),
+    });
+    let node = TestNode::with_sender(&test_config(Some(redis.url())), pushes, sender).await;
+    let cast = Cast::register(&node, true).await;
+    let device = node.play(&cast, "alice-timeline").await;
+    // The first burst's push panicked: recorded as failed, the burst done; the rest went out.
+    assert_eq!(
+        badges(&node, &device),
+        expected_pushes("alice-timeline")[1..]
+    );
+    let alice = record(&node, cast.get("alice")).await;
+    assert_eq!(alice.last_push_outcome.as_deref(), Some("delivered"));
+    node.stop().await;
+}

@@ -3,8 +3,11 @@
 //! effects with [`super::state::apply`], writes the result in one fenced, version-checked store
 //! write before answering, and flushes the burst with [`flush::plan`] when it is due.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
 
 use herald_gateway::model::Notification;
 use herald_workers::{PushOutcome, PushRequest};
@@ -419,7 +422,7 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             let pushed = request.clone();
             tokio::spawn(async move {
                 // A sender that panics or hangs must not leave the burst in flight forever.
-                let sending = tokio::spawn(async move { sender.send(pushed).await });
+                let sending = AssertUnwindSafe(sender.send(pushed)).catch_unwind();
                 let outcome = match tokio::time::timeout(PUSH_GUARD, sending).await {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(_)) => PushOutcome::Failed {

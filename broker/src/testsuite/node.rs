@@ -88,13 +88,22 @@ pub const ANDROID_APP: &str = "com.example.mail.android";
 
 impl TestNode {
     pub async fn start(config: &Config) -> Self {
-        let store = build_store(config).expect("store");
         let pushes = RecordingSender::new();
+        Self::with_sender(config, pushes.clone(), Arc::new(pushes)).await
+    }
+
+    /// A node that pushes through `sender`, which records what it sends in `pushes`.
+    pub async fn with_sender(
+        config: &Config,
+        pushes: RecordingSender,
+        sender: Arc<dyn herald_workers::PushSender>,
+    ) -> Self {
+        let store = build_store(config).expect("store");
         let node = RunningNode::start_with_sender(
             config,
             store.clone(),
             ApiTokens::new([API_TOKEN]),
-            Arc::new(pushes.clone()),
+            sender,
         )
         .await
         .expect("node starts");
