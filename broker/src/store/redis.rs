@@ -166,7 +166,7 @@ impl RedisStore {
             PutMode::Upsert => "upsert",
         };
         let mut inv = self.scripts.put.prepare_invoke();
-        self.shard_keys(&mut inv, record);
+        self.shard_keys(&mut inv, record, false);
         inv.arg(fence.epoch.0)
             .arg(mode_name)
             .arg(record.version)
@@ -209,14 +209,21 @@ impl RedisStore {
         }
     }
 
-    /// The keys of the shard scripts that write `record`: epoch, registration, device set,
-    /// stats, pending set, seen set.
-    fn shard_keys(&self, inv: &mut redis::ScriptInvocation<'_>, record: &RegistrationRecord) {
+    /// The keys of the shard scripts that write `record`: epoch, registration, device set
+    /// (unless `patch`: a patch never changes it), stats, pending set, seen set.
+    fn shard_keys(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        record: &RegistrationRecord,
+        patch: bool,
+    ) {
         let shard = record.device_token.shard();
         inv.key(self.keys.epoch(shard))
-            .key(self.keys.registration(shard, &record.id))
-            .key(self.keys.device(shard, &record.device_token))
-            .key(self.keys.stats(shard))
+            .key(self.keys.registration(shard, &record.id));
+        if !patch {
+            inv.key(self.keys.device(shard, &record.device_token));
+        }
+        inv.key(self.keys.stats(shard))
             .key(self.keys.pending(shard))
             .key(self.keys.seen(shard));
     }
@@ -240,7 +247,7 @@ impl RedisStore {
             (_, None) => String::new(),
         };
         let mut inv = self.scripts.patch.prepare_invoke();
-        self.shard_keys(&mut inv, record);
+        self.shard_keys(&mut inv, record, true);
         inv.arg(fence.epoch.0)
             .arg(record.version)
             .arg(record.id.as_str())
@@ -259,7 +266,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         debug_assert_eq!(record.device_token.shard(), fence.shard);
         let mut inv = self.scripts.remove.prepare_invoke();
-        self.shard_keys(&mut inv, record);
+        self.shard_keys(&mut inv, record, false);
         inv.arg(fence.epoch.0)
             .arg(record.id.as_str())
             .arg(version.map(|v| v.to_string()).unwrap_or_default());

@@ -26,17 +26,39 @@ use crate::domain::{DeviceToken, RegistrationId, SubscriptionId};
 #[derive(Clone, Debug)]
 pub(super) struct Keys {
     prefix: String,
+    /// Each shard's fixed keys, built once: the hot path writes them on every call.
+    shards: std::sync::Arc<[ShardKeys]>,
+}
+
+#[derive(Debug)]
+struct ShardKeys {
+    epoch: String,
+    stats: String,
+    pending: String,
+    seen: String,
 }
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            shards: ShardId::all()
+                .map(|shard| ShardKeys {
+                    epoch: format!("{prefix}:{{{shard}}}:epoch"),
+                    stats: format!("{prefix}:{{{shard}}}:stats"),
+                    pending: format!("{prefix}:{{{shard}}}:pending"),
+                    seen: format!("{prefix}:{{{shard}}}:seen"),
+                })
+                .collect(),
         }
     }
 
-    pub(super) fn epoch(&self, shard: ShardId) -> String {
-        format!("{}:{{{shard}}}:epoch", self.prefix)
+    fn shard(&self, shard: ShardId) -> &ShardKeys {
+        &self.shards[usize::from(shard.number())]
+    }
+
+    pub(super) fn epoch(&self, shard: ShardId) -> &str {
+        &self.shard(shard).epoch
     }
 
     pub(super) fn registration(&self, shard: ShardId, id: &RegistrationId) -> String {
@@ -48,16 +70,16 @@ impl Keys {
         format!("{}:{{{shard}}}:d:{digest}", self.prefix)
     }
 
-    pub(super) fn stats(&self, shard: ShardId) -> String {
-        format!("{}:{{{shard}}}:stats", self.prefix)
+    pub(super) fn stats(&self, shard: ShardId) -> &str {
+        &self.shard(shard).stats
     }
 
-    pub(super) fn pending(&self, shard: ShardId) -> String {
-        format!("{}:{{{shard}}}:pending", self.prefix)
+    pub(super) fn pending(&self, shard: ShardId) -> &str {
+        &self.shard(shard).pending
     }
 
-    pub(super) fn seen(&self, shard: ShardId) -> String {
-        format!("{}:{{{shard}}}:seen", self.prefix)
+    pub(super) fn seen(&self, shard: ShardId) -> &str {
+        &self.shard(shard).seen
     }
 
     pub(super) fn location(&self, id: &RegistrationId) -> String {
@@ -89,12 +111,12 @@ mod tests {
         let token = DeviceToken::parse(Platform::Fcm, &"x".repeat(40)).unwrap();
         let id = RegistrationId::from_bytes([0xab; 16]);
         for key in [
-            keys.epoch(shard),
+            keys.epoch(shard).to_owned(),
             keys.registration(shard, &id),
             keys.device(shard, &token),
-            keys.stats(shard),
-            keys.pending(shard),
-            keys.seen(shard),
+            keys.stats(shard).to_owned(),
+            keys.pending(shard).to_owned(),
+            keys.seen(shard).to_owned(),
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }

@@ -48,9 +48,10 @@ return 'OK'
 }
 
 /// Changes some fields of a registration hash whose version and state the caller knows (a
-/// subscription actor's cached record). KEYS: as [`put`]. ARGV: epoch, version read, id, old
-/// state, new state, pending burst score (empty: none; `=`: unchanged), last-heard score
-/// (the same), number of fields to delete, those field names, then field/value pairs.
+/// subscription actor's cached record). KEYS: epoch, registration, stats, pending set, seen
+/// set (a patch never changes the device set). ARGV: epoch, version read, id, old state, new
+/// state, pending burst score (empty: none; `=`: unchanged), last-heard score (the same),
+/// number of fields to delete, those field names, then field/value pairs.
 pub(super) fn patch() -> Script {
     Script::new(fenced!(
         r#"
@@ -61,13 +62,13 @@ if tonumber(stored) ~= version then return 'CONFLICT' end
 local ndel = tonumber(ARGV[8])
 if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 9, 8 + ndel)) end
 redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 9 + ndel))
-if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[3])
-elseif ARGV[6] ~= '=' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3]) end
-if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[3])
-elseif ARGV[7] ~= '=' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3]) end
+if ARGV[6] == '' then redis.call('ZREM', KEYS[4], ARGV[3])
+elseif ARGV[6] ~= '=' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[3]) end
+if ARGV[7] == '' then redis.call('ZREM', KEYS[5], ARGV[3])
+elseif ARGV[7] ~= '=' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
 if ARGV[4] ~= ARGV[5] then
-  redis.call('HINCRBY', KEYS[4], ARGV[4], -1)
-  redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[3], ARGV[4], -1)
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
 end
 return 'OK'
 "#
