@@ -5,20 +5,21 @@
 
 mod actor;
 pub mod flush;
+mod live;
 mod metrics;
 mod shard;
 pub mod state;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_cluster::ShardId;
 use herald_workers::PushSender;
-use ractor::{Actor, ActorId, ActorRef};
+use ractor::{Actor, ActorRef};
 use tokio::sync::OnceCell;
 
 pub use actor::Item;
 pub use flush::Coalescing;
+pub use live::LiveIndex;
 pub use metrics::SubscriptionMetrics;
 
 use crate::config::ActorsConfig;
@@ -39,57 +40,7 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// Every live actor's record, so a request finds its registration without a store read
     /// or a message to the actor.
-    pub live: std::sync::Mutex<HashMap<RegistrationId, Live>>,
-}
-
-/// A live actor's entry in [`Deps::live`]: the record it last read or wrote.
-#[derive(Debug)]
-pub struct Live {
-    actor: ActorId,
-    record: Arc<RegistrationRecord>,
-}
-
-impl Deps {
-    /// Publishes `actor`'s record: a starting actor lists itself (`list`), a running one
-    /// only replaces its own entry — one that was stopped, or replaced by a successor,
-    /// does not come back.
-    fn publish(&self, actor: ActorId, record: &Arc<RegistrationRecord>, list: bool) {
-        let Ok(mut live) = self.live.lock() else {
-            return;
-        };
-        match live.get_mut(&record.id) {
-            Some(entry) if list || entry.actor == actor => {
-                *entry = Live {
-                    actor,
-                    record: record.clone(),
-                }
-            }
-            Some(_) => {}
-            None if list => {
-                live.insert(
-                    record.id.clone(),
-                    Live {
-                        actor,
-                        record: record.clone(),
-                    },
-                );
-            }
-            None => {}
-        }
-    }
-
-    /// Removes `actor`'s entry for `id` (a successor's stays).
-    fn unlist(&self, id: &RegistrationId, actor: ActorId) {
-        if let Ok(mut live) = self.live.lock()
-            && live.get(id).is_some_and(|entry| entry.actor == actor)
-        {
-            live.remove(id);
-        }
-    }
-
-    fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
-        Some(self.live.lock().ok()?.get(id)?.record.clone())
-    }
+    pub live: LiveIndex,
 }
 
 /// Why a request could not be handed to its actor.
@@ -171,7 +122,7 @@ impl Subscriptions {
     /// The record of `id` as its live actor holds it (no store read, no message); `None`
     /// when its actor is not live.
     pub fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
-        self.deps.live_record(id)
+        self.deps.live.record(id)
     }
 
     /// Starts the actors of every registration with an unflushed burst — on a node that

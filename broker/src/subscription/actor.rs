@@ -78,9 +78,9 @@ pub(super) struct SubArgs {
 
 #[derive(Debug)]
 pub(super) struct SubState {
-    /// The stored record (shared with [`Deps::live`], republished after every write).
+    /// The stored record (shared with [`super::LiveIndex`], republished after every write).
     record: Arc<RegistrationRecord>,
-    /// This actor, as its [`Deps::live`] entry names it.
+    /// This actor, as its [`super::LiveIndex`] entry names it.
     actor: ActorId,
     deps: Arc<Deps>,
     shard: ActorRef<ShardMsg>,
@@ -122,7 +122,7 @@ impl Actor for SubscriptionActor {
             ),
         };
         args.deps.metrics.subscriptions.live_actors.inc();
-        args.deps.publish(myself.get_id(), &record, true);
+        args.deps.live.publish(myself.get_id(), &record, true);
         let mut state = SubState {
             record,
             actor: myself.get_id(),
@@ -148,7 +148,7 @@ impl Actor for SubscriptionActor {
         state: &mut SubState,
     ) -> Result<(), ActorProcessingErr> {
         state.deps.metrics.subscriptions.live_actors.dec();
-        state.deps.unlist(&state.record.id, state.actor);
+        state.deps.live.unlist(&state.record.id, state.actor);
         Ok(())
     }
 
@@ -283,14 +283,14 @@ fn gone<T>(state: &mut SubState) -> Option<T> {
     record.state = RegState::Dead;
     record.dead_reason = Some("unregistered".into());
     record.progress.burst = None;
-    state.deps.publish(state.actor, &state.record, false);
+    state.deps.live.publish(state.actor, &state.record, false);
     None
 }
 
 /// Takes `record` as the stored record, and publishes it.
 fn remember(state: &mut SubState, record: RegistrationRecord) {
     state.record = Arc::new(record);
-    state.deps.publish(state.actor, &state.record, false);
+    state.deps.live.publish(state.actor, &state.record, false);
 }
 
 async fn deliver(state: &mut SubState, items: Vec<Item>) -> Result<Vec<MessageEffect>, StoreError> {

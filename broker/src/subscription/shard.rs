@@ -138,7 +138,7 @@ impl Actor for ShardSupervisor {
                     return Ok(());
                 };
                 state.children.remove(&id);
-                state.deps.unlist(&id, cell.get_id());
+                state.deps.live.unlist(&id, cell.get_id());
                 tracing::warn!(registration = %id, %error, "subscription actor failed");
                 let now = Instant::now();
                 let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
@@ -157,7 +157,7 @@ impl Actor for ShardSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(id) = state.by_actor.remove(&cell.get_id()) {
                     state.children.remove(&id);
-                    state.deps.unlist(&id, cell.get_id());
+                    state.deps.live.unlist(&id, cell.get_id());
                 }
             }
             _ => {}
@@ -200,7 +200,7 @@ async fn route(
 
 fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
     let child = state.children.remove(id)?;
-    state.deps.unlist(id, child.actor.get_id());
+    state.deps.live.unlist(id, child.actor.get_id());
     state.by_actor.remove(&child.actor.get_id());
     Some(child)
 }
