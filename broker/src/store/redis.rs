@@ -1,11 +1,14 @@
 //! The production store: one Redis (primary of the home region) reached through a
 //! reconnecting, multiplexed connection with timeouts. Key schema in `keys.rs`; the atomic,
-//! fenced shard writes in `scripts.rs`.
+//! fenced shard writes in `writes.rs` (their Lua in `scripts.rs`); subscription claims in
+//! `claims.rs`.
 
+mod claims;
 mod codec;
 mod keys;
 mod scripts;
 mod token_share;
+mod writes;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,16 +18,15 @@ use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 
+use self::claims::owner_id;
 use self::keys::Keys;
 use self::scripts::Status;
+use self::writes::PutMode;
 use super::{FEEDBACK_KEPT, RegistrationStore, StateCounts, StoreError};
 use crate::domain::{
     DeadToken, DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId,
     UnixMillis,
 };
-
-/// How long a subscription claim stays pending before the registration write confirms it.
-const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 /// How to reach Redis.
 #[derive(Clone, Debug)]
@@ -62,14 +64,6 @@ impl std::fmt::Debug for RedisStore {
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
-}
-
-/// What a shard write does with an existing hash.
-#[derive(Clone, Copy)]
-enum PutMode {
-    Create,
-    Update,
-    Upsert,
 }
 
 impl RedisStore {
@@ -152,132 +146,6 @@ impl RedisStore {
         })
     }
 
-    async fn put(
-        &self,
-        fence: Fence,
-        record: &RegistrationRecord,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
-        let (set, delete) = codec::encode(record);
-        let mode_name = match mode {
-            PutMode::Create => "create",
-            PutMode::Update => "update",
-            PutMode::Upsert => "upsert",
-        };
-        let mut inv = self.scripts.put.prepare_invoke();
-        self.shard_keys(&mut inv, record, false);
-        inv.arg(fence.epoch.0)
-            .arg(mode_name)
-            .arg(record.version)
-            .arg(record.id.as_str())
-            .arg(record.state.as_str())
-            .arg(
-                record
-                    .progress
-                    .burst
-                    .map(|b| b.first_at.0.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(
-                record
-                    .last_heard()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-            );
-        self.write(fence, inv, &set, &delete).await
-    }
-
-    /// Runs a shard write whose last arguments are the fields: the number of fields to
-    /// delete, their names, then the field/value pairs to set.
-    async fn write(
-        &self,
-        fence: Fence,
-        mut inv: redis::ScriptInvocation<'_>,
-        set: &[(&str, String)],
-        delete: &[&str],
-    ) -> Result<(), StoreError> {
-        inv.arg(delete.len()).arg(delete);
-        for (name, value) in set {
-            inv.arg(*name).arg(value);
-        }
-        match self.run(inv).await? {
-            Status::Ok => Ok(()),
-            Status::Exists | Status::Conflict => Err(StoreError::Conflict),
-            Status::NotFound => Err(StoreError::NotFound),
-            other => Err(fenced_or_corrupt(fence, other)),
-        }
-    }
-
-    /// The keys of the shard scripts that write `record`: epoch, registration, device set
-    /// (unless `patch`: a patch never changes it), stats, pending set, seen set.
-    fn shard_keys(
-        &self,
-        inv: &mut redis::ScriptInvocation<'_>,
-        record: &RegistrationRecord,
-        patch: bool,
-    ) {
-        let shard = record.device_token.shard();
-        inv.key(self.keys.epoch(shard))
-            .key(self.keys.registration(shard, &record.id));
-        if !patch {
-            inv.key(self.keys.device(shard, &record.device_token));
-        }
-        inv.key(self.keys.stats(shard))
-            .key(self.keys.pending(shard))
-            .key(self.keys.seen(shard));
-    }
-
-    /// Writes the fields in which `record` differs from `stored`, which the hash holds if
-    /// its version is still `stored.version`.
-    async fn patch(
-        &self,
-        fence: Fence,
-        stored: &RegistrationRecord,
-        record: &RegistrationRecord,
-    ) -> Result<(), StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
-        let (set, delete) = codec::encode_changes(stored, record);
-        let score = |score: fn(&RegistrationRecord) -> Option<UnixMillis>| match (
-            score(stored),
-            score(record),
-        ) {
-            (before, after) if before == after => "=".to_owned(),
-            (_, Some(at)) => at.0.to_string(),
-            (_, None) => String::new(),
-        };
-        let mut inv = self.scripts.patch.prepare_invoke();
-        self.shard_keys(&mut inv, record, true);
-        inv.arg(fence.epoch.0)
-            .arg(record.version)
-            .arg(record.id.as_str())
-            .arg(stored.state.as_str())
-            .arg(record.state.as_str())
-            .arg(score(|r| r.progress.burst.map(|b| b.first_at)))
-            .arg(score(RegistrationRecord::last_heard));
-        self.write(fence, inv, &set, &delete).await
-    }
-
-    async fn remove(
-        &self,
-        fence: Fence,
-        record: &RegistrationRecord,
-        version: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
-        let mut inv = self.scripts.remove.prepare_invoke();
-        self.shard_keys(&mut inv, record, false);
-        inv.arg(fence.epoch.0)
-            .arg(record.id.as_str())
-            .arg(version.map(|v| v.to_string()).unwrap_or_default());
-        match self.run(inv).await? {
-            Status::Ok => Ok(true),
-            Status::NotFound => Ok(false),
-            Status::Conflict => Err(StoreError::Conflict),
-            other => Err(fenced_or_corrupt(fence, other)),
-        }
-    }
-
     async fn read(
         &self,
         shard: ShardId,
@@ -293,94 +161,6 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let raw: Option<u16> = conn.get(self.keys.location(id)).await?;
         Ok(raw.and_then(ShardId::new))
-    }
-
-    /// Claims `sub` for `id` (pending), replacing a claim whose owner no longer holds it.
-    async fn claim(&self, sub: &SubscriptionId, id: &RegistrationId) -> Result<(), StoreError> {
-        let key = self.keys.subscription(sub);
-        let mut stale_owner = String::new();
-        for _ in 0..3 {
-            let mut inv = self.scripts.claim.key(&key);
-            inv.arg(id.as_str())
-                .arg(CLAIM_TTL.as_millis() as u64)
-                .arg(&stale_owner);
-            match self.run(inv).await? {
-                Status::Ok => return Ok(()),
-                Status::Pending(owner) => return Err(taken(&key, &owner)?),
-                Status::Owned(owner) => {
-                    let owner_id = owner_id(&key, &owner)?;
-                    if self.holds(&owner_id, sub).await? {
-                        return Err(StoreError::SubscriptionTaken(owner_id));
-                    }
-                    stale_owner = owner;
-                }
-                other => return Err(unexpected(&key, other)),
-            }
-        }
-        Err(StoreError::Conflict)
-    }
-
-    /// Whether registration `id` exists and is bound to `sub`.
-    async fn holds(&self, id: &RegistrationId, sub: &SubscriptionId) -> Result<bool, StoreError> {
-        Ok(self
-            .get(id)
-            .await?
-            .is_some_and(|r| r.subscription_id.as_ref() == Some(sub)))
-    }
-
-    async fn settle_claim(
-        &self,
-        script: &Script,
-        sub: &SubscriptionId,
-        id: &RegistrationId,
-    ) -> Result<(), StoreError> {
-        let mut inv = script.key(self.keys.subscription(sub));
-        inv.arg(id.as_str());
-        self.run(inv).await.map(drop)
-    }
-
-    /// Releases a claim after a failed write. The claim expires by itself if this fails too,
-    /// so the error is only logged.
-    async fn abandon_claim(&self, sub: &SubscriptionId, id: &RegistrationId) {
-        if let Err(err) = self
-            .settle_claim(&self.scripts.release_claim, sub, id)
-            .await
-        {
-            tracing::warn!(error = %err, "could not release a pending subscription claim; it will expire");
-        }
-    }
-
-    /// Claims the subscription `record` newly binds (if any), runs `write`, then confirms
-    /// the claim and releases the one `previous` held, or gives the new claim up on failure.
-    async fn with_claim<T>(
-        &self,
-        record: &RegistrationRecord,
-        previous: Option<&SubscriptionId>,
-        write: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let new_sub = record
-            .subscription_id
-            .as_ref()
-            .filter(|s| Some(*s) != previous);
-        if let Some(sub) = new_sub {
-            self.claim(sub, &record.id).await?;
-        }
-        let result = write.await;
-        match (&result, new_sub) {
-            (Err(_), Some(sub)) => self.abandon_claim(sub, &record.id).await,
-            (Ok(_), Some(sub)) => {
-                self.settle_claim(&self.scripts.persist_claim, sub, &record.id)
-                    .await?
-            }
-            _ => {}
-        }
-        if result.is_ok()
-            && let Some(old) = previous.filter(|old| record.subscription_id.as_ref() != Some(*old))
-        {
-            self.settle_claim(&self.scripts.release_claim, old, &record.id)
-                .await?;
-        }
-        result
     }
 }
 
@@ -400,17 +180,6 @@ fn unexpected(key: &str, status: Status) -> StoreError {
         key: key.to_owned(),
         reason: format!("unexpected script answer {status:?}"),
     }
-}
-
-fn owner_id(key: &str, owner: &str) -> Result<RegistrationId, StoreError> {
-    RegistrationId::parse("owner", owner).map_err(|_| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason: "bad owner id".into(),
-    })
-}
-
-fn taken(key: &str, owner: &str) -> Result<StoreError, StoreError> {
-    owner_id(key, owner).map(StoreError::SubscriptionTaken)
 }
 
 #[async_trait]
