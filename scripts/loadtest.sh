@@ -4,12 +4,38 @@
 # then the load. Everything listens on 127.0.0.1 and is stopped at the end.
 #   scripts/loadtest.sh loadtest/scenarios/steady.toml [herald-loadtest run args…]
 #   scripts/loadtest.sh compare [herald-loadtest compare args…]
+#   scripts/loadtest.sh ab OLD_HERALD NEW_HERALD ROUNDS [herald-loadtest compare args…]
 # KEEP_WORK=1 keeps the logs, the configuration and the pushes the mocks received;
 # HERALD_BIN=path runs that herald binary instead of this tree's (to compare two builds).
+# `ab` runs `compare` with the two binaries alternated ROUNDS times — this machine's speed
+# drifts, so two builds are only comparable run against run — and prints each build's
+# median Herald/baseline ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml|compare [herald-loadtest args…]}
+scenario=${1:?usage: scripts/loadtest.sh SCENARIO.toml|compare|ab [args…]}
 shift
+
+if [ "$scenario" = ab ]; then
+  old=${1:?usage: scripts/loadtest.sh ab OLD_HERALD NEW_HERALD ROUNDS [compare args…]}
+  new=${2:?missing NEW_HERALD}
+  rounds=${3:?missing ROUNDS}
+  shift 3
+  results=$(mktemp)
+  log=$(mktemp)
+  for round in $(seq "$rounds"); do
+    for build in old new; do
+      binary=$old
+      [ "$build" = new ] && binary=$new
+      ratio=$(HERALD_BIN=$binary "$0" compare "$@" 2>>"$log" | sed -n 's/^herald \/ baseline throughput: //p') || true
+      echo "round $round $build ($binary): ratio ${ratio:-failed, see $log}" >&2
+      echo "$build ${ratio:-nan}" >>"$results"
+    done
+  done
+  median() { grep "^$1 " "$results" | awk '{print $2}' | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+  echo "median Herald/baseline ratio over $rounds alternated rounds: old $(median old), new $(median new)"
+  rm -f "$results"
+  exit 0
+fi
 
 cargo build --release --locked -p herald-broker -p herald-loadtest -p herald-workers --features herald-workers/mock \
   --bin herald --bin herald-loadtest --bin herald-mock-push
