@@ -83,9 +83,16 @@ impl fmt::Debug for CallbackToken {
     }
 }
 
+/// The hash as 64 lowercase hex digits, written without an intermediate string.
+impl fmt::LowerHex for CallbackSecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 impl CallbackSecretHash {
     pub fn to_hex(self) -> String {
-        hex::encode(self.0)
+        format!("{self:x}")
     }
 
     pub fn from_hex(raw: &str) -> Option<Self> {

@@ -54,7 +54,10 @@ impl Fields {
         fields.put(STATE, Some(record.state.as_str()));
         fields.put(BADGE, Some(record.badge));
         fields.put(CREATED, Some(record.created_at.0));
-        fields.put(CALLBACK_HASH, Some(Hex(&record.callback_hash.0)));
+        fields.put(
+            CALLBACK_HASH,
+            Some(format_args!("{:x}", record.callback_hash)),
+        );
         fields.put(
             SUBSCRIPTION,
             record.subscription_id.as_ref().map(|s| s.as_str()),
@@ -91,15 +94,6 @@ impl Fields {
         self.values
             .iter()
             .map(|(name, range)| (*name, range.clone().map(|r| &self.text[r])))
-    }
-}
-
-/// Bytes as lowercase hex.
-struct Hex<'a>(&'a [u8]);
-
-impl std::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
