@@ -86,6 +86,8 @@ grep -v '^#' "$work/apps.toml" >>"$work/herald.toml"
 "${HERALD_BIN:-$bin/herald}" serve --config "$work/herald.toml" 2>"$work/herald.log" &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
+redis_used() { redis-cli -p "$redis_port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
+redis_before=$(redis_used)
 
 status=0
 TIMEFORMAT="load generator CPU time (s): user %U, system %S, wall %R"
@@ -103,4 +105,18 @@ fi
 # Where the CPU went: each process's CPU time, and Redis's time per command.
 echo "CPU time (s): $(for pid in "${pids[@]}"; do ps -o comm=,times= -p "$pid" 2>/dev/null | tr '\n' ' '; done)" >&2
 redis-cli -p "$redis_port" info commandstats | grep -E 'calls=' | sed 's/^cmdstat_/  redis /; s/,rejected_calls.*//' >&2 || true
+# What the registrations cost Redis: used memory per registration (each has one `loc:`
+# key), and one key of each kind as `MEMORY USAGE` sees it
+# (after the last bursts' flushes: max delay 3 s).
+sleep 4
+registrations=$(redis-cli -p "$redis_port" --scan --pattern '*:loc:*' | wc -l)
+if [ "$registrations" -gt 0 ]; then
+  echo "redis memory: $(( ($(redis_used) - redis_before) / registrations )) bytes per registration ($registrations registrations)" >&2
+  for pattern in '*:r:*' '*:d:*' '*:loc:*' '*:sub:*'; do
+    key=$(redis-cli -p "$redis_port" --scan --pattern "$pattern" | head -1) || true
+    if [ -n "$key" ]; then
+      echo "  $pattern: $(redis-cli -p "$redis_port" memory usage "$key") bytes ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
+    fi
+  done
+fi
 exit $status
