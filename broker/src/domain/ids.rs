@@ -2,6 +2,7 @@
 //! `Display` show only a short fingerprint, never the token.
 
 use std::fmt;
+use std::sync::Arc;
 
 use herald_cluster::ShardId;
 use sha2::{Digest, Sha256};
@@ -12,15 +13,17 @@ use super::validate::FieldError;
 /// Longest subscription id or folder id accepted (Exchange's are ~90–150 characters).
 pub(super) const MAX_OPAQUE_ID_LEN: usize = 512;
 
-/// A registration id: 128 random bits, written as 32 lowercase hex characters.
+/// A registration id: 128 random bits, written as 32 lowercase hex characters. Shared, not
+/// copied: a live registration's id is a key in several of the node's maps, and a clone is
+/// a reference count rather than an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RegistrationId(String);
+pub struct RegistrationId(Arc<str>);
 
 impl RegistrationId {
     pub const BYTES: usize = 16;
 
     pub fn from_bytes(bytes: [u8; Self::BYTES]) -> Self {
-        Self(hex::encode(bytes))
+        Self(hex::encode(bytes).into())
     }
 
     /// Parses a registration id as a caller sends it.
@@ -37,7 +40,7 @@ impl RegistrationId {
     pub fn to_bytes(&self) -> [u8; Self::BYTES] {
         let mut bytes = [0u8; Self::BYTES];
         // The string was built from 16 bytes or checked by `parse`.
-        hex::decode_to_slice(&self.0, &mut bytes).unwrap_or_default();
+        hex::decode_to_slice(self.0.as_bytes(), &mut bytes).unwrap_or_default();
         bytes
     }
 

@@ -50,11 +50,8 @@ pub(super) enum SubMsg {
     },
     /// The burst may be due; ignored unless `generation` is the latest scheduled.
     Flush { generation: u64 },
-    PushDone {
-        request: PushRequest,
-        outcome: PushOutcome,
-        burst: Burst,
-    },
+    /// A push ended (boxed: every future that holds a message is as large as the largest).
+    PushDone(Box<PushDone>),
     /// The supervisor's periodic check for passivation; `force` when the shard needs room.
     Idle { force: bool },
     /// Shutdown: flush the pending burst now, and answer once no push is in flight.
@@ -62,6 +59,13 @@ pub(super) enum SubMsg {
     /// Fails the actor, to test its supervision.
     #[cfg(feature = "testsuite")]
     Fail,
+}
+
+#[derive(Debug)]
+pub(super) struct PushDone {
+    request: PushRequest,
+    outcome: PushOutcome,
+    burst: Burst,
 }
 
 #[derive(Debug)]
@@ -158,71 +162,81 @@ impl Actor for SubscriptionActor {
         message: SubMsg,
         state: &mut SubState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            SubMsg::Deliver { items, reply } => {
-                state.last_activity = Instant::now();
-                state.handled += 1;
-                // Boxed: an idle actor's task then stays small (its future does not embed
-                // the store calls' state).
-                let answer = Box::pin(deliver(state, items)).await;
-                schedule_flush(&myself, state);
-                let _ = reply.send(answer);
-            }
-            SubMsg::Flush { generation } if generation == state.generation => {
-                Box::pin(flush_now(&myself, state)).await
-            }
-            SubMsg::Flush { .. } => {}
-            SubMsg::PushDone {
+        // Boxed: ractor keeps the future that waits for an actor's next message (which
+        // embeds this one) for as long as the actor lives, so its size is paid by every idle
+        // live actor; the work itself is allocated only while a message is handled.
+        Box::pin(handle(myself, message, state)).await
+    }
+}
+
+async fn handle(
+    myself: ActorRef<SubMsg>,
+    message: SubMsg,
+    state: &mut SubState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        SubMsg::Deliver { items, reply } => {
+            state.last_activity = Instant::now();
+            state.handled += 1;
+            let answer = deliver(state, items).await;
+            schedule_flush(&myself, state);
+            let _ = reply.send(answer);
+        }
+        SubMsg::Flush { generation } if generation == state.generation => {
+            flush_now(&myself, state).await
+        }
+        SubMsg::Flush { .. } => {}
+        SubMsg::PushDone(done) => {
+            let PushDone {
                 request,
                 outcome,
                 burst,
-            } => {
-                state.in_flight = None;
-                (state.retries, state.retry_at) = match outcome {
-                    PushOutcome::RetryAfter(wait) => (
-                        state.retries.saturating_add(1),
-                        Some(Instant::now() + wait.max(MIN_RETRY)),
-                    ),
-                    _ => (0, None),
-                };
-                let recorded = Box::pin(record_push(state, &request, &outcome, burst)).await;
-                match outcome {
-                    // The store is failing: do not push again at once.
-                    _ if !recorded && state.draining.is_empty() => {
-                        schedule_in(&myself, state, STORE_BACKOFF);
-                    }
-                    _ if !recorded => {}
-                    PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
-                    PushOutcome::RetryAfter(wait) => {
-                        schedule_in(&myself, state, wait.max(MIN_RETRY));
-                    }
-                    _ if !state.draining.is_empty() => {
-                        Box::pin(flush_now(&myself, state)).await;
-                    }
-                    _ => schedule_flush(&myself, state),
+            } = *done;
+            state.in_flight = None;
+            (state.retries, state.retry_at) = match outcome {
+                PushOutcome::RetryAfter(wait) => (
+                    state.retries.saturating_add(1),
+                    Some(Instant::now() + wait.max(MIN_RETRY)),
+                ),
+                _ => (0, None),
+            };
+            let recorded = record_push(state, &request, &outcome, burst).await;
+            match outcome {
+                // The store is failing: do not push again at once.
+                _ if !recorded && state.draining.is_empty() => {
+                    schedule_in(&myself, state, STORE_BACKOFF);
                 }
-                finish_drain(state);
-            }
-            SubMsg::Drain(reply) => {
-                state.draining.push(reply);
-                Box::pin(flush_now(&myself, state)).await;
-                finish_drain(state);
-            }
-            #[cfg(feature = "testsuite")]
-            SubMsg::Fail => return Err("failure injected by a test".into()),
-            SubMsg::Idle { force } => {
-                let idle = state.last_activity.elapsed();
-                let quiet = state.record.progress.burst.is_none() && state.in_flight.is_none();
-                if quiet && (force || idle >= state.deps.actors.idle_timeout) {
-                    let _ = state.shard.send_message(ShardMsg::Passivate {
-                        id: state.record.id.clone(),
-                        handled: state.handled,
-                    });
+                _ if !recorded => {}
+                PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
+                PushOutcome::RetryAfter(wait) => {
+                    schedule_in(&myself, state, wait.max(MIN_RETRY));
                 }
+                _ if !state.draining.is_empty() => {
+                    flush_now(&myself, state).await;
+                }
+                _ => schedule_flush(&myself, state),
+            }
+            finish_drain(state);
+        }
+        SubMsg::Drain(reply) => {
+            state.draining.push(reply);
+            flush_now(&myself, state).await;
+            finish_drain(state);
+        }
+        #[cfg(feature = "testsuite")]
+        SubMsg::Fail => return Err("failure injected by a test".into()),
+        SubMsg::Idle { force } => {
+            let idle = state.last_activity.elapsed();
+            let quiet = state.record.progress.burst.is_none() && state.in_flight.is_none();
+            if quiet && (force || idle >= state.deps.actors.idle_timeout) {
+                let _ = state.shard.send_message(ShardMsg::Passivate {
+                    id: state.record.id.clone(),
+                    handled: state.handled,
+                });
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Reads, changes and writes the record until the write wins; `Ok(None)` if it is gone.
@@ -430,11 +444,11 @@ async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
                     },
                     Err(_) => PushOutcome::RetryAfter(Duration::from_secs(5)),
                 };
-                let _ = reply_to.send_message(SubMsg::PushDone {
+                let _ = reply_to.send_message(SubMsg::PushDone(Box::new(PushDone {
                     request,
                     outcome,
                     burst,
-                });
+                })));
             });
         }
     }
