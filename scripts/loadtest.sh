@@ -51,7 +51,11 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port)
+# Redis as docs/configuration.md advises a deployment to set it (REDIS_ARGS adds or
+# overrides settings, e.g. REDIS_ARGS="--hash-max-listpack-value 64" for Redis's default).
+# shellcheck disable=SC2086
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  --hash-max-listpack-value 256 --maxmemory-policy noeviction ${REDIS_ARGS:-} \
   --dir "$work" --logfile "$work/redis.log" --daemonize no &
 pids+=($!)
 

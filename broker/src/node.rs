@@ -156,6 +156,7 @@ async fn follow_store_health(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+    let mut advised = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -165,6 +166,10 @@ async fn follow_store_health(
             tokio::time::timeout(HEALTH_INTERVAL, store.ping()).await,
             Ok(Ok(()))
         );
+        if serving && !advised {
+            advised = true;
+            advise_on_settings(store.as_ref()).await;
+        }
         let status = if serving {
             ServingStatus::Serving
         } else {
@@ -174,6 +179,20 @@ async fn follow_store_health(
         health
             .set_service_status("herald.v1.Registrations", status)
             .await;
+    }
+}
+
+/// Warns about the store's settings that cost memory or registrations, once it answers.
+async fn advise_on_settings(store: &dyn RegistrationStore) {
+    match tokio::time::timeout(HEALTH_INTERVAL, store.settings_advice()).await {
+        Ok(Ok(advice)) => {
+            for line in advice {
+                tracing::warn!("{line} (docs/configuration.md)");
+            }
+        }
+        // Managed servers often refuse CONFIG: nothing to advise then.
+        Ok(Err(error)) => tracing::debug!(%error, "cannot read the store's settings"),
+        Err(_) => tracing::debug!("the store's settings did not come in time"),
     }
 }
 

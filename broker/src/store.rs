@@ -64,6 +64,12 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the store answers now.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// What the store's server should change for Herald to keep its promises (memory per
+    /// registration, no eviction): one line each, for the operator.
+    async fn settings_advice(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The registration with this id, if it exists.
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError>;
 

@@ -374,6 +374,23 @@ async fn a_flush_reads_only_the_other_registrations_of_its_device() {
     assert_eq!(others, vec![second.clone()]);
     let all = store.list_device(&token).await.unwrap();
     assert_eq!(all.len(), 2);
+
+    // The device index (one small hash per device) loses an unregistered registration.
+    registry.unregister(second.id.as_str()).await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("herald:*:d:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let members: Vec<String> = redis::cmd("HKEYS")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, vec![first.id.to_string()]);
 }
 
 /// A subscription actor's write: only the changed fields travel, yet the stored record, the
@@ -462,4 +479,48 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
         Err(StoreError::Fenced { .. })
     ));
     assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
+}
+
+/// A node names the Redis settings that cost memory or registrations; a server set as
+/// docs/configuration.md advises gets no advice.
+#[tokio::test]
+async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let config = |name: &str, value: &str| {
+        let url = redis.url();
+        let (name, value) = (name.to_owned(), value.to_owned());
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+
+    // Redis's defaults: small listpacks, no memory limit (so nothing is evicted).
+    let advice = store.settings_advice().await.unwrap();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert!(
+        advice[0].contains("hash-max-listpack-value is 64"),
+        "{advice:?}"
+    );
+
+    config("hash-max-listpack-value", "256").await;
+    config("maxmemory", "100mb").await;
+    config("maxmemory-policy", "allkeys-lru").await;
+    let advice = store.settings_advice().await.unwrap();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert!(
+        advice[0].contains("maxmemory-policy is allkeys-lru"),
+        "{advice:?}"
+    );
+
+    config("maxmemory-policy", "noeviction").await;
+    assert_eq!(store.settings_advice().await.unwrap(), Vec::<String>::new());
 }

@@ -7,6 +7,7 @@ mod claims;
 mod codec;
 mod keys;
 mod scripts;
+mod settings;
 mod token_share;
 mod writes;
 
@@ -67,7 +68,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// The registrations of a device, but `except`: one round trip for the device set, a
+    /// The registrations of a device, but `except`: one round trip for the device index, a
     /// second (pipelined) only if another registration is in it.
     async fn device_records(
         &self,
@@ -76,7 +77,7 @@ impl RedisStore {
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         let shard = device_token.shard();
         let mut conn = self.conn.clone();
-        let members: Vec<String> = conn.smembers(self.keys.device(shard, device_token)).await?;
+        let members: Vec<String> = conn.hkeys(self.keys.device(shard, device_token)).await?;
         let ids: Vec<RegistrationId> = members
             .iter()
             .filter(|m| except.is_none_or(|e| e.as_str() != m.as_str()))
@@ -213,6 +214,10 @@ impl RegistrationStore for RedisStore {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+
+    async fn settings_advice(&self) -> Result<Vec<String>, StoreError> {
+        settings::advice(&mut self.conn.clone()).await
     }
 
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError> {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
 //! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
-//! | `{prefix}:{s<n>}:d:<device digest>` | set | ids of a device token's registrations |
+//! | `{prefix}:{s<n>}:d:<device digest>` | hash | a device token's registrations: their ids as fields, empty values (a small hash is a listpack in Redis; a set of strings is a hashtable before 7.2) |
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
 //! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
 //! | `{prefix}:{s<n>}:seen` | sorted set | pending and active registrations, by when Exchange was last heard for them (ms) |

@@ -16,7 +16,7 @@ macro_rules! fenced {
     };
 }
 
-/// Writes a registration hash. KEYS: epoch, registration, device set, stats, pending set,
+/// Writes a registration hash. KEYS: epoch, registration, device index, stats, pending set,
 /// seen set. ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state,
 /// pending burst score (empty: none), last-heard score (empty: not watched), number of
 /// fields to delete, those field names, then field/value pairs. The script sets `v`.
@@ -35,7 +35,7 @@ if exists then old_state = redis.call('HGET', KEYS[2], 'st') end
 local ndel = tonumber(ARGV[8])
 if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 9, 8 + ndel)) end
 redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 9 + ndel))
-redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[4], '')
 if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[4])
 else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4]) end
 if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[4])
@@ -49,7 +49,7 @@ return 'OK'
 
 /// Changes some fields of a registration hash whose version and state the caller knows (a
 /// subscription actor's cached record). KEYS: epoch, registration, stats, pending set, seen
-/// set (a patch never changes the device set). ARGV: epoch, version read, id, old state, new
+/// set (a patch never changes the device index). ARGV: epoch, version read, id, old state, new
 /// state, pending burst score (empty: none; `=`: unchanged), last-heard score (the same),
 /// number of fields to delete, those field names, then field/value pairs.
 pub(super) fn patch() -> Script {
@@ -75,7 +75,7 @@ return 'OK'
     ))
 }
 
-/// Removes a registration hash. KEYS: epoch, registration, device set, stats, pending set,
+/// Removes a registration hash. KEYS: epoch, registration, device index, stats, pending set,
 /// seen set.
 /// ARGV: epoch, id, version read (empty: any).
 pub(super) fn remove() -> Script {
@@ -85,7 +85,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return 'NOTFOUND' end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], 'v') ~= ARGV[3] then return 'CONFLICT' end
 local state = redis.call('HGET', KEYS[2], 'st')
 redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[6], ARGV[2])
 if state then redis.call('HINCRBY', KEYS[4], state, -1) end

@@ -74,7 +74,7 @@ impl RedisStore {
         }
     }
 
-    /// The keys of the shard scripts that write `record`: epoch, registration, device set
+    /// The keys of the shard scripts that write `record`: epoch, registration, device index
     /// (unless `patch`: a patch never changes it), stats, pending set, seen set.
     pub(super) fn shard_keys(
         &self,

@@ -1,0 +1,48 @@
+//! The Redis settings Herald relies on (docs/configuration.md), read once the server
+//! answers, so a node tells its operator what a deployment got wrong instead of silently
+//! costing memory or losing registrations.
+
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+
+use crate::store::StoreError;
+
+/// A listpack-encoded registration hash must hold EWS subscription and Inbox ids (~100
+/// bytes) and FCM tokens (~160 bytes).
+const LISTPACK_VALUE_ADVISED: u64 = 256;
+
+/// One line per setting that should change; empty when every one is as advised.
+pub(super) async fn advice(conn: &mut ConnectionManager) -> Result<Vec<String>, StoreError> {
+    let settings: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hash-max-listpack-value")
+        .arg("maxmemory")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await?;
+    let setting = |name: &str| settings.get(name).map(String::as_str);
+    let mut advice = Vec::new();
+    if let Some(value) = setting("hash-max-listpack-value")
+        && value
+            .parse::<u64>()
+            .is_ok_and(|v| v < LISTPACK_VALUE_ADVISED)
+    {
+        advice.push(format!(
+            "Redis hash-max-listpack-value is {value}: registration hashes holding EWS ids \
+             and FCM tokens are stored as hashtables, about 0.6 KB more each; set it to \
+             {LISTPACK_VALUE_ADVISED}"
+        ));
+    }
+    let limited = setting("maxmemory").is_some_and(|v| v != "0");
+    if let Some(policy) = setting("maxmemory-policy")
+        && limited
+        && policy != "noeviction"
+    {
+        advice.push(format!(
+            "Redis maxmemory-policy is {policy}: when Redis is full it evicts keys, and an \
+             evicted registration is lost; set it to noeviction"
+        ));
+    }
+    Ok(advice)
+}
