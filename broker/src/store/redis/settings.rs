@@ -30,7 +30,7 @@ pub(super) async fn advice(conn: &mut ConnectionManager) -> Result<Vec<String>, 
     {
         advice.push(format!(
             "Redis hash-max-listpack-value is {value}: registration hashes holding EWS ids \
-             and FCM tokens are stored as hashtables, about 0.6 KB more each; set it to \
+             and FCM tokens are stored as hashtables, about 1 KB more each; set it to \
              {LISTPACK_VALUE_ADVISED}"
         ));
     }
