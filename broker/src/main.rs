@@ -18,6 +18,7 @@ mod demo;
 
 // glibc's allocator spent a quarter of the node's CPU under EWS load (perf); mimalloc is
 // faster with many small, short-lived allocations across threads.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
