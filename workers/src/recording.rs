@@ -76,12 +76,16 @@ impl RecordingSender {
 
     fn record(&self, request: &PushRequest) -> PushOutcome {
         if let Some(path) = &self.file {
-            let line = serde_json::to_string(request).unwrap_or_default();
+            // One write per line: an append of a whole line is atomic, while `writeln!`
+            // writes the line and its newline separately, and concurrent pushes then
+            // interleave their lines.
+            let mut line = serde_json::to_vec(request).unwrap_or_default();
+            line.push(b'\n');
             let written = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .and_then(|mut f| writeln!(f, "{line}"));
+                .and_then(|mut f| f.write_all(&line));
             if let Err(e) = written {
                 return PushOutcome::Failed {
                     reason: format!("cannot record the push: {e}"),
@@ -185,5 +189,26 @@ mod tests {
         let read = RecordingSender::read_file(&path).unwrap();
         assert_eq!(read, vec![request("a", 1), request("b", 2)]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A node pushes from many tasks at once: every request is one whole line of the file.
+    #[test]
+    fn concurrent_pushes_never_share_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushes.jsonl");
+        let sender = RecordingSender::with_file(&path);
+        let (threads, each) = (8, 200);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    for i in 0..each {
+                        let _ = sender.record(&request(&format!("device-{t}-{i}"), i));
+                    }
+                });
+            }
+        });
+        let read = RecordingSender::read_file(&path).unwrap();
+        assert_eq!(read.len(), threads * each as usize);
     }
 }
