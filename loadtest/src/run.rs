@@ -150,6 +150,7 @@ pub async fn run(
     // Once everything was sent, pushes get `settle` to arrive.
     let mut sent_at: Option<Duration> = None;
     let mut latency = latency_histogram();
+    let mut after_warmup = latency_histogram();
     loop {
         ticker.tick().await;
         let elapsed = started.elapsed();
@@ -170,6 +171,10 @@ pub async fn run(
             .live
             .tick(elapsed.as_secs(), accepted - last_accepted);
         latency.add(&answered)?;
+        // Second `t` holds the answers of (t-1, t]: it is past the warm-up once t-1 is.
+        if elapsed.as_secs().saturating_sub(1) >= scenario.warmup.as_secs() {
+            after_warmup.add(&answered)?;
+        }
         last_accepted = accepted;
         writeln!(out, "{second}")?;
         series.push(second);
@@ -197,6 +202,7 @@ pub async fn run(
         &scenario,
         series,
         latency,
+        (!scenario.warmup.is_zero()).then_some(after_warmup),
         report::AnswerCounts {
             ok: a.ok.load(Ordering::Relaxed),
             unsubscribe: a.unsubscribe.load(Ordering::Relaxed),

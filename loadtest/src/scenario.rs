@@ -30,6 +30,10 @@ pub struct Scenario {
     /// After the last notification, how long pushes may take to arrive.
     #[serde(default = "settle", with = "humantime_serde")]
     pub settle: Duration,
+    /// The first seconds of the run, whose answers the summary also reports apart: actors
+    /// start and connections open then (DESIGN.md §6 measures after the warm-up).
+    #[serde(default, with = "humantime_serde")]
+    pub warmup: Duration,
     /// Mock APNs answering 503 to a share of pushes for a while.
     #[serde(default)]
     pub brownout: Option<Brownout>,

@@ -67,6 +67,15 @@ async fn the_smoke_scenario_delivers_every_badge_right() {
         report.ios_event_to_push.count > 0 && report.android_event_to_push.count > 0,
         "{report}"
     );
+    // The warm-up's answers are reported apart: the rest are a strict part of all.
+    let after = report
+        .answer_latency_after_warmup
+        .as_ref()
+        .expect("the smoke scenario has a warm-up");
+    assert!(
+        after.count > 0 && after.count < report.answer_latency.count,
+        "{report}"
+    );
     assert!(printed.contains("registering ["), "{printed}");
     assert!(
         printed.lines().any(|l| l.starts_with("t=")),

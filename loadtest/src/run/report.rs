@@ -73,6 +73,8 @@ pub struct RunReport {
     pub accepted_per_second: f64,
     pub answers: AnswerCounts,
     pub answer_latency: Percentiles,
+    /// The answers after the scenario's warm-up (`None` without one).
+    pub answer_latency_after_warmup: Option<Percentiles>,
     pub ios_event_to_push: Percentiles,
     pub android_event_to_push: Percentiles,
     pub pushes: usize,
@@ -87,6 +89,7 @@ impl RunReport {
         scenario: &Scenario,
         series: Vec<Second>,
         latency: Histogram<u64>,
+        after_warmup: Option<Histogram<u64>>,
         answers: AnswerCounts,
         v: Verification,
     ) -> Self {
@@ -98,6 +101,7 @@ impl RunReport {
             notifications_sent: sent,
             accepted_per_second: answers.ok as f64 / sending_seconds as f64,
             answer_latency: Percentiles::of(&latency),
+            answer_latency_after_warmup: after_warmup.as_ref().map(Percentiles::of),
             ios_event_to_push: Percentiles::of(&v.ios_latency),
             android_event_to_push: Percentiles::of(&v.android_latency),
             pushes: v.pushes,
@@ -249,6 +253,9 @@ impl fmt::Display for RunReport {
             self.accepted_per_second
         )?;
         writeln!(f, "answer latency: {}", self.answer_latency)?;
+        if let Some(after) = &self.answer_latency_after_warmup {
+            writeln!(f, "answer latency after the warm-up: {after}")?;
+        }
         writeln!(f, "event → push, iOS: {}", self.ios_event_to_push)?;
         writeln!(f, "event → push, Android: {}", self.android_event_to_push)?;
         writeln!(
