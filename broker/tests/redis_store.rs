@@ -379,17 +379,16 @@ async fn a_flush_reads_only_the_other_registrations_of_its_device() {
     registry.unregister(second.id.as_str()).await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("herald:*:d:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut strings = async |command: &str, arg: &str| -> Vec<String> {
+        redis::cmd(command)
+            .arg(arg)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    let keys = strings("KEYS", "herald:*:d:*").await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let members: Vec<String> = redis::cmd("HKEYS")
-        .arg(&keys[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let members = strings("HKEYS", &keys[0]).await;
     assert_eq!(members, vec![first.id.to_string()]);
 }
 

@@ -165,11 +165,11 @@ impl Actor for SubscriptionActor {
         // Boxed: ractor keeps the future that waits for an actor's next message (which
         // embeds this one) for as long as the actor lives, so its size is paid by every idle
         // live actor; the work itself is allocated only while a message is handled.
-        Box::pin(handle(myself, message, state)).await
+        Box::pin(on_message(myself, message, state)).await
     }
 }
 
-async fn handle(
+async fn on_message(
     myself: ActorRef<SubMsg>,
     message: SubMsg,
     state: &mut SubState,
