@@ -149,7 +149,8 @@ async fn until_stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Keeps the gRPC health status in step with the store's reachability until the node stops.
+/// Keeps the gRPC health status in step with the store's reachability until the node stops;
+/// the first time the store answers, warns about its settings.
 async fn follow_store_health(
     health: tonic_health::server::HealthReporter,
     store: Arc<dyn RegistrationStore>,

@@ -502,23 +502,20 @@ async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations()
         }
     };
 
+    // The advice is one line, naming the setting and its value.
+    let only = async |expected: &str| {
+        let advice = store.settings_advice().await.unwrap();
+        assert_eq!(advice.len(), 1, "{advice:?}");
+        assert!(advice[0].contains(expected), "{advice:?}");
+    };
+
     // Redis's defaults: small listpacks, no memory limit (so nothing is evicted).
-    let advice = store.settings_advice().await.unwrap();
-    assert_eq!(advice.len(), 1, "{advice:?}");
-    assert!(
-        advice[0].contains("hash-max-listpack-value is 64"),
-        "{advice:?}"
-    );
+    only("hash-max-listpack-value is 64").await;
 
     config("hash-max-listpack-value", "256").await;
     config("maxmemory", "100mb").await;
     config("maxmemory-policy", "allkeys-lru").await;
-    let advice = store.settings_advice().await.unwrap();
-    assert_eq!(advice.len(), 1, "{advice:?}");
-    assert!(
-        advice[0].contains("maxmemory-policy is allkeys-lru"),
-        "{advice:?}"
-    );
+    only("maxmemory-policy is allkeys-lru").await;
 
     config("maxmemory-policy", "noeviction").await;
     assert_eq!(store.settings_advice().await.unwrap(), Vec::<String>::new());
