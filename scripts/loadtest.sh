@@ -109,11 +109,11 @@ fi
 # Where the CPU went: each process's CPU time, and Redis's time per command.
 echo "CPU time (s): $(for pid in "${pids[@]}"; do ps -o comm=,times= -p "$pid" 2>/dev/null | tr '\n' ' '; done)" >&2
 redis-cli -p "$redis_port" info commandstats | grep -E 'calls=' | sed 's/^cmdstat_/  redis /; s/,rejected_calls.*//' >&2 || true
-# What the registrations cost Redis: used memory per registration (each has one `loc:`
+# What the registrations cost Redis: used memory per registration (each has one `r:`
 # key), and one key of each kind as `MEMORY USAGE` sees it
 # (after the last bursts' flushes: max delay 3 s).
 sleep 4
-registrations=$(redis-cli -p "$redis_port" --scan --pattern '*:loc:*' | wc -l)
+registrations=$(redis-cli -p "$redis_port" --scan --pattern '*:r:*' | wc -l)
 if [ "$registrations" -gt 0 ]; then
   echo "redis memory: $(( ($(redis_used) - redis_before) / registrations )) bytes per registration ($registrations registrations)" >&2
   for pattern in '*:r:*' '*:d:*' '*:loc:*' '*:sub:*'; do
@@ -122,5 +122,11 @@ if [ "$registrations" -gt 0 ]; then
       echo "  $pattern: $(redis-cli -p "$redis_port" memory usage "$key") bytes ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
     fi
   done
+  # A shard's `seen` index holds one entry per watched registration; its encoding changes
+  # from listpack to skiplist past zset-max-listpack-entries (128) entries per shard.
+  key=$(redis-cli -p "$redis_port" --scan --pattern '*:seen' | head -1) || true
+  if [ -n "$key" ]; then
+    echo "  *:seen: $(( $(redis-cli -p "$redis_port" memory usage "$key") / $(redis-cli -p "$redis_port" zcard "$key") )) bytes per entry ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
+  fi
 fi
 exit $status

@@ -108,9 +108,7 @@ impl Registry {
             raw => Some(SubscriptionId::parse("subscription_id", raw)?),
         };
 
-        let mut id_bytes = [0u8; RegistrationId::BYTES];
-        getrandom::fill(&mut id_bytes).map_err(RegistryError::entropy)?;
-        let id = RegistrationId::from_bytes(id_bytes);
+        let id = RegistrationId::mint(device_token.shard()).map_err(RegistryError::entropy)?;
         let token = CallbackToken::mint(id.clone()).map_err(RegistryError::entropy)?;
         let record = RegistrationRecord {
             id,

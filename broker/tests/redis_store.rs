@@ -200,11 +200,15 @@ async fn a_write_with_an_old_epoch_is_refused_and_changes_nothing() {
     assert_eq!(store.count_by_state().await.unwrap().pending, 1);
 }
 
-/// Deletes a registration's location entry, as a crash between write steps would leave it.
-async fn drop_location(redis: &RedisServer, id: &RegistrationId) {
+/// Deletes a registration's hash (and location entry, if it has one) behind the store's back,
+/// leaving its device index entry and subscription claim: what a crash between the steps of
+/// a delete leaves.
+async fn drop_registration(redis: &RedisServer, id: &RegistrationId) {
+    let shard = id.birth_shard().unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: i64 = redis::cmd("DEL")
+        .arg(format!("herald:{{{shard}}}:r:{id}"))
         .arg(format!("herald:loc:{id}"))
         .query_async(&mut conn)
         .await
@@ -217,8 +221,8 @@ async fn an_interrupted_registration_leaves_nothing_visible() {
     let store = store(&redis);
     let registry = registry(Arc::new(store.clone()), 0);
     let created = registry.register(new_registration()).await.unwrap().record;
-    // Simulate a crash before the commit point of a create: the location entry is missing.
-    drop_location(&redis, &created.id).await;
+    // Simulate a crash part-way through a delete: the hash is gone, its index entries not.
+    drop_registration(&redis, &created.id).await;
     assert!(store.get(&created.id).await.unwrap().is_none());
     assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
     assert!(matches!(
@@ -227,6 +231,112 @@ async fn an_interrupted_registration_leaves_nothing_visible() {
     ));
     let unknown = RegistrationId::from_bytes([0; 16]);
     assert!(store.get(&unknown).await.unwrap().is_none());
+}
+
+/// Every key in `redis` that names `id`.
+async fn keys_naming(redis: &RedisServer, id: &RegistrationId) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{id}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn only_a_moved_registration_has_a_location_entry() {
+    const OTHER_TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let birth = ShardId::of_device_token(APNS_TOKEN);
+    let other = ShardId::of_device_token(OTHER_TOKEN);
+    assert_ne!(birth, other);
+    let created = registry.register(new_registration()).await.unwrap().record;
+    let id = created.id.clone();
+    assert_eq!(id.birth_shard(), Some(birth));
+    let location = format!("herald:loc:{id}");
+    let hash = |shard: ShardId| format!("herald:{{{shard}}}:r:{id}");
+    assert_eq!(keys_naming(&redis, &id).await, vec![hash(birth)]);
+
+    // Away from its birth shard, a location entry says where it went.
+    registry
+        .update_device_token(id.as_str(), OTHER_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys_naming(&redis, &id).await,
+        vec![location.clone(), hash(other)]
+    );
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().device_token.as_str(),
+        OTHER_TOKEN
+    );
+    assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
+
+    // Back home, the entry goes.
+    registry
+        .update_device_token(id.as_str(), APNS_TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(keys_naming(&redis, &id).await, vec![hash(birth)]);
+    assert_eq!(registry.list_device(APNS_TOKEN).await.unwrap().len(), 1);
+    assert!(registry.list_device(OTHER_TOKEN).await.unwrap().is_empty());
+
+    // A move whose clean-up failed leaves a copy in the birth shard (and its device index):
+    // the location entry hides it, and keeps hiding it after the registration is deleted.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let dumped: Vec<u8> = redis::cmd("DUMP")
+        .arg(hash(birth))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let index: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("herald:{{{birth}}}:d:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    registry
+        .update_device_token(id.as_str(), OTHER_TOKEN)
+        .await
+        .unwrap();
+    let () = redis::cmd("RESTORE")
+        .arg(hash(birth))
+        .arg(0)
+        .arg(dumped)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&index[0])
+        .arg(id.as_str())
+        .arg("")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().device_token.as_str(),
+        OTHER_TOKEN
+    );
+    assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
+    registry.unregister(id.as_str()).await.unwrap();
+    assert_eq!(keys_naming(&redis, &id).await, vec![location, hash(birth)]);
+    assert!(store.get(&id).await.unwrap().is_none());
+    assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
+    assert!(registry.list_device(OTHER_TOKEN).await.unwrap().is_empty());
+
+    // Without an orphan, a deleted moved registration leaves no key behind.
+    let second = registry.register(new_registration()).await.unwrap().record;
+    registry
+        .update_device_token(second.id.as_str(), OTHER_TOKEN)
+        .await
+        .unwrap();
+    registry.unregister(second.id.as_str()).await.unwrap();
+    assert!(keys_naming(&redis, &second.id).await.is_empty());
 }
 
 #[tokio::test]
@@ -243,7 +353,7 @@ async fn a_stale_subscription_claim_is_taken_over() {
         .unwrap()
         .record;
     // The owner disappears without releasing its claim (a crash mid-delete).
-    drop_location(&redis, &first.id).await;
+    drop_registration(&redis, &first.id).await;
     let second = registry
         .register(NewRegistration {
             subscription_id: "SUB-S".into(),

@@ -13,9 +13,12 @@ use super::validate::FieldError;
 /// Longest subscription id or folder id accepted (Exchange's are ~90–150 characters).
 pub(super) const MAX_OPAQUE_ID_LEN: usize = 512;
 
-/// A registration id: 128 random bits, written as 32 lowercase hex characters. Shared, not
-/// copied: a live registration's id is a key in several of the node's maps, and a clone is
-/// a reference count rather than an allocation.
+/// A registration id: 16 bytes, written as 32 lowercase hex characters. An id minted by this
+/// version names the shard the registration was created in (its birth shard) in its first
+/// two bytes, followed by 112 random bits, so the store finds a registration that never
+/// moved without a lookup; ids minted before are 128 random bits. Shared, not copied: a live
+/// registration's id is a key in several of the node's maps, and a clone is a reference
+/// count rather than an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistrationId(Arc<str>);
 
@@ -24,6 +27,25 @@ impl RegistrationId {
 
     pub fn from_bytes(bytes: [u8; Self::BYTES]) -> Self {
         Self(hex::encode(bytes).into())
+    }
+
+    /// A new id for a registration created in `shard`, from the operating system's random
+    /// source.
+    pub fn mint(shard: ShardId) -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; Self::BYTES];
+        getrandom::fill(&mut bytes[2..])?;
+        bytes[..2].copy_from_slice(&shard.number().to_be_bytes());
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// The shard named by the id's first two bytes, if they name one. Only a hint: the store
+    /// trusts it for registrations it has no other location for (docs in the store's key
+    /// schema), and an id minted before birth shards may name one by chance.
+    pub fn birth_shard(&self) -> Option<ShardId> {
+        // The string is 32 hex characters (built from bytes or checked by `parse`).
+        u16::from_str_radix(self.0.get(..4)?, 16)
+            .ok()
+            .and_then(ShardId::new)
     }
 
     /// Parses a registration id as a caller sends it.
@@ -166,6 +188,26 @@ mod tests {
         assert_eq!(
             token.shard(),
             DeviceToken::parse(Platform::Apns, APNS).unwrap().shard()
+        );
+    }
+
+    #[test]
+    fn a_minted_id_names_its_birth_shard_and_is_otherwise_random() {
+        let shard = ShardId::new(1023).unwrap();
+        let (a, b) = (
+            RegistrationId::mint(shard).unwrap(),
+            RegistrationId::mint(shard).unwrap(),
+        );
+        assert_eq!(a.birth_shard(), Some(shard));
+        assert!(a.as_str().starts_with("03ff"), "{a}");
+        assert_ne!(a, b);
+        let parsed = RegistrationId::parse("id", a.as_str()).unwrap();
+        assert_eq!(parsed.birth_shard(), Some(shard));
+        // Ids minted before birth shards are random: most name no shard.
+        assert_eq!(RegistrationId::from_bytes([0xab; 16]).birth_shard(), None);
+        assert_eq!(
+            RegistrationId::from_bytes([0; 16]).birth_shard(),
+            ShardId::new(0)
         );
     }
 

@@ -5,6 +5,7 @@
 
 mod claims;
 mod codec;
+
 mod keys;
 mod scripts;
 mod settings;
@@ -97,7 +98,7 @@ impl RedisStore {
         for (id, (location, fields)) in ids.iter().zip(answers) {
             // Only registrations whose location is this shard exist; others are orphans of
             // an interrupted move or delete.
-            if location.and_then(ShardId::new) == Some(shard)
+            if located(id, location) == Some(shard)
                 && let Some(record) = codec::decode(&self.keys.registration(shard, id), id, fields)?
             {
                 records.push(record);
@@ -158,10 +159,42 @@ impl RedisStore {
         codec::decode(&key, id, fields)
     }
 
-    async fn location(&self, id: &RegistrationId) -> Result<Option<ShardId>, StoreError> {
+    /// Points a moved registration's location entry at `shard` (the commit point of a
+    /// move): removes the entry when `shard` is the id's birth shard.
+    async fn set_location(&self, id: &RegistrationId, shard: ShardId) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Option<u16> = conn.get(self.keys.location(id)).await?;
-        Ok(raw.and_then(ShardId::new))
+        if id.birth_shard() == Some(shard) {
+            let _: i64 = conn.del(self.keys.location(id)).await?;
+        } else {
+            let () = conn.set(self.keys.location(id), shard.number()).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops a deleted registration's location entry, unless a copy of it is left in its
+    /// birth shard (an interrupted move's orphan), which the entry keeps hidden.
+    async fn drop_location(&self, id: &RegistrationId, shard: ShardId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        if let Some(birth) = id.birth_shard().filter(|birth| *birth != shard)
+            && conn.exists(self.keys.registration(birth, id)).await?
+        {
+            tracing::warn!(
+                %id,
+                "a deleted registration left a copy in its birth shard; its location entry stays to hide it"
+            );
+            return Ok(());
+        }
+        let _: i64 = conn.del(self.keys.location(id)).await?;
+        Ok(())
+    }
+}
+
+/// Where registration `id` lives, given its location entry: the entry when there is one (a
+/// moved registration, or one whose id names no birth shard), else the id's birth shard.
+fn located(id: &RegistrationId, location: Option<u16>) -> Option<ShardId> {
+    match location {
+        Some(number) => ShardId::new(number),
+        None => id.birth_shard(),
     }
 }
 
@@ -221,9 +254,26 @@ impl RegistrationStore for RedisStore {
     }
 
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError> {
-        match self.location(id).await? {
-            Some(shard) => self.read(shard, id).await,
-            None => Ok(None),
+        let mut conn = self.conn.clone();
+        // One round trip for a registration in its birth shard: its location entry (absent
+        // unless it moved) and its hash there, pipelined.
+        let (location, fields) = match id.birth_shard() {
+            Some(birth) => {
+                let (location, fields): (Option<u16>, HashMap<String, String>) = redis::pipe()
+                    .get(self.keys.location(id))
+                    .hgetall(self.keys.registration(birth, id))
+                    .query_async(&mut conn)
+                    .await?;
+                (location, Some((birth, fields)))
+            }
+            None => (conn.get(self.keys.location(id)).await?, None),
+        };
+        match (located(id, location), fields) {
+            (None, _) => Ok(None),
+            (Some(shard), Some((birth, fields))) if shard == birth => {
+                codec::decode(&self.keys.registration(shard, id), id, fields)
+            }
+            (Some(shard), _) => self.read(shard, id).await,
         }
     }
 
@@ -265,12 +315,12 @@ impl RegistrationStore for RedisStore {
             ..record.clone()
         };
         self.with_claim(&record, None, async {
+            // The commit point for an id born in this shard: from here on it exists. An id
+            // born elsewhere (or before birth shards) exists once its location entry is set.
             self.put(fence, &record, PutMode::Create).await?;
-            let mut conn = self.conn.clone();
-            // The commit point: from here on the registration exists.
-            let () = conn
-                .set(self.keys.location(&record.id), fence.shard.number())
-                .await?;
+            if record.id.birth_shard() != Some(fence.shard) {
+                self.set_location(&record.id, fence.shard).await?;
+            }
             Ok(())
         })
         .await?;
@@ -354,10 +404,7 @@ impl RegistrationStore for RedisStore {
                     ..record.clone()
                 };
                 self.put(to, &moved, PutMode::Upsert).await?;
-                let mut conn = self.conn.clone();
-                let () = conn
-                    .set(self.keys.location(&record.id), to.shard.number())
-                    .await?;
+                self.set_location(&record.id, to.shard).await?;
                 Ok(moved)
             })
             .await?;
@@ -376,8 +423,7 @@ impl RegistrationStore for RedisStore {
             return Ok(false);
         };
         let existed = self.remove(fence, &record, None).await?;
-        let mut conn = self.conn.clone();
-        let _: i64 = conn.del(self.keys.location(id)).await?;
+        self.drop_location(id, fence.shard).await?;
         if let Some(sub) = &record.subscription_id {
             self.settle_claim(&self.scripts.release_claim, sub, id)
                 .await?;

@@ -9,14 +9,17 @@
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
 //! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
 //! | `{prefix}:{s<n>}:seen` | sorted set | pending and active registrations, by when Exchange was last heard for them (ms) |
-//! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in |
+//! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in, when that is not the shard its id names (it moved, or its id predates birth shards) |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
 //!
-//! `loc` is the commit point: a registration exists when `loc` names a shard whose `r:` hash
-//! holds it. A crash between the steps of a multi-key change leaves at most an orphan that
-//! no reader can see.
+//! A registration lives in the shard its `loc` entry names or, without one, in the birth
+//! shard its id names (`RegistrationId::birth_shard`), and exists when that shard's `r:`
+//! hash holds it. So creating a registration in its birth shard is one atomic script, and a
+//! move commits by pointing `loc` at the new shard (or deleting it when the new shard is the
+//! birth shard); only moved registrations pay for a `loc` key. A crash between the steps of a
+//! multi-key change leaves at most an orphan that no reader can see.
 
 use herald_cluster::ShardId;
 use sha2::{Digest, Sha256};
