@@ -5,7 +5,7 @@
 
 mod claims;
 mod codec;
-
+mod compact;
 mod keys;
 mod scripts;
 mod settings;

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use super::compact;
 use crate::domain::{
-    Burst, CallbackSecretHash, DeviceToken, Platform, Progress, RegState, RegistrationId,
-    RegistrationRecord, SubscriptionId, UnixMillis,
+    Burst, DeviceToken, Platform, Progress, RegState, RegistrationId, RegistrationRecord,
+    SubscriptionId, UnixMillis,
 };
 use crate::store::StoreError;
 
@@ -47,7 +48,10 @@ impl Fields {
             values: Vec::with_capacity(19),
         };
         let progress = &record.progress;
-        fields.put(TOKEN, Some(record.device_token.as_str()));
+        match record.platform {
+            Platform::Apns => fields.put(TOKEN, Some(compact::Token(record.device_token.as_str()))),
+            Platform::Fcm => fields.put(TOKEN, Some(record.device_token.as_str())),
+        }
         fields.put(PLATFORM, Some(record.platform.as_str()));
         fields.put(APP, Some(&record.app_id));
         fields.put(HOME, Some(&record.home_region));
@@ -56,7 +60,7 @@ impl Fields {
         fields.put(CREATED, Some(record.created_at.0));
         fields.put(
             CALLBACK_HASH,
-            Some(format_args!("{:x}", record.callback_hash)),
+            Some(compact::CallbackHash(&record.callback_hash)),
         );
         fields.put(
             SUBSCRIPTION,
@@ -69,7 +73,7 @@ impl Fields {
         fields.put(INBOX_UNREAD, progress.inbox_unread);
         fields.put(
             RECENT_KEYS,
-            (!progress.recent.is_empty()).then_some(Keys(&progress.recent)),
+            (!progress.recent.is_empty()).then_some(compact::Keys(&progress.recent)),
         );
         fields.put(NEWEST_EVENT, progress.newest_event);
         fields.put(BURST, progress.burst.map(BurstField));
@@ -94,15 +98,6 @@ impl Fields {
         self.values
             .iter()
             .map(|(name, range)| (*name, range.clone().map(|r| &self.text[r])))
-    }
-}
-
-/// Dedupe keys, 16 hex digits each.
-struct Keys<'a>(&'a [u64]);
-
-impl std::fmt::Display for Keys<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|k| write!(f, "{k:016x}"))
     }
 }
 
@@ -185,9 +180,14 @@ pub(super) fn decode(
     let platform = Platform::parse(&platform).ok_or_else(|| corrupt("bad platform".into()))?;
     let state = required(STATE)?;
     let state = RegState::parse(&state).ok_or_else(|| corrupt("bad state".into()))?;
-    let callback_hash = CallbackSecretHash::from_hex(&required(CALLBACK_HASH)?)
+    let callback_hash = compact::decode_callback_hash(&required(CALLBACK_HASH)?)
         .ok_or_else(|| corrupt("bad callback hash".into()))?;
-    let device_token = DeviceToken::from_stored(required(TOKEN)?);
+    let device_token = match platform {
+        Platform::Apns => compact::decode_apns_token(required(TOKEN)?)
+            .ok_or_else(|| corrupt("bad device token".into()))?,
+        Platform::Fcm => required(TOKEN)?,
+    };
+    let device_token = DeviceToken::from_stored(device_token);
     let app_id = required(APP)?;
     let home_region = required(HOME)?;
     let badge = number(BADGE, required(BADGE)?)?;
@@ -221,7 +221,9 @@ pub(super) fn decode(
                 .map(|raw| raw.parse().map_err(|_| corrupt("bad inbox count".into())))
                 .transpose()?,
             recent: take(RECENT_KEYS)
-                .map(|raw| decode_keys(&raw).ok_or_else(|| corrupt("bad recent keys".into())))
+                .map(|raw| {
+                    compact::decode_keys(&raw).ok_or_else(|| corrupt("bad recent keys".into()))
+                })
                 .transpose()?
                 .unwrap_or_default(),
             newest_event: take(NEWEST_EVENT)
@@ -234,16 +236,6 @@ pub(super) fn decode(
         callback_hash,
         version,
     }))
-}
-
-fn decode_keys(raw: &str) -> Option<Vec<u64>> {
-    if !raw.len().is_multiple_of(16) || !raw.is_ascii() {
-        return None;
-    }
-    (0..raw.len())
-        .step_by(16)
-        .map(|at| u64::from_str_radix(&raw[at..at + 16], 16).ok())
-        .collect()
 }
 
 fn decode_burst(raw: &str) -> Option<Burst> {
@@ -261,6 +253,7 @@ fn decode_burst(raw: &str) -> Option<Burst> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::CallbackSecretHash;
 
     fn record() -> RegistrationRecord {
         RegistrationRecord {
@@ -305,6 +298,27 @@ mod tests {
             set.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         fields.insert(VERSION.into(), "3".into());
         fields.insert("future_field".into(), "kept".into());
+        let decoded = decode("k", &original.id, fields).unwrap().unwrap();
+        assert_eq!(decoded, original);
+    }
+
+    #[test]
+    fn a_hash_written_in_hex_by_an_earlier_version_reads_the_same() {
+        let original = record();
+        let (set, _) = encode(&original);
+        let mut fields: HashMap<String, String> =
+            set.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert!(fields[TOKEN].len() < 64 && fields[CALLBACK_HASH].len() < 64);
+        fields.insert(TOKEN.into(), original.device_token.as_str().to_owned());
+        fields.insert(CALLBACK_HASH.into(), original.callback_hash.to_hex());
+        let hex_keys: String = original
+            .progress
+            .recent
+            .iter()
+            .map(|k| format!("{k:016x}"))
+            .collect();
+        fields.insert(RECENT_KEYS.into(), hex_keys);
+        fields.insert(VERSION.into(), "3".into());
         let decoded = decode("k", &original.id, fields).unwrap().unwrap();
         assert_eq!(decoded, original);
     }

@@ -1,0 +1,140 @@
+//! Binary values of a registration hash (the callback hash, the recent notification keys, an
+//! APNs device token) written as base64url instead of hex: a third shorter, which keeps a
+//! long-lived registration's hash inside a smaller allocation of Redis's allocator (see
+//! docs/performance.md). Values written by earlier versions, in hex, are still read; a
+//! base64 value that could be mistaken for hex starts with [`MARK`].
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::display::Base64Display;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::domain::CallbackSecretHash;
+
+/// Starts a base64url value whose length alone does not tell it from hex. Neither alphabet
+/// has it.
+const MARK: char = '.';
+
+/// The callback hash: 43 base64url characters (hex: 64, which no base64 form of 32 bytes
+/// has, so no mark).
+pub(super) struct CallbackHash<'a>(pub(super) &'a CallbackSecretHash);
+
+impl fmt::Display for CallbackHash<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Base64Display::new(&self.0.0, &URL_SAFE_NO_PAD).fmt(f)
+    }
+}
+
+pub(super) fn decode_callback_hash(raw: &str) -> Option<CallbackSecretHash> {
+    if raw.len() == 64 {
+        return CallbackSecretHash::from_hex(raw);
+    }
+    let mut bytes = [0u8; 32];
+    (URL_SAFE_NO_PAD.decode_slice(raw, &mut bytes).ok()? == 32).then_some(CallbackSecretHash(bytes))
+}
+
+/// Recent notification keys: [`MARK`], then base64url of their big-endian bytes (hex: 16
+/// digits each).
+pub(super) struct Keys<'a>(pub(super) &'a [u64]);
+
+impl fmt::Display for Keys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes: Vec<u8> = self.0.iter().flat_map(|k| k.to_be_bytes()).collect();
+        write!(f, "{MARK}{}", Base64Display::new(&bytes, &URL_SAFE_NO_PAD))
+    }
+}
+
+pub(super) fn decode_keys(raw: &str) -> Option<Vec<u64>> {
+    match raw.strip_prefix(MARK) {
+        Some(encoded) => {
+            let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+            if !bytes.len().is_multiple_of(8) {
+                return None;
+            }
+            bytes
+                .chunks_exact(8)
+                .map(|chunk| chunk.try_into().ok().map(u64::from_be_bytes))
+                .collect()
+        }
+        None => {
+            if !raw.len().is_multiple_of(16) || !raw.is_ascii() {
+                return None;
+            }
+            (0..raw.len())
+                .step_by(16)
+                .map(|at| u64::from_str_radix(&raw[at..at + 16], 16).ok())
+                .collect()
+        }
+    }
+}
+
+/// An APNs device token (lowercase hex, normalised): [`MARK`], then base64url of its bytes.
+/// Anything else (an FCM token) is written as it is.
+pub(super) struct Token<'a>(pub(super) &'a str);
+
+impl fmt::Display for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match hex::decode(self.0) {
+            Ok(bytes) => write!(f, "{MARK}{}", Base64Display::new(&bytes, &URL_SAFE_NO_PAD)),
+            Err(_) => f.write_str(self.0),
+        }
+    }
+}
+
+/// An APNs device token as stored: hex again (the form every other part of Herald uses).
+pub(super) fn decode_apns_token(raw: String) -> Option<String> {
+    match raw.strip_prefix(MARK) {
+        Some(encoded) => Some(hex::encode(URL_SAFE_NO_PAD.decode(encoded).ok()?)),
+        None => Some(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_forms_round_trip_and_are_shorter_than_hex() {
+        let hash = CallbackSecretHash([0xfe; 32]);
+        let written = CallbackHash(&hash).to_string();
+        assert_eq!(written.len(), 43);
+        assert_eq!(decode_callback_hash(&written), Some(hash));
+
+        let keys = [1, u64::MAX, 0xdead_beef, 0, 7, 8, 9, 10];
+        let written = Keys(&keys).to_string();
+        assert_eq!(written.len(), 1 + 86, "{written}");
+        assert_eq!(decode_keys(&written).unwrap(), keys);
+        assert_eq!(
+            decode_keys(&Keys(&[]).to_string()).unwrap(),
+            Vec::<u64>::new()
+        );
+
+        let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+        let written = Token(token).to_string();
+        assert_eq!(written.len(), 1 + 43, "{written}");
+        assert_eq!(decode_apns_token(written).unwrap(), token);
+    }
+
+    #[test]
+    fn hex_written_by_earlier_versions_is_still_read() {
+        let hash = CallbackSecretHash([0x5a; 32]);
+        assert_eq!(decode_callback_hash(&hash.to_hex()), Some(hash));
+        assert_eq!(
+            decode_keys("0000000000000001ffffffffffffffff").unwrap(),
+            [1, u64::MAX]
+        );
+        let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+        assert_eq!(decode_apns_token(token.into()).unwrap(), token);
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        assert_eq!(decode_callback_hash("short"), None);
+        assert_eq!(decode_callback_hash(&"z".repeat(64)), None);
+        assert_eq!(decode_keys(".AAAA"), None, "3 bytes are not whole keys");
+        assert_eq!(decode_keys(".!!"), None);
+        assert_eq!(decode_keys("abc"), None);
+        assert_eq!(decode_apns_token(".!!".into()), None);
+    }
+}
