@@ -630,3 +630,75 @@ async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations()
     config("maxmemory-policy", "noeviction").await;
     assert_eq!(store.settings_advice().await.unwrap(), Vec::<String>::new());
 }
+
+/// The silence index was one sorted set per shard before it was split: a registration an
+/// earlier version left there is still found silent, and its next write moves it.
+#[tokio::test]
+async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
+    use herald_broker::domain::UnixMillis;
+
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let shard = ShardId::of_device_token(APNS_TOKEN);
+    let created = registry(Arc::new(store.clone()), 0)
+        .register(new_registration())
+        .await
+        .unwrap()
+        .record;
+    let id = created.id.as_str();
+    let part = format!("herald:{{{shard}}}:seen:{}", &id[id.len() - 1..]);
+    let unsplit = format!("herald:{{{shard}}}:seen");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut score = async |key: &str| -> Option<u64> {
+        redis::cmd("ZSCORE")
+            .arg(key)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(score(&part).await, Some(created.created_at.0));
+    assert_eq!(score(&unsplit).await, None);
+
+    // As an earlier version would have left it.
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::pipe()
+        .zrem(&part, id)
+        .ignore()
+        .zadd(&unsplit, id, 1_000)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let silent = store
+        .silent_since(shard, UnixMillis(2_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(silent, vec![created.id.clone()]);
+
+    let mut heard = created.clone();
+    heard.last_notification_at = Some(UnixMillis(5_000));
+    let fence = Fence {
+        shard,
+        epoch: Epoch(0),
+    };
+    store.update_from(fence, &created, &heard).await.unwrap();
+    let mut score = async |key: &str| -> Option<u64> {
+        redis::cmd("ZSCORE")
+            .arg(key)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(score(&unsplit).await, None);
+    assert_eq!(score(&part).await, Some(5_000));
+    assert!(
+        store
+            .silent_since(shard, UnixMillis(2_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -453,20 +453,24 @@ impl RegistrationStore for RedisStore {
         before: UnixMillis,
         limit: usize,
     ) -> Result<Vec<RegistrationId>, StoreError> {
+        let mut pipe = redis::pipe();
+        for key in self.keys.seen_all(shard) {
+            pipe.cmd("ZRANGE")
+                .arg(key)
+                .arg("-inf")
+                .arg(format!("({}", before.0))
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.seen(shard))
-            .arg("-inf")
-            .arg(format!("({}", before.0))
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        Ok(ids
+        let parts: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        Ok(parts
             .iter()
+            .flatten()
             .filter_map(|raw| RegistrationId::parse("seen", raw).ok())
+            .take(limit)
             .collect())
     }
 

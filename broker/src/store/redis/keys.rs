@@ -8,11 +8,16 @@
 //! | `{prefix}:{s<n>}:d:<device digest>` | hash | a device token's registrations: their ids as fields, empty values (a small hash is a listpack in Redis; a set of strings is a hashtable before 7.2) |
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
 //! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
-//! | `{prefix}:{s<n>}:seen` | sorted set | pending and active registrations, by when Exchange was last heard for them (ms) |
+//! | `{prefix}:{s<n>}:seen:<x>` | sorted set | pending and active registrations whose id ends in hex digit `<x>`, by when Exchange was last heard for them (ms) |
+//! | `{prefix}:{s<n>}:seen` | sorted set | the same, as written before the index was split; emptied as its registrations are written |
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in, when that is not the shard its id names (it moved, or its id predates birth shards) |
 //! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
+//!
+//! The silence index is split sixteen ways by the id's last hex digit so that each part stays
+//! under Redis's `zset-max-listpack-entries` (128) up to ~2 M registrations per region: a
+//! listpack entry costs ~50 bytes, a skiplist entry ~140 (docs/performance.md).
 //!
 //! A registration lives in the shard its `loc` entry names or, without one, in the birth
 //! shard its id names (`RegistrationId::birth_shard`), and exists when that shard's `r:`
@@ -38,8 +43,13 @@ struct ShardKeys {
     epoch: String,
     stats: String,
     pending: String,
-    seen: String,
+    seen: [String; SEEN_PARTS],
+    /// The unsplit silence index of earlier versions.
+    seen_unsplit: String,
 }
+
+/// How many parts a shard's silence index is split into: one per hex digit.
+const SEEN_PARTS: usize = 16;
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Self {
@@ -50,7 +60,8 @@ impl Keys {
                     epoch: format!("{prefix}:{{{shard}}}:epoch"),
                     stats: format!("{prefix}:{{{shard}}}:stats"),
                     pending: format!("{prefix}:{{{shard}}}:pending"),
-                    seen: format!("{prefix}:{{{shard}}}:seen"),
+                    seen: std::array::from_fn(|part| format!("{prefix}:{{{shard}}}:seen:{part:x}")),
+                    seen_unsplit: format!("{prefix}:{{{shard}}}:seen"),
                 })
                 .collect(),
         }
@@ -81,8 +92,25 @@ impl Keys {
         &self.shard(shard).pending
     }
 
-    pub(super) fn seen(&self, shard: ShardId) -> &str {
-        &self.shard(shard).seen
+    /// The part of the shard's silence index that holds `id`.
+    pub(super) fn seen(&self, shard: ShardId, id: &RegistrationId) -> &str {
+        let last = id.as_str().as_bytes().last().copied().unwrap_or(b'0');
+        let part = char::from(last).to_digit(16).unwrap_or(0) as usize;
+        &self.shard(shard).seen[part]
+    }
+
+    /// The silence index of earlier versions, which writes empty.
+    pub(super) fn seen_unsplit(&self, shard: ShardId) -> &str {
+        &self.shard(shard).seen_unsplit
+    }
+
+    /// Every part of the shard's silence index, the unsplit one last.
+    pub(super) fn seen_all(&self, shard: ShardId) -> impl Iterator<Item = &str> {
+        let keys = self.shard(shard);
+        keys.seen
+            .iter()
+            .chain(std::iter::once(&keys.seen_unsplit))
+            .map(String::as_str)
     }
 
     pub(super) fn location(&self, id: &RegistrationId) -> String {
@@ -119,10 +147,28 @@ mod tests {
             keys.device(shard, &token),
             keys.stats(shard).to_owned(),
             keys.pending(shard).to_owned(),
-            keys.seen(shard).to_owned(),
+            keys.seen(shard, &id).to_owned(),
+            keys.seen_unsplit(shard).to_owned(),
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }
         assert!(!keys.device(shard, &token).contains(token.as_str()));
+    }
+
+    #[test]
+    fn the_silence_index_is_split_by_the_ids_last_hex_digit() {
+        let keys = Keys::new("herald");
+        let shard = ShardId::new(3).unwrap();
+        let id = |last: u8| {
+            let mut bytes = [0x10; 16];
+            bytes[15] = last;
+            RegistrationId::from_bytes(bytes)
+        };
+        assert_eq!(keys.seen(shard, &id(0x00)), "herald:{s3}:seen:0");
+        assert_eq!(keys.seen(shard, &id(0x2b)), "herald:{s3}:seen:b");
+        assert_eq!(keys.seen(shard, &id(0xff)), "herald:{s3}:seen:f");
+        let all: Vec<&str> = keys.seen_all(shard).collect();
+        assert_eq!(all.len(), 17);
+        assert_eq!(all.last(), Some(&"herald:{s3}:seen"));
     }
 }

@@ -17,7 +17,7 @@ macro_rules! fenced {
 }
 
 /// Writes a registration hash. KEYS: epoch, registration, device index, stats, pending set,
-/// seen set. ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state,
+/// seen set part, unsplit seen set (only ever emptied). ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new state,
 /// pending burst score (empty: none), last-heard score (empty: not watched), number of
 /// fields to delete, those field names, then field/value pairs. The script sets `v`.
 pub(super) fn put() -> Script {
@@ -40,6 +40,7 @@ if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[4])
 else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4]) end
 if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[4])
 else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[4]) end
+redis.call('ZREM', KEYS[7], ARGV[4])
 if old_state then redis.call('HINCRBY', KEYS[4], old_state, -1) end
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 return 'OK'
@@ -49,7 +50,7 @@ return 'OK'
 
 /// Changes some fields of a registration hash whose version and state the caller knows (a
 /// subscription actor's cached record). KEYS: epoch, registration, stats, pending set, seen
-/// set (a patch never changes the device index). ARGV: epoch, version read, id, old state, new
+/// set part, unsplit seen set (a patch never changes the device index). ARGV: epoch, version read, id, old state, new
 /// state, pending burst score (empty: none; `=`: unchanged), last-heard score (the same),
 /// number of fields to delete, those field names, then field/value pairs.
 pub(super) fn patch() -> Script {
@@ -64,8 +65,11 @@ if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 9, 8 + ndel)) end
 redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 9 + ndel))
 if ARGV[6] == '' then redis.call('ZREM', KEYS[4], ARGV[3])
 elseif ARGV[6] ~= '=' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[3]) end
-if ARGV[7] == '' then redis.call('ZREM', KEYS[5], ARGV[3])
-elseif ARGV[7] ~= '=' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
+if ARGV[7] ~= '=' then
+  if ARGV[7] == '' then redis.call('ZREM', KEYS[5], ARGV[3])
+  else redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
+  redis.call('ZREM', KEYS[6], ARGV[3])
+end
 if ARGV[4] ~= ARGV[5] then
   redis.call('HINCRBY', KEYS[3], ARGV[4], -1)
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
@@ -76,7 +80,7 @@ return 'OK'
 }
 
 /// Removes a registration hash. KEYS: epoch, registration, device index, stats, pending set,
-/// seen set.
+/// seen set part, unsplit seen set.
 /// ARGV: epoch, id, version read (empty: any).
 pub(super) fn remove() -> Script {
     Script::new(fenced!(
@@ -88,6 +92,7 @@ redis.call('DEL', KEYS[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[6], ARGV[2])
+redis.call('ZREM', KEYS[7], ARGV[2])
 if state then redis.call('HINCRBY', KEYS[4], state, -1) end
 return 'OK'
 "#

@@ -75,7 +75,8 @@ impl RedisStore {
     }
 
     /// The keys of the shard scripts that write `record`: epoch, registration, device index
-    /// (unless `patch`: a patch never changes it), stats, pending set, seen set.
+    /// (unless `patch`: a patch never changes it), stats, pending set, the seen set's part,
+    /// the unsplit seen set of earlier versions.
     pub(super) fn shard_keys(
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
@@ -90,7 +91,8 @@ impl RedisStore {
         }
         inv.key(self.keys.stats(shard))
             .key(self.keys.pending(shard))
-            .key(self.keys.seen(shard));
+            .key(self.keys.seen(shard, &record.id))
+            .key(self.keys.seen_unsplit(shard));
     }
 
     /// Writes the fields in which `record` differs from `stored`, which the hash holds if
