@@ -122,11 +122,11 @@ if [ "$registrations" -gt 0 ]; then
       echo "  $pattern: $(redis-cli -p "$redis_port" memory usage "$key") bytes ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
     fi
   done
-  # A shard's `seen` index holds one entry per watched registration; its encoding changes
-  # from listpack to skiplist past zset-max-listpack-entries (128) entries per shard.
-  key=$(redis-cli -p "$redis_port" --scan --pattern '*:seen' | head -1) || true
+  # A part of a shard's `seen` index holds one entry per watched registration whose id ends
+  # in its hex digit; it turns from listpack to skiplist past zset-max-listpack-entries (128).
+  key=$(redis-cli -p "$redis_port" --scan --pattern '*:seen:*' | head -1) || true
   if [ -n "$key" ]; then
-    echo "  *:seen: $(( $(redis-cli -p "$redis_port" memory usage "$key") / $(redis-cli -p "$redis_port" zcard "$key") )) bytes per entry ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
+    echo "  *:seen:*: $(( $(redis-cli -p "$redis_port" memory usage "$key") / $(redis-cli -p "$redis_port" zcard "$key") )) bytes per entry ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
   fi
 fi
 exit $status

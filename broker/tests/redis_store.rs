@@ -631,6 +631,20 @@ async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations()
     assert_eq!(store.settings_advice().await.unwrap(), Vec::<String>::new());
 }
 
+/// The score of `member` in the sorted set `key`.
+async fn zscore(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    member: &str,
+) -> Option<u64> {
+    redis::cmd("ZSCORE")
+        .arg(key)
+        .arg(member)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 /// The silence index was one sorted set per shard before it was split: a registration an
 /// earlier version left there is still found silent, and its next write moves it.
 #[tokio::test]
@@ -650,19 +664,13 @@ async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
     let unsplit = format!("herald:{{{shard}}}:seen");
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut score = async |key: &str| -> Option<u64> {
-        redis::cmd("ZSCORE")
-            .arg(key)
-            .arg(id)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    };
-    assert_eq!(score(&part).await, Some(created.created_at.0));
-    assert_eq!(score(&unsplit).await, None);
+    assert_eq!(
+        zscore(&mut conn, &part, id).await,
+        Some(created.created_at.0)
+    );
+    assert_eq!(zscore(&mut conn, &unsplit, id).await, None);
 
     // As an earlier version would have left it.
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let () = redis::pipe()
         .zrem(&part, id)
         .ignore()
@@ -684,16 +692,8 @@ async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
         epoch: Epoch(0),
     };
     store.update_from(fence, &created, &heard).await.unwrap();
-    let mut score = async |key: &str| -> Option<u64> {
-        redis::cmd("ZSCORE")
-            .arg(key)
-            .arg(id)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    };
-    assert_eq!(score(&unsplit).await, None);
-    assert_eq!(score(&part).await, Some(5_000));
+    assert_eq!(zscore(&mut conn, &unsplit, id).await, None);
+    assert_eq!(zscore(&mut conn, &part, id).await, Some(5_000));
     assert!(
         store
             .silent_since(shard, UnixMillis(2_000), 10)
