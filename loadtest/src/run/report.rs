@@ -8,7 +8,7 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::series::Second;
+use super::series::{BUSIEST_WIDTH, Busiest, Second, busiest};
 use super::verify::Verification;
 use crate::scenario::Scenario;
 
@@ -69,8 +69,11 @@ pub struct Correctness {
 pub struct RunReport {
     pub scenario: String,
     pub notifications_sent: u64,
-    /// Answered `OK` per second over the sending time.
+    /// Answered `OK` per second over the sending time: the offered rate while the target
+    /// keeps up.
     pub accepted_per_second: f64,
+    /// The busiest few seconds: a saturated target's capacity (`None`: too short a run).
+    pub busiest: Option<Busiest>,
     pub answers: AnswerCounts,
     pub answer_latency: Percentiles,
     /// The answers after the scenario's warm-up (`None` without one).
@@ -100,6 +103,7 @@ impl RunReport {
             scenario: scenario.name.clone(),
             notifications_sent: sent,
             accepted_per_second: answers.ok as f64 / sending_seconds as f64,
+            busiest: busiest(&series, BUSIEST_WIDTH),
             answer_latency: Percentiles::of(&latency),
             answer_latency_after_warmup: after_warmup.as_ref().map(Percentiles::of),
             ios_event_to_push: Percentiles::of(&v.ios_latency),
@@ -252,6 +256,13 @@ impl fmt::Display for RunReport {
             self.answers.not_sent,
             self.accepted_per_second
         )?;
+        if let Some(b) = &self.busiest {
+            writeln!(
+                f,
+                "busiest {} s (from t={} s): {:.0} OK answers/s, {:.0} pushes/s",
+                b.seconds, b.from_t, b.ok_per_second, b.pushes_per_second
+            )?;
+        }
         writeln!(f, "answer latency: {}", self.answer_latency)?;
         if let Some(after) = &self.answer_latency_after_warmup {
             writeln!(f, "answer latency after the warm-up: {after}")?;

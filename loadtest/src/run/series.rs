@@ -87,3 +87,80 @@ impl std::fmt::Display for Second {
         )
     }
 }
+
+/// The busiest stretch of a run: the `width` consecutive seconds with the most `OK` answers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Busiest {
+    /// When the stretch starts (seconds into the run).
+    pub from_t: u64,
+    pub seconds: u64,
+    pub ok_per_second: f64,
+    pub pushes_per_second: f64,
+}
+
+/// Seconds over which [`busiest`] averages: long enough to smooth one slow second, short
+/// enough to fit inside a scenario's highest step.
+pub(super) const BUSIEST_WIDTH: usize = 5;
+
+/// The `width` consecutive seconds of `series` with the most `OK` answers. While the target
+/// keeps up, that is the offered rate; once it is saturated (answers arrive late and pile
+/// up), it is the most the target answered, its capacity for that load.
+pub(super) fn busiest(series: &[Second], width: usize) -> Option<Busiest> {
+    let width = width.max(1);
+    series
+        .windows(width)
+        .max_by_key(|window| window.iter().map(|s| s.ok).sum::<u64>())
+        .map(|window| {
+            let mean = |value: fn(&Second) -> u64| {
+                window.iter().map(value).sum::<u64>() as f64 / width as f64
+            };
+            Busiest {
+                from_t: window[0].t,
+                seconds: width as u64,
+                ok_per_second: mean(|s| s.ok),
+                pushes_per_second: mean(|s| s.pushes),
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t: u64, ok: u64, pushes: u64) -> Second {
+        Second {
+            t,
+            sent: ok,
+            ok,
+            errors: 0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            pushes,
+        }
+    }
+
+    #[test]
+    fn the_busiest_stretch_is_the_window_with_most_answers() {
+        let series: Vec<Second> = [(10, 0), (50, 5), (90, 30), (100, 40), (20, 70), (0, 80)]
+            .iter()
+            .enumerate()
+            .map(|(t, &(ok, pushes))| second(t as u64 + 1, ok, pushes))
+            .collect();
+        let busiest = busiest(&series, 2).unwrap();
+        assert_eq!(
+            busiest,
+            Busiest {
+                from_t: 3,
+                seconds: 2,
+                ok_per_second: 95.0,
+                pushes_per_second: 35.0,
+            }
+        );
+        assert_eq!(
+            super::busiest(&series[..1], 2),
+            None,
+            "shorter than the window"
+        );
+    }
+}
