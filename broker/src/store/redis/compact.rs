@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::domain::CallbackSecretHash;
+use crate::domain::{CallbackSecretHash, RECENT_KEYS};
 
 /// Starts a base64url value whose length alone does not tell it from hex. Neither alphabet
 /// has it.
@@ -40,7 +40,20 @@ pub(super) struct Keys<'a>(pub(super) &'a [u64]);
 
 impl fmt::Display for Keys<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes: Vec<u8> = self.0.iter().flat_map(|k| k.to_be_bytes()).collect();
+        // Written on every notification: the bytes go through a buffer on the stack.
+        let mut buf = [0u8; 8 * RECENT_KEYS];
+        let bytes: std::borrow::Cow<'_, [u8]> = if self.0.len() <= RECENT_KEYS {
+            for (slot, key) in buf.chunks_exact_mut(8).zip(self.0) {
+                slot.copy_from_slice(&key.to_be_bytes());
+            }
+            buf[..8 * self.0.len()].into()
+        } else {
+            self.0
+                .iter()
+                .flat_map(|k| k.to_be_bytes())
+                .collect::<Vec<_>>()
+                .into()
+        };
         write!(f, "{MARK}{}", Base64Display::new(&bytes, &URL_SAFE_NO_PAD))
     }
 }
@@ -75,9 +88,15 @@ pub(super) struct Token<'a>(pub(super) &'a str);
 
 impl fmt::Display for Token<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match hex::decode(self.0) {
-            Ok(bytes) => write!(f, "{MARK}{}", Base64Display::new(&bytes, &URL_SAFE_NO_PAD)),
-            Err(_) => f.write_str(self.0),
+        // APNs tokens are at most 200 hex digits (`DeviceToken`): decoded on the stack.
+        let mut buf = [0u8; 100];
+        let bytes = buf
+            .get_mut(..self.0.len() / 2)
+            .filter(|_| self.0.len().is_multiple_of(2))
+            .and_then(|out| hex::decode_to_slice(self.0, out).ok().map(|()| &*out));
+        match bytes {
+            Some(bytes) => write!(f, "{MARK}{}", Base64Display::new(bytes, &URL_SAFE_NO_PAD)),
+            None => f.write_str(self.0),
         }
     }
 }
@@ -109,11 +128,22 @@ mod tests {
             decode_keys(&Keys(&[]).to_string()).unwrap(),
             Vec::<u64>::new()
         );
+        let more: Vec<u64> = (0..RECENT_KEYS as u64 + 1).collect();
+        assert_eq!(decode_keys(&Keys(&more).to_string()).unwrap(), more);
 
         let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
         let written = Token(token).to_string();
         assert_eq!(written.len(), 1 + 43, "{written}");
         assert_eq!(decode_apns_token(written).unwrap(), token);
+        let longest = "ab".repeat(100);
+        assert_eq!(
+            decode_apns_token(Token(&longest).to_string()).unwrap(),
+            longest
+        );
+        // What is not even-length hex of at most 200 digits is written as it is.
+        for raw in ["abc", "zz", &"ab".repeat(101)] {
+            assert_eq!(Token(raw).to_string(), raw);
+        }
     }
 
     #[test]
