@@ -88,11 +88,11 @@ pub(super) struct Token<'a>(pub(super) &'a str);
 
 impl fmt::Display for Token<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // APNs tokens are at most 200 hex digits (`DeviceToken`): decoded on the stack.
+        // APNs tokens are at most 200 hex digits (`DeviceToken`): decoded on the stack. Odd
+        // lengths and other characters fail `decode_to_slice`.
         let mut buf = [0u8; 100];
         let bytes = buf
             .get_mut(..self.0.len() / 2)
-            .filter(|_| self.0.len().is_multiple_of(2))
             .and_then(|out| hex::decode_to_slice(self.0, out).ok().map(|()| &*out));
         match bytes {
             Some(bytes) => write!(f, "{MARK}{}", Base64Display::new(bytes, &URL_SAFE_NO_PAD)),
