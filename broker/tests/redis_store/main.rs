@@ -1,0 +1,94 @@
+//! What only the Redis store promises: data outlives the node, an outage is reported as
+//! UNAVAILABLE (never half-written), a write with a stale fencing epoch is refused, and what
+//! a registration leaves in Redis is what the key schema says.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod durability;
+mod indexes;
+mod layout;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_broker::domain::{Platform, RegistrationId};
+use herald_broker::registry::{
+    Fencing, KnownApp, NewRegistration, Registry, RegistryError, RegistrySettings,
+};
+use herald_broker::store::{RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
+use herald_broker::testsuite::{RedisServer, TestNode, authed, eventually, http_get, test_config};
+use herald_cluster::{Epoch, Fence, ShardId};
+use herald_proto::v1::{GetRegistrationRequest, Platform as ProtoPlatform, RegisterRequest};
+use tonic::Code;
+
+const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+fn register_request() -> RegisterRequest {
+    RegisterRequest {
+        device_token: APNS_TOKEN.into(),
+        platform: ProtoPlatform::Apns.into(),
+        app_id: "com.example.mail".into(),
+        subscription_id: "SUB-1".into(),
+        ..Default::default()
+    }
+}
+
+/// Writes at a fixed epoch, like a node that has lost its lease without noticing.
+#[derive(Debug)]
+struct StaleFencing(Epoch);
+
+impl Fencing for StaleFencing {
+    fn fence(&self, shard: ShardId) -> Result<Fence, herald_broker::registry::NotOwner> {
+        Ok(Fence {
+            shard,
+            epoch: self.0,
+        })
+    }
+}
+
+fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect(&RedisStoreConfig {
+        url: redis.url(),
+        key_prefix: "herald".into(),
+        response_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+    })
+    .unwrap()
+}
+
+fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
+    let settings = RegistrySettings {
+        public_url: "https://push.example.test".into(),
+        region: "us-east-1".into(),
+        regions: vec!["us-east-1".into()],
+        apps: vec![KnownApp {
+            id: "com.example.mail".into(),
+            platform: Platform::Apns,
+        }],
+    };
+    Registry::new(store, Arc::new(StaleFencing(Epoch(epoch))), settings)
+}
+
+fn new_registration() -> NewRegistration {
+    NewRegistration {
+        device_token: APNS_TOKEN.into(),
+        platform: Some(Platform::Apns),
+        app_id: "com.example.mail".into(),
+        ..Default::default()
+    }
+}
+
+/// Deletes a registration's hash (and location entry, if it has one) behind the store's back,
+/// leaving its device index entry and subscription claim: what a crash between the steps of
+/// a delete leaves.
+async fn drop_registration(redis: &RedisServer, id: &RegistrationId) {
+    let shard = id.birth_shard().unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("herald:{{{shard}}}:r:{id}"))
+        .arg(format!("herald:loc:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
