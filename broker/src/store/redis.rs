@@ -257,21 +257,22 @@ impl RegistrationStore for RedisStore {
         let mut conn = self.conn.clone();
         // One round trip for a registration in its birth shard: its location entry (absent
         // unless it moved) and its hash there, pipelined.
-        let (location, fields) = match id.birth_shard() {
+        let (location, read) = match id.birth_shard() {
             Some(birth) => {
+                let key = self.keys.registration(birth, id);
                 let (location, fields): (Option<u16>, HashMap<String, String>) = redis::pipe()
                     .get(self.keys.location(id))
-                    .hgetall(self.keys.registration(birth, id))
+                    .hgetall(&key)
                     .query_async(&mut conn)
                     .await?;
-                (location, Some((birth, fields)))
+                (location, Some((birth, key, fields)))
             }
             None => (conn.get(self.keys.location(id)).await?, None),
         };
-        match (located(id, location), fields) {
+        match (located(id, location), read) {
             (None, _) => Ok(None),
-            (Some(shard), Some((birth, fields))) if shard == birth => {
-                codec::decode(&self.keys.registration(shard, id), id, fields)
+            (Some(shard), Some((birth, key, fields))) if shard == birth => {
+                codec::decode(&key, id, fields)
             }
             (Some(shard), _) => self.read(shard, id).await,
         }

@@ -134,24 +134,14 @@ async fn a_stale_subscription_claim_is_taken_over() {
     let redis = RedisServer::start();
     let store = store(&redis);
     let registry = registry(Arc::new(store.clone()), 0);
-    let first = registry
-        .register(NewRegistration {
-            subscription_id: "SUB-S".into(),
-            ..new_registration()
-        })
-        .await
-        .unwrap()
-        .record;
+    let on_sub_s = || NewRegistration {
+        subscription_id: "SUB-S".into(),
+        ..new_registration()
+    };
+    let first = registry.register(on_sub_s()).await.unwrap().record;
     // The owner disappears without releasing its claim (a crash mid-delete).
     drop_registration(&redis, &first.id).await;
-    let second = registry
-        .register(NewRegistration {
-            subscription_id: "SUB-S".into(),
-            ..new_registration()
-        })
-        .await
-        .unwrap()
-        .record;
+    let second = registry.register(on_sub_s()).await.unwrap().record;
     let owner = eventually(Duration::from_secs(2), || async {
         store
             .find_subscription(second.subscription_id.as_ref().unwrap())

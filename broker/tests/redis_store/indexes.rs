@@ -16,10 +16,7 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
     let id = RegistrationId::parse("id", &created.registration_id).unwrap();
     let mut record = node.store.get(&id).await.unwrap().unwrap();
     let shard = record.device_token.shard();
-    let fence = Fence {
-        shard,
-        epoch: Epoch(0),
-    };
+    let fence = fence(shard);
     assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
 
     record.progress.burst = Some(herald_broker::domain::Burst {
@@ -65,10 +62,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
     let redis = RedisServer::start();
     let store = store(&redis);
     let shard = ShardId::of_device_token(APNS_TOKEN);
-    let fence = Fence {
-        shard,
-        epoch: Epoch(0),
-    };
+    let fence = fence(shard);
     let created = registry(Arc::new(store.clone()), 0)
         .register(new_registration())
         .await
@@ -174,8 +168,7 @@ async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
     let id = created.id.as_str();
     let part = format!("herald:{{{shard}}}:seen:{}", &id[id.len() - 1..]);
     let unsplit = format!("herald:{{{shard}}}:seen");
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(&redis).await;
     assert_eq!(
         zscore(&mut conn, &part, id).await,
         Some(created.created_at.0)
@@ -199,10 +192,7 @@ async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
 
     let mut heard = created.clone();
     heard.last_notification_at = Some(UnixMillis(5_000));
-    let fence = Fence {
-        shard,
-        epoch: Epoch(0),
-    };
+    let fence = fence(shard);
     store.update_from(fence, &created, &heard).await.unwrap();
     assert_eq!(zscore(&mut conn, &unsplit, id).await, None);
     assert_eq!(zscore(&mut conn, &part, id).await, Some(5_000));

@@ -22,8 +22,7 @@ async fn an_interrupted_registration_leaves_nothing_visible() {
 
 /// Every key in `redis` that names `id`.
 async fn keys_naming(redis: &RedisServer, id: &RegistrationId) -> Vec<String> {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(redis).await;
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("*{id}*"))
         .query_async(&mut conn)
@@ -75,8 +74,7 @@ async fn only_a_moved_registration_has_a_location_entry() {
 
     // A move whose clean-up failed leaves a copy in the birth shard (and its device index):
     // the location entry hides it, and keeps hiding it after the registration is deleted.
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(&redis).await;
     let dumped: Vec<u8> = redis::cmd("DUMP")
         .arg(hash(birth))
         .query_async(&mut conn)
@@ -149,8 +147,7 @@ async fn a_flush_reads_only_the_other_registrations_of_its_device() {
 
     // The device index (one small hash per device) loses an unregistered registration.
     registry.unregister(second.id.as_str()).await.unwrap();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(&redis).await;
     let mut strings = async |command: &str, arg: &str| -> Vec<String> {
         redis::cmd(command)
             .arg(arg)

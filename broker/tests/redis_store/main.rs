@@ -83,12 +83,25 @@ fn new_registration() -> NewRegistration {
 /// a delete leaves.
 async fn drop_registration(redis: &RedisServer, id: &RegistrationId) {
     let shard = id.birth_shard().unwrap();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn(redis).await;
     let _: i64 = redis::cmd("DEL")
         .arg(format!("herald:{{{shard}}}:r:{id}"))
         .arg(format!("herald:loc:{id}"))
         .query_async(&mut conn)
         .await
         .unwrap();
+}
+
+/// A connection of its own to `redis`, for what the store's API does not show.
+async fn redis_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// The fence of `shard` at epoch 0, which a fresh Redis accepts.
+fn fence(shard: ShardId) -> Fence {
+    Fence {
+        shard,
+        epoch: Epoch(0),
+    }
 }
