@@ -122,11 +122,16 @@ if [ "$registrations" -gt 0 ]; then
       echo "  $pattern: $(redis-cli -p "$redis_port" memory usage "$key") bytes ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
     fi
   done
-  # A part of a shard's `seen` index holds one entry per watched registration whose id ends
-  # in its hex digit; it turns from listpack to skiplist past zset-max-listpack-entries (128).
-  key=$(redis-cli -p "$redis_port" --scan --pattern '*:seen:*' | head -1) || true
-  if [ -n "$key" ]; then
-    echo "  *:seen:*: $(( $(redis-cli -p "$redis_port" memory usage "$key") / $(redis-cli -p "$redis_port" zcard "$key") )) bytes per entry ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
-  fi
+  # Bucketed indexes: a part of a shard's `seen` index holds one entry per watched
+  # registration whose id ends in its hex digit, a part of its device index one per device,
+  # a subscription bucket one per bound subscription id. Each turns from a listpack into a
+  # skiplist or hashtable past Redis's *-max-listpack-entries (128).
+  for pattern in '*:seen:*' '*:devices:*' '*:subs:*'; do
+    key=$(redis-cli -p "$redis_port" --scan --pattern "$pattern" | head -1) || true
+    if [ -n "$key" ]; then
+      entries=$(redis-cli -p "$redis_port" eval "return redis.call(redis.call('TYPE', KEYS[1]).ok == 'zset' and 'ZCARD' or 'HLEN', KEYS[1])" 1 "$key")
+      echo "  $pattern: $(( $(redis-cli -p "$redis_port" memory usage "$key") / entries )) bytes per entry, $entries entries ($(redis-cli -p "$redis_port" object encoding "$key"))" >&2
+    fi
+  done
 fi
 exit $status

@@ -169,8 +169,10 @@ impl SubscriptionId {
     }
 
     /// A fixed-length digest used to key the subscription index.
-    pub fn digest_hex(&self) -> String {
-        hex::encode(&Sha256::digest(self.0.as_bytes())[..16])
+    pub fn digest(&self) -> [u8; 16] {
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&Sha256::digest(self.0.as_bytes())[..16]);
+        digest
     }
 }
 

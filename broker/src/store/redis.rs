@@ -20,7 +20,6 @@ use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 
-use self::claims::owner_id;
 use self::keys::Keys;
 use self::scripts::Status;
 use self::writes::PutMode;
@@ -57,6 +56,7 @@ struct Scripts {
     claim: Script,
     persist_claim: Script,
     release_claim: Script,
+    release_unsplit_claim: Script,
     offer_token: Script,
 }
 
@@ -69,8 +69,9 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// The registrations of a device, but `except`: one round trip for the device index, a
-    /// second (pipelined) only if another registration is in it.
+    /// The registrations of a device, but `except`: one round trip for the device index (its
+    /// entry, and the device's own hash if an earlier version wrote one), a second
+    /// (pipelined) only if another registration is in it.
     async fn device_records(
         &self,
         device_token: &DeviceToken,
@@ -78,12 +79,25 @@ impl RedisStore {
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         let shard = device_token.shard();
         let mut conn = self.conn.clone();
-        let members: Vec<String> = conn.hkeys(self.keys.device(shard, device_token)).await?;
-        let ids: Vec<RegistrationId> = members
+        let device = self.keys.device(shard, device_token);
+        let (entry, unsplit): (Option<String>, Vec<String>) = redis::pipe()
+            .hget(device.part, &device.field)
+            .hkeys(&device.unsplit)
+            .query_async(&mut conn)
+            .await?;
+        let mut ids: Vec<RegistrationId> = Vec::new();
+        for member in entry
             .iter()
-            .filter(|m| except.is_none_or(|e| e.as_str() != m.as_str()))
-            .filter_map(|m| RegistrationId::parse("member", m).ok())
-            .collect();
+            .flat_map(|ids| ids.split(' '))
+            .chain(unsplit.iter().map(String::as_str))
+            .filter(|m| except.is_none_or(|e| e.as_str() != *m))
+        {
+            if let Ok(id) = RegistrationId::parse("member", member)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,6 +141,7 @@ impl RedisStore {
                 claim: scripts::claim(),
                 persist_claim: scripts::persist_claim(),
                 release_claim: scripts::release_claim(),
+                release_unsplit_claim: scripts::release_unsplit_claim(),
                 offer_token: scripts::offer_token(),
             }),
         })
@@ -297,13 +312,7 @@ impl RegistrationStore for RedisStore {
         &self,
         sub: &SubscriptionId,
     ) -> Result<Option<RegistrationId>, StoreError> {
-        let key = self.keys.subscription(sub);
-        let mut conn = self.conn.clone();
-        let Some(owner) = conn.get::<_, Option<String>>(&key).await? else {
-            return Ok(None);
-        };
-        let owner = owner_id(&key, &owner)?;
-        Ok(self.holds(&owner, sub).await?.then_some(owner))
+        self.subscription_owner(sub).await
     }
 
     async fn create(
@@ -426,8 +435,7 @@ impl RegistrationStore for RedisStore {
         let existed = self.remove(fence, &record, None).await?;
         self.drop_location(id, fence.shard).await?;
         if let Some(sub) = &record.subscription_id {
-            self.settle_claim(&self.scripts.release_claim, sub, id)
-                .await?;
+            self.release_claim(sub, id).await?;
         }
         Ok(existed)
     }

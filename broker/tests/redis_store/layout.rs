@@ -1,5 +1,8 @@
 //! The keys a registration leaves: location entries, device indexes, interrupted writes.
 
+use redis::AsyncCommands as _;
+use sha2::{Digest as _, Sha256};
+
 use super::*;
 
 #[tokio::test]
@@ -80,11 +83,7 @@ async fn only_a_moved_registration_has_a_location_entry() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let index: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("herald:{{{birth}}}:d:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (index_part, index_entry) = device_index(&redis, birth).await;
     registry
         .update_device_token(id.as_str(), OTHER_TOKEN)
         .await
@@ -97,9 +96,8 @@ async fn only_a_moved_registration_has_a_location_entry() {
         .await
         .unwrap();
     let _: i64 = redis::cmd("HSET")
-        .arg(&index[0])
-        .arg(id.as_str())
-        .arg("")
+        .arg(&index_part)
+        .arg(&index_entry)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -145,18 +143,194 @@ async fn a_flush_reads_only_the_other_registrations_of_its_device() {
     let all = store.list_device(&token).await.unwrap();
     assert_eq!(all.len(), 2);
 
-    // The device index (one small hash per device) loses an unregistered registration.
+    // The device's entry in its shard's device index loses an unregistered registration.
+    let shard = ShardId::of_device_token(APNS_TOKEN);
+    let (_, (_, ids)) = device_index(&redis, shard).await;
+    assert_eq!(ids, format!("{} {}", first.id, second.id));
     registry.unregister(second.id.as_str()).await.unwrap();
+    let (_, (_, ids)) = device_index(&redis, shard).await;
+    assert_eq!(ids, first.id.to_string());
+    registry.unregister(first.id.as_str()).await.unwrap();
+    let parts = keys_matching(&redis, &format!("herald:{{{shard}}}:devices:*")).await;
+    assert!(parts.is_empty(), "an emptied part is deleted: {parts:?}");
+}
+
+async fn keys_matching(redis: &RedisServer, pattern: &str) -> Vec<String> {
+    let mut conn = redis_conn(redis).await;
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// The one device index part of `shard` and its one entry (this file's tests index one
+/// device per shard).
+async fn device_index(redis: &RedisServer, shard: ShardId) -> (String, (String, String)) {
+    let parts = keys_matching(redis, &format!("herald:{{{shard}}}:devices:*")).await;
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let mut conn = redis_conn(redis).await;
+    let entries: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&parts[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = entries.into_iter().next().unwrap();
+    (parts.into_iter().next().unwrap(), entry)
+}
+
+#[tokio::test]
+async fn a_device_hash_of_an_earlier_version_is_read_and_emptied_as_its_registrations_are_written()
+{
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let first = registry.register(new_registration()).await.unwrap().record;
+    let second = registry.register(new_registration()).await.unwrap().record;
+    let token = first.device_token.clone();
+    let shard = ShardId::of_device_token(APNS_TOKEN);
+
+    // Index the device as earlier versions did: a hash of its own, the ids as fields.
+    let (part, _) = device_index(&redis, shard).await;
+    let digest = hex::encode(&Sha256::digest(APNS_TOKEN.as_bytes())[..16]);
+    let own_hash = format!("herald:{{{shard}}}:d:{digest}");
     let mut conn = redis_conn(&redis).await;
-    let mut strings = async |command: &str, arg: &str| -> Vec<String> {
-        redis::cmd(command)
-            .arg(arg)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
+    let () = redis::pipe()
+        .del(&part)
+        .ignore()
+        .hset_multiple(
+            &own_hash,
+            &[(first.id.as_str(), ""), (second.id.as_str(), "")],
+        )
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.list_device(&token).await.unwrap().len(), 2);
+    let others = store.list_device_except(&token, &first.id).await.unwrap();
+    assert_eq!(others, vec![second.clone()]);
+
+    // Writing a registration moves it into the device index; the other stays readable.
+    registry
+        .bind_subscription(first.id.as_str(), "SUB-MOVED")
+        .await
+        .unwrap();
+    let (_, (_, ids)) = device_index(&redis, shard).await;
+    assert_eq!(ids, first.id.to_string());
+    let left: Vec<String> = conn.hkeys(&own_hash).await.unwrap();
+    assert_eq!(left, vec![second.id.to_string()]);
+    assert_eq!(store.list_device(&token).await.unwrap().len(), 2);
+
+    // Removing the other empties the old hash, which Redis then deletes.
+    registry.unregister(second.id.as_str()).await.unwrap();
+    assert!(keys_matching(&redis, "herald:*:d:*").await.is_empty());
+    let all = store.list_device(&token).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].id, first.id);
+}
+
+/// A subscription id's bucket, its field there and its own key of earlier versions.
+fn subscription_keys(sub: &str) -> (String, String, String) {
+    use base64::Engine as _;
+    let digest = &Sha256::digest(sub.as_bytes())[..16];
+    let hex = hex::encode(digest);
+    (
+        format!("herald:subs:{{{}}}", &hex[..4]),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[2..]),
+        format!("herald:sub:{hex}"),
+    )
+}
+
+#[tokio::test]
+async fn a_bound_subscription_id_is_a_field_of_its_bucket() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let on_sub = NewRegistration {
+        subscription_id: "SUB-B".into(),
+        ..new_registration()
     };
-    let keys = strings("KEYS", "herald:*:d:*").await;
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let members = strings("HKEYS", &keys[0]).await;
-    assert_eq!(members, vec![first.id.to_string()]);
+    let created = registry.register(on_sub.clone()).await.unwrap().record;
+    let (bucket, field, own_key) = subscription_keys("SUB-B");
+    let mut conn = redis_conn(&redis).await;
+    let bound: Vec<(String, String)> = conn.hgetall(&bucket).await.unwrap();
+    assert_eq!(bound, vec![(field, created.id.to_string())]);
+    assert!(keys_matching(&redis, "herald:claim:*").await.is_empty());
+    assert!(keys_matching(&redis, &own_key).await.is_empty());
+    let sub = created.subscription_id.clone().unwrap();
+    assert_eq!(
+        store.find_subscription(&sub).await.unwrap(),
+        Some(created.id.clone())
+    );
+    assert!(matches!(
+        registry.register(on_sub).await,
+        Err(RegistryError::AlreadyExists(_))
+    ));
+    registry.unregister(created.id.as_str()).await.unwrap();
+    assert!(keys_matching(&redis, &bucket).await.is_empty());
+    assert_eq!(store.find_subscription(&sub).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_subscription_bound_by_an_earlier_version_is_honoured_then_released() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    let on_sub = || NewRegistration {
+        subscription_id: "SUB-L".into(),
+        ..new_registration()
+    };
+    let first = registry.register(on_sub()).await.unwrap().record;
+    let sub = first.subscription_id.clone().unwrap();
+    // Bind it as earlier versions did: a key of its own.
+    let (bucket, field, own_key) = subscription_keys("SUB-L");
+    let mut conn = redis_conn(&redis).await;
+    let () = redis::pipe()
+        .hdel(&bucket, &field)
+        .ignore()
+        .set(&own_key, first.id.as_str())
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_subscription(&sub).await.unwrap(),
+        Some(first.id.clone())
+    );
+    assert!(matches!(
+        registry.register(on_sub()).await,
+        Err(RegistryError::AlreadyExists(_))
+    ));
+    assert!(
+        keys_matching(&redis, "herald:claim:*").await.is_empty(),
+        "the refused claim was given up"
+    );
+
+    // Unregistering its owner releases it; the next registration binds it in its bucket.
+    registry.unregister(first.id.as_str()).await.unwrap();
+    assert!(keys_matching(&redis, &own_key).await.is_empty());
+    let second = registry.register(on_sub()).await.unwrap().record;
+    assert_eq!(
+        store.find_subscription(&sub).await.unwrap(),
+        Some(second.id.clone())
+    );
+    let owner: Option<String> = conn.hget(&bucket, &field).await.unwrap();
+    assert_eq!(owner.as_deref(), Some(second.id.as_str()));
+
+    // An old binding whose owner is gone is taken over, and dropped.
+    let ghost = RegistrationId::from_bytes([7; 16]);
+    let (bucket, _, own_key) = subscription_keys("SUB-G");
+    let _: () = conn.set(&own_key, ghost.as_str()).await.unwrap();
+    let third = registry
+        .register(NewRegistration {
+            subscription_id: "SUB-G".into(),
+            ..new_registration()
+        })
+        .await
+        .unwrap()
+        .record;
+    assert!(keys_matching(&redis, &own_key).await.is_empty());
+    let owner: Vec<String> = conn.hvals(&bucket).await.unwrap();
+    assert_eq!(owner, vec![third.id.to_string()]);
 }

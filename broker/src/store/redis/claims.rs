@@ -1,11 +1,15 @@
 //! Binding a subscription id to one registration: a pending claim taken before the
-//! registration write, made permanent after it, given up if the write fails. A claim whose
-//! owner no longer holds the subscription is taken over.
+//! registration write, made the binding after it, given up if the write fails. A binding
+//! whose owner no longer holds the subscription is taken over.
+//!
+//! Bindings written by earlier versions, one key per subscription id, are still honoured:
+//! a claim gives way to one whose owner holds the subscription, and drops a stale one.
 
 use std::time::Duration;
 
 use redis::Script;
 
+use super::keys::SubscriptionKeys;
 use super::scripts::Status;
 use super::{RedisStore, unexpected};
 use crate::domain::{RegistrationId, RegistrationRecord, SubscriptionId};
@@ -15,33 +19,75 @@ use crate::store::{RegistrationStore as _, StoreError};
 const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 impl RedisStore {
-    /// Claims `sub` for `id` (pending), replacing a claim whose owner no longer holds it.
+    /// Claims `sub` for `id` (pending), replacing a binding whose owner no longer holds it.
+    /// The subscription's own key of earlier versions is read at the same time: the claim
+    /// gives way to a registration that key binds (or, with an expiry, claims) the
+    /// subscription for and that holds it, and drops the key if its owner does not.
     pub(super) async fn claim(
         &self,
         sub: &SubscriptionId,
         id: &RegistrationId,
     ) -> Result<(), StoreError> {
-        let key = self.keys.subscription(sub);
+        let keys = self.keys.subscription(sub);
+        let ((), unsplit) = tokio::try_join!(
+            self.claim_bucketed(&keys, sub, id),
+            self.unsplit_owner(&keys)
+        )?;
+        let Some((owner, pending)) = unsplit.filter(|(owner, _)| owner != id) else {
+            return Ok(());
+        };
+        if pending || self.holds(&owner, sub).await? {
+            self.abandon_claim(sub, id).await;
+            return Err(StoreError::SubscriptionTaken(owner));
+        }
+        self.release_unsplit(&keys, &owner).await
+    }
+
+    async fn claim_bucketed(
+        &self,
+        keys: &SubscriptionKeys,
+        sub: &SubscriptionId,
+        id: &RegistrationId,
+    ) -> Result<(), StoreError> {
         let mut stale_owner = String::new();
         for _ in 0..3 {
-            let mut inv = self.scripts.claim.key(&key);
-            inv.arg(id.as_str())
+            let mut inv = self.scripts.claim.key(&keys.bucket);
+            inv.key(&keys.claim)
+                .arg(&keys.field)
+                .arg(id.as_str())
                 .arg(CLAIM_TTL.as_millis() as u64)
                 .arg(&stale_owner);
             match self.run(inv).await? {
                 Status::Ok => return Ok(()),
-                Status::Pending(owner) => return Err(taken(&key, &owner)?),
+                Status::Pending(owner) => return Err(taken(&keys.claim, &owner)?),
                 Status::Owned(owner) => {
-                    let owner_id = owner_id(&key, &owner)?;
+                    let owner_id = owner_id(&keys.bucket, &owner)?;
                     if self.holds(&owner_id, sub).await? {
                         return Err(StoreError::SubscriptionTaken(owner_id));
                     }
                     stale_owner = owner;
                 }
-                other => return Err(unexpected(&key, other)),
+                other => return Err(unexpected(&keys.bucket, other)),
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    /// Who the subscription's own key of earlier versions names, and whether that is a
+    /// pending claim (the key expires).
+    async fn unsplit_owner(
+        &self,
+        keys: &SubscriptionKeys,
+    ) -> Result<Option<(RegistrationId, bool)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (owner, ttl): (Option<String>, i64) = redis::pipe()
+            .get(&keys.unsplit)
+            .pttl(&keys.unsplit)
+            .query_async(&mut conn)
+            .await?;
+        owner
+            .map(|owner| Ok((owner_id(&keys.unsplit, &owner)?, ttl > 0)))
+            .transpose()
     }
 
     /// Whether registration `id` exists and is bound to `sub`.
@@ -56,13 +102,68 @@ impl RedisStore {
             .is_some_and(|r| r.subscription_id.as_ref() == Some(sub)))
     }
 
-    pub(super) async fn settle_claim(
+    /// Who `sub` is bound to (or claimed by), wherever this or an earlier version wrote it:
+    /// the first of them that holds it.
+    pub(super) async fn subscription_owner(
+        &self,
+        sub: &SubscriptionId,
+    ) -> Result<Option<RegistrationId>, StoreError> {
+        let keys = self.keys.subscription(sub);
+        let mut conn = self.conn.clone();
+        let candidates: (Option<String>, Option<String>, Option<String>) = redis::pipe()
+            .hget(&keys.bucket, &keys.field)
+            .get(&keys.claim)
+            .get(&keys.unsplit)
+            .query_async(&mut conn)
+            .await?;
+        let (bound, claimed, unsplit) = candidates;
+        for (key, owner) in [
+            (&keys.bucket, bound),
+            (&keys.claim, claimed),
+            (&keys.unsplit, unsplit),
+        ] {
+            if let Some(owner) = owner {
+                let owner = owner_id(key, &owner)?;
+                if self.holds(&owner, sub).await? {
+                    return Ok(Some(owner));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs `script` (`persist_claim` or `release_claim`) on `id`'s binding of and claim on
+    /// the subscription `keys` name.
+    async fn settle_claim(
         &self,
         script: &Script,
+        keys: &SubscriptionKeys,
+        id: &RegistrationId,
+    ) -> Result<(), StoreError> {
+        let mut inv = script.key(&keys.bucket);
+        inv.key(&keys.claim).arg(&keys.field).arg(id.as_str());
+        self.run(inv).await.map(drop)
+    }
+
+    /// Drops `id`'s binding of (or claim on) `sub`, wherever this or an earlier version wrote
+    /// it.
+    pub(super) async fn release_claim(
+        &self,
         sub: &SubscriptionId,
         id: &RegistrationId,
     ) -> Result<(), StoreError> {
-        let mut inv = script.key(self.keys.subscription(sub));
+        let keys = self.keys.subscription(sub);
+        self.settle_claim(&self.scripts.release_claim, &keys, id)
+            .await?;
+        self.release_unsplit(&keys, id).await
+    }
+
+    async fn release_unsplit(
+        &self,
+        keys: &SubscriptionKeys,
+        id: &RegistrationId,
+    ) -> Result<(), StoreError> {
+        let mut inv = self.scripts.release_unsplit_claim.key(&keys.unsplit);
         inv.arg(id.as_str());
         self.run(inv).await.map(drop)
     }
@@ -70,8 +171,9 @@ impl RedisStore {
     /// Releases a claim after a failed write. The claim expires by itself if this fails too,
     /// so the error is only logged.
     pub(super) async fn abandon_claim(&self, sub: &SubscriptionId, id: &RegistrationId) {
+        let keys = self.keys.subscription(sub);
         if let Err(err) = self
-            .settle_claim(&self.scripts.release_claim, sub, id)
+            .settle_claim(&self.scripts.release_claim, &keys, id)
             .await
         {
             tracing::warn!(error = %err, "could not release a pending subscription claim; it will expire");
@@ -97,7 +199,8 @@ impl RedisStore {
         match (&result, new_sub) {
             (Err(_), Some(sub)) => self.abandon_claim(sub, &record.id).await,
             (Ok(_), Some(sub)) => {
-                self.settle_claim(&self.scripts.persist_claim, sub, &record.id)
+                let keys = self.keys.subscription(sub);
+                self.settle_claim(&self.scripts.persist_claim, &keys, &record.id)
                     .await?
             }
             _ => {}
@@ -105,8 +208,7 @@ impl RedisStore {
         if result.is_ok()
             && let Some(old) = previous.filter(|old| record.subscription_id.as_ref() != Some(*old))
         {
-            self.settle_claim(&self.scripts.release_claim, old, &record.id)
-                .await?;
+            self.release_claim(old, &record.id).await?;
         }
         result
     }

@@ -5,15 +5,28 @@
 //! |---|---|---|
 //! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
 //! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
-//! | `{prefix}:{s<n>}:d:<device digest>` | hash | a device token's registrations: their ids as fields, empty values (a small hash is a listpack in Redis; a set of strings is a hashtable before 7.2) |
+//! | `{prefix}:{s<n>}:devices:<x>` | hash | the registrations of the shard's device tokens whose digest starts with hex digit `<x>`: the digest (base64url) as field, the registration ids separated by spaces as value |
+//! | `{prefix}:{s<n>}:d:<device digest>` | hash | one device token's registrations as fields, as written before the device index was bucketed; emptied as its registrations are written |
 //! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
 //! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
 //! | `{prefix}:{s<n>}:seen:<x>` | sorted set | pending and active registrations whose id ends in hex digit `<x>`, by when Exchange was last heard for them (ms) |
 //! | `{prefix}:{s<n>}:seen` | sorted set | the same, as written before the index was split; emptied as its registrations are written |
 //! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in, when that is not the shard its id names (it moved, or its id predates birth shards) |
-//! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to |
+//! | `{prefix}:subs:{<b>}` | hash | bound subscription ids whose digest starts with the four hex digits `<b>`: the rest of the digest (base64url) as field, the registration as value |
+//! | `{prefix}:claim:{<b>}:<rest of digest>` | string | a registration's pending claim on a subscription id, expiring unless the registration write confirms it |
+//! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to (or claims, with an expiry), as written before bindings were bucketed |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
+//!
+//! A device index entry lives in one of sixteen hashes per shard rather than a hash of its
+//! own: a top-level key costs ~120 bytes of Redis before its value, a field of a small hash
+//! ~55 (docs/performance.md). Sixteen parts keep each one a listpack (under
+//! `hash-max-listpack-entries`, 128) up to ~2 M devices per region.
+//!
+//! Bound subscription ids are bucketed the same way, 65,536 buckets per region: at 1 M
+//! bindings a bucket holds ~15. A pending claim stays a key of its own because it must
+//! expire by itself (a hash field has no expiry before Redis 7.4); it shares its bucket's hash
+//! tag, so the scripts that confirm or release it touch one Redis Cluster slot.
 //!
 //! The silence index is split sixteen ways by the id's last hex digit so that each part stays
 //! under Redis's `zset-max-listpack-entries` (128) up to ~2 M registrations per region: a
@@ -26,6 +39,8 @@
 //! birth shard); only moved registrations pay for a `loc` key. A crash between the steps of a
 //! multi-key change leaves at most an orphan that no reader can see.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use herald_cluster::ShardId;
 use sha2::{Digest, Sha256};
 
@@ -43,13 +58,37 @@ struct ShardKeys {
     epoch: String,
     stats: String,
     pending: String,
-    seen: [String; SEEN_PARTS],
+    devices: [String; PARTS],
+    seen: [String; PARTS],
     /// The unsplit silence index of earlier versions.
     seen_unsplit: String,
 }
 
-/// How many parts a shard's silence index is split into: one per hex digit.
-const SEEN_PARTS: usize = 16;
+/// How many parts a shard's device index and silence index are each split into: one per
+/// hex digit.
+const PARTS: usize = 16;
+
+/// Where a subscription id's binding lives.
+pub(super) struct SubscriptionKeys {
+    /// The bucket of bound subscription ids that holds it.
+    pub(super) bucket: String,
+    /// Its field in the bucket: the rest of its digest, base64url.
+    pub(super) field: String,
+    /// Its pending claim.
+    pub(super) claim: String,
+    /// Its own key, as earlier versions wrote it.
+    pub(super) unsplit: String,
+}
+
+/// Where a device token's registrations are indexed.
+pub(super) struct DeviceKeys<'a> {
+    /// The part of the shard's device index that holds the token.
+    pub(super) part: &'a str,
+    /// The token's field in it: its digest in base64url.
+    pub(super) field: String,
+    /// The token's own hash, as earlier versions wrote it.
+    pub(super) unsplit: String,
+}
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Self {
@@ -60,6 +99,9 @@ impl Keys {
                     epoch: format!("{prefix}:{{{shard}}}:epoch"),
                     stats: format!("{prefix}:{{{shard}}}:stats"),
                     pending: format!("{prefix}:{{{shard}}}:pending"),
+                    devices: std::array::from_fn(|part| {
+                        format!("{prefix}:{{{shard}}}:devices:{part:x}")
+                    }),
                     seen: std::array::from_fn(|part| format!("{prefix}:{{{shard}}}:seen:{part:x}")),
                     seen_unsplit: format!("{prefix}:{{{shard}}}:seen"),
                 })
@@ -79,9 +121,13 @@ impl Keys {
         format!("{}:{{{shard}}}:r:{id}", self.prefix)
     }
 
-    pub(super) fn device(&self, shard: ShardId, token: &DeviceToken) -> String {
-        let digest = hex::encode(&Sha256::digest(token.as_str().as_bytes())[..16]);
-        format!("{}:{{{shard}}}:d:{digest}", self.prefix)
+    pub(super) fn device(&self, shard: ShardId, token: &DeviceToken) -> DeviceKeys<'_> {
+        let digest = &Sha256::digest(token.as_str().as_bytes())[..16];
+        DeviceKeys {
+            part: &self.shard(shard).devices[usize::from(digest[0] >> 4)],
+            field: URL_SAFE_NO_PAD.encode(digest),
+            unsplit: format!("{}:{{{shard}}}:d:{}", self.prefix, hex::encode(digest)),
+        }
     }
 
     pub(super) fn stats(&self, shard: ShardId) -> &str {
@@ -125,8 +171,16 @@ impl Keys {
         format!("{}:apns-token:{share_key}", self.prefix)
     }
 
-    pub(super) fn subscription(&self, sub: &SubscriptionId) -> String {
-        format!("{}:sub:{}", self.prefix, sub.digest_hex())
+    pub(super) fn subscription(&self, sub: &SubscriptionId) -> SubscriptionKeys {
+        let digest = sub.digest();
+        let (bucket, rest) = digest.split_at(2);
+        let (bucket, field) = (hex::encode(bucket), URL_SAFE_NO_PAD.encode(rest));
+        SubscriptionKeys {
+            bucket: format!("{}:subs:{{{bucket}}}", self.prefix),
+            claim: format!("{}:claim:{{{bucket}}}:{field}", self.prefix),
+            field,
+            unsplit: format!("{}:sub:{}", self.prefix, hex::encode(digest)),
+        }
     }
 }
 
@@ -141,10 +195,12 @@ mod tests {
         let shard = ShardId::new(17).unwrap();
         let token = DeviceToken::parse(Platform::Fcm, &"x".repeat(40)).unwrap();
         let id = RegistrationId::from_bytes([0xab; 16]);
+        let device = keys.device(shard, &token);
         for key in [
             keys.epoch(shard).to_owned(),
             keys.registration(shard, &id),
-            keys.device(shard, &token),
+            device.part.to_owned(),
+            device.unsplit.clone(),
             keys.stats(shard).to_owned(),
             keys.pending(shard).to_owned(),
             keys.seen(shard, &id).to_owned(),
@@ -152,7 +208,42 @@ mod tests {
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }
-        assert!(!keys.device(shard, &token).contains(token.as_str()));
+        assert!(!device.unsplit.contains(token.as_str()));
+        assert!(!device.field.contains(token.as_str()));
+    }
+
+    #[test]
+    fn a_subscriptions_bucket_and_claim_share_a_hash_tag_from_its_digest() {
+        let keys = Keys::new("herald");
+        let sub = SubscriptionId::from_stored("AAMkAGI2TG93AAA=".into());
+        let digest = hex::encode(sub.digest());
+        let found = keys.subscription(&sub);
+        let tag = format!("{{{}}}", &digest[..4]);
+        assert_eq!(found.bucket, format!("herald:subs:{tag}"));
+        assert_eq!(found.claim, format!("herald:claim:{tag}:{}", found.field));
+        assert_eq!(found.unsplit, format!("herald:sub:{digest}"));
+        let rest = URL_SAFE_NO_PAD.decode(&found.field).unwrap();
+        assert_eq!(hex::encode(rest), digest[4..]);
+    }
+
+    #[test]
+    fn a_device_is_indexed_in_the_part_its_digests_first_hex_digit_names() {
+        let keys = Keys::new("herald");
+        let shard = ShardId::new(5).unwrap();
+        for n in 0..64 {
+            let token = DeviceToken::parse(Platform::Fcm, &format!("{n:0>40}")).unwrap();
+            let device = keys.device(shard, &token);
+            let digest = device.unsplit.rsplit(':').next().unwrap();
+            assert_eq!(
+                device.part,
+                format!("herald:{{s5}}:devices:{}", &digest[..1])
+            );
+            assert_eq!(
+                URL_SAFE_NO_PAD.decode(&device.field).unwrap(),
+                hex::decode(digest).unwrap()
+            );
+            assert_eq!(device.field.len(), 22);
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl RedisStore {
             PutMode::Upsert => "upsert",
         };
         let mut inv = self.scripts.put.prepare_invoke();
-        self.shard_keys(&mut inv, record, false);
+        let device_field = self.shard_keys(&mut inv, record, false);
         inv.arg(fence.epoch.0)
             .arg(mode_name)
             .arg(record.version)
@@ -49,7 +49,8 @@ impl RedisStore {
                     .last_heard()
                     .map(|t| t.0.to_string())
                     .unwrap_or_default(),
-            );
+            )
+            .arg(device_field);
         self.write(fence, inv, &set, &delete).await
     }
 
@@ -75,24 +76,30 @@ impl RedisStore {
     }
 
     /// The keys of the shard scripts that write `record`: epoch, registration, device index
-    /// (unless `patch`: a patch never changes it), stats, pending set, the seen set's part,
-    /// the unsplit seen set of earlier versions.
+    /// part, stats, pending set, the seen set's part, the unsplit seen set of earlier
+    /// versions, the device's own hash of earlier versions (unless `patch`, the device index
+    /// keys: a patch never changes it). Answers the device's field in its index part.
     pub(super) fn shard_keys(
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
         record: &RegistrationRecord,
         patch: bool,
-    ) {
+    ) -> String {
         let shard = record.device_token.shard();
+        let device = (!patch).then(|| self.keys.device(shard, &record.device_token));
         inv.key(self.keys.epoch(shard))
             .key(self.keys.registration(shard, &record.id));
-        if !patch {
-            inv.key(self.keys.device(shard, &record.device_token));
+        if let Some(device) = &device {
+            inv.key(device.part);
         }
         inv.key(self.keys.stats(shard))
             .key(self.keys.pending(shard))
             .key(self.keys.seen(shard, &record.id))
             .key(self.keys.seen_unsplit(shard));
+        device.map_or_else(String::new, |device| {
+            inv.key(device.unsplit);
+            device.field
+        })
     }
 
     /// Writes the fields in which `record` differs from `stored`, which the hash holds if
@@ -133,10 +140,11 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         debug_assert_eq!(record.device_token.shard(), fence.shard);
         let mut inv = self.scripts.remove.prepare_invoke();
-        self.shard_keys(&mut inv, record, false);
+        let device_field = self.shard_keys(&mut inv, record, false);
         inv.arg(fence.epoch.0)
             .arg(record.id.as_str())
-            .arg(version.map(|v| v.to_string()).unwrap_or_default());
+            .arg(version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(device_field);
         match self.run(inv).await? {
             Status::Ok => Ok(true),
             Status::NotFound => Ok(false),
