@@ -230,4 +230,11 @@ async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations()
 
     config("maxmemory-policy", "noeviction").await;
     assert_eq!(store.settings_advice().await.unwrap(), Vec::<String>::new());
+
+    // Indexes kept small enough for listpacks.
+    config("zset-max-listpack-entries", "16").await;
+    only("zset-max-listpack-entries is 16").await;
+    config("zset-max-listpack-entries", "128").await;
+    config("hash-max-listpack-entries", "64").await;
+    only("hash-max-listpack-entries is 64").await;
 }

@@ -12,27 +12,41 @@ use crate::store::StoreError;
 /// bytes) and FCM tokens (~160 bytes).
 const LISTPACK_VALUE_ADVISED: u64 = 256;
 
+/// The bucketed indexes (device index parts, subscription buckets, silence index parts) are
+/// sized to stay listpacks under Redis's default of 128 entries.
+const LISTPACK_ENTRIES_ADVISED: u64 = 128;
+
 /// One line per setting that should change; empty when every one is as advised.
 pub(super) async fn advice(conn: &mut ConnectionManager) -> Result<Vec<String>, StoreError> {
     let settings: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("hash-max-listpack-value")
+        .arg("hash-max-listpack-entries")
+        .arg("zset-max-listpack-entries")
         .arg("maxmemory")
         .arg("maxmemory-policy")
         .query_async(conn)
         .await?;
     let setting = |name: &str| settings.get(name).map(String::as_str);
+    let below = |name: &str, advised: u64| {
+        setting(name).filter(|value| value.parse::<u64>().is_ok_and(|v| v < advised))
+    };
     let mut advice = Vec::new();
-    if let Some(value) = setting("hash-max-listpack-value")
-        && value
-            .parse::<u64>()
-            .is_ok_and(|v| v < LISTPACK_VALUE_ADVISED)
-    {
+    if let Some(value) = below("hash-max-listpack-value", LISTPACK_VALUE_ADVISED) {
         advice.push(format!(
             "Redis hash-max-listpack-value is {value}: registration hashes holding EWS ids \
              and FCM tokens are stored as hashtables, about 1 KB more each; set it to \
              {LISTPACK_VALUE_ADVISED}"
         ));
+    }
+    for name in ["hash-max-listpack-entries", "zset-max-listpack-entries"] {
+        if let Some(value) = below(name, LISTPACK_ENTRIES_ADVISED) {
+            advice.push(format!(
+                "Redis {name} is {value}: the shards' indexes and the subscription buckets \
+                 are stored as hashtables and skiplists, 50-100 bytes more per registration; \
+                 set it to {LISTPACK_ENTRIES_ADVISED} (Redis's default) or more"
+            ));
+        }
     }
     let limited = setting("maxmemory").is_some_and(|v| v != "0");
     if let Some(policy) = setting("maxmemory-policy")
