@@ -334,3 +334,44 @@ async fn a_subscription_bound_by_an_earlier_version_is_honoured_then_released() 
     let owner: Vec<String> = conn.hvals(&bucket).await.unwrap();
     assert_eq!(owner, vec![third.id.to_string()]);
 }
+
+#[tokio::test]
+async fn a_device_with_many_registrations_keeps_every_one_in_its_index_entry() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0);
+    // Ten ids are longer than a listpack value may be (256 bytes): the part turns into a
+    // hashtable and loses nothing.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(
+            registry
+                .register(new_registration())
+                .await
+                .unwrap()
+                .record
+                .id,
+        );
+    }
+    async fn listed(registry: &Registry) -> Vec<RegistrationId> {
+        let mut listed: Vec<RegistrationId> = registry
+            .list_device(APNS_TOKEN)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        listed.sort();
+        listed
+    }
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed(&registry).await, expected);
+    for gone in [&ids[0], &ids[5], &ids[9]] {
+        registry.unregister(gone.as_str()).await.unwrap();
+        expected.retain(|id| id != gone);
+    }
+    assert_eq!(listed(&registry).await, expected);
+    let (_, (_, entry)) = device_index(&redis, ShardId::of_device_token(APNS_TOKEN)).await;
+    assert_eq!(entry.split(' ').count(), 7, "{entry}");
+}

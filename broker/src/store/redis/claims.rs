@@ -40,7 +40,11 @@ impl RedisStore {
             self.abandon_claim(sub, id).await;
             return Err(StoreError::SubscriptionTaken(owner));
         }
-        self.release_unsplit(&keys, &owner).await
+        // Housekeeping: a stale key left behind is ignored by every reader.
+        if let Err(err) = self.release_unsplit(&keys, &owner).await {
+            tracing::warn!(error = %err, "could not drop a stale subscription binding of an earlier version");
+        }
+        Ok(())
     }
 
     async fn claim_bucketed(

@@ -21,7 +21,9 @@
 //! A device index entry lives in one of sixteen hashes per shard rather than a hash of its
 //! own: a top-level key costs ~120 bytes of Redis before its value, a field of a small hash
 //! ~55 (docs/performance.md). Sixteen parts keep each one a listpack (under
-//! `hash-max-listpack-entries`, 128) up to ~2 M devices per region.
+//! `hash-max-listpack-entries`, 128) up to ~2 M devices per region. A device with more than
+//! seven registrations (an entry over `hash-max-listpack-value`, 256 bytes) turns its part
+//! into a hashtable: ~50 bytes more for each device in that part, and nothing lost.
 //!
 //! Bound subscription ids are bucketed the same way, 65,536 buckets per region: at 1 M
 //! bindings a bucket holds ~15. A pending claim stays a key of its own because it must
