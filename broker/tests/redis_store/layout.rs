@@ -25,12 +25,7 @@ async fn an_interrupted_registration_leaves_nothing_visible() {
 
 /// Every key in `redis` that names `id`.
 async fn keys_naming(redis: &RedisServer, id: &RegistrationId) -> Vec<String> {
-    let mut conn = redis_conn(redis).await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("*{id}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut keys = keys_matching(redis, &format!("*{id}*")).await;
     keys.sort();
     keys
 }
