@@ -14,6 +14,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# What every commit promises (README, Development): formatted, and clippy-clean.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 cargo test --workspace --all-targets --locked "$@"
 
 # The parser's fuzz target (gateway/fuzz) lives outside the workspace because running it

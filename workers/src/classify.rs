@@ -36,6 +36,12 @@ pub enum Verdict {
         after: Option<Duration>,
         reason: String,
     },
+    /// "This token is not for you" (APNs `BadDeviceToken`, `DeviceTokenNotForTopic`, FCM
+    /// `SENDER_ID_MISMATCH`): a dead token, or the app's environment or project is wrong and
+    /// every token is refused. Delivery tells which (`delivery::refusals`).
+    TokenRefused {
+        reason: String,
+    },
     /// The provider credential (APNs JWT, FCM OAuth token) is stale: refresh it, retry once.
     RefreshAuth {
         reason: String,
@@ -58,14 +64,23 @@ pub enum Verdict {
     },
 }
 
-/// A `Retry-After` value: delta seconds or an HTTP date, relative to `now`.
+/// The longest wait a provider can ask for: a `Retry-After` beyond it (a year, `u64::MAX`
+/// seconds, a date far ahead) is read as this, so no later arithmetic on it can overflow and
+/// no burst waits longer than its badge is worth.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` value: delta seconds or an HTTP date, relative to `now`; at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(raw: Option<&str>, now: SystemTime) -> Option<Duration> {
     let raw = raw?.trim();
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(raw).ok()?;
-    Some(at.duration_since(now).unwrap_or_default())
+    let wait = match raw.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(raw).ok()?;
+            at.duration_since(now).unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 const AT_LEAST_A_MINUTE: Duration = Duration::from_secs(60);
@@ -95,7 +110,9 @@ pub fn apns(status: u16, body: &[u8], retry_after: Option<Duration>) -> Verdict 
         reason: said(&reason),
     };
     match (status, reason.as_str()) {
-        (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => dead(None),
+        (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => Verdict::TokenRefused {
+            reason: said(&reason),
+        },
         (
             400,
             "BadCollapseId" | "BadExpirationDate" | "BadMessageId" | "BadPriority" | "BadTopic"
@@ -240,7 +257,8 @@ pub fn fcm(status: u16, body: &[u8], retry_after: Option<Duration>) -> Verdict {
         (400, "INVALID_ARGUMENT") => Verdict::Bug { reason: said },
         (401, "THIRD_PARTY_AUTH_ERROR") => Verdict::PauseApp { reason: said },
         (401, _) => Verdict::RefreshAuth { reason: said },
-        (403, "SENDER_ID_MISMATCH") | (404, "UNREGISTERED" | "NOT_FOUND") => Verdict::TokenDead {
+        (403, "SENDER_ID_MISMATCH") => Verdict::TokenRefused { reason: said },
+        (404, "UNREGISTERED" | "NOT_FOUND") => Verdict::TokenDead {
             reason: said,
             since_ms: None,
         },

@@ -31,7 +31,7 @@ impl AppConfig {
                 let pem = read(&app.cert_file)?;
                 crate::http::install_crypto_provider();
                 reqwest::Identity::from_pem(&pem).err().map(|e| {
-                    let e = crate::http::describe(&e);
+                    let e = crate::http::describe(e);
                     format!("cert_file is not a PEM certificate and private key: {e}")
                 })
             }

@@ -7,6 +7,7 @@ mod backoff;
 mod breaker;
 mod metrics;
 mod rate;
+mod refusals;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,9 @@ use tokio::sync::Semaphore;
 pub use backoff::Backoff;
 use breaker::{Admission, Breaker};
 pub use metrics::DeliveryMetrics;
-use metrics::{AnswerLabels, ProviderLabels, count_for_app, provider_label};
+use metrics::{AnswerLabels, ProviderLabels, RefusalLabels, count_for_app, provider_label};
 pub(crate) use rate::RateLimit;
+use refusals::{Judgement, Refusals};
 
 use crate::apns::{ApnsClient, TokenShare};
 use crate::classify::{RetryScope, Verdict};
@@ -45,6 +47,7 @@ pub struct Delivery {
 struct App {
     client: Client,
     breaker: Breaker,
+    refusals: Refusals,
     paused_until: Mutex<Option<Instant>>,
 }
 
@@ -108,6 +111,7 @@ impl Delivery {
                         settings.breaker_open,
                         settings.breaker_max_open,
                     ),
+                    refusals: Refusals::new(settings.refusal_window, settings.refusal_spike),
                     paused_until: Mutex::new(None),
                 };
                 (id, app)
@@ -199,7 +203,12 @@ impl Delivery {
         match verdict {
             Verdict::Delivered => {
                 app.breaker.success();
+                app.refusals.delivered(now);
                 PushOutcome::Delivered
+            }
+            Verdict::TokenRefused { reason } => {
+                app.breaker.success();
+                self.refused(app, request, reason, now)
             }
             Verdict::TokenDead { reason, since_ms } => {
                 app.breaker.success();
@@ -236,7 +245,7 @@ impl Delivery {
             }
             Verdict::PauseApp { reason } => {
                 tracing::error!(app = %request.app_id, %reason, pause_secs = self.pause.as_secs(), "the provider refuses the app's credentials: app paused, an operator must fix its configuration");
-                app.pause(now + self.pause);
+                app.pause(now.checked_add(self.pause).unwrap_or(now));
                 count_for_app(&self.metrics.app_paused, &request.app_id);
                 retry(Some(self.pause))
             }
@@ -251,6 +260,49 @@ impl Delivery {
         }
     }
 }
+
+impl Delivery {
+    /// A token refused as "not for you": dead, or a sign of a wrong configuration.
+    fn refused(
+        &self,
+        app: &App,
+        request: &PushRequest,
+        reason: String,
+        now: Instant,
+    ) -> PushOutcome {
+        let judgement = app.refusals.judge(now);
+        self.metrics
+            .token_refusals
+            .get_or_create(&RefusalLabels {
+                app: request.app_id.clone(),
+                judgement: match judgement {
+                    Judgement::Dead => "dead",
+                    Judgement::Suspect => "suspect",
+                    Judgement::Spike => "spike",
+                },
+            })
+            .inc();
+        match judgement {
+            Judgement::Dead => PushOutcome::TokenDead {
+                reason,
+                since_ms: None,
+            },
+            Judgement::Suspect => {
+                tracing::info!(app = %request.app_id, push = %request.push_id, %reason, "token refused while nothing delivered lately proves the app's configuration: kept, retried later");
+                PushOutcome::RetryAfter(self.backoff.delay(request.attempt, Some(SUSPECT_WAIT)))
+            }
+            Judgement::Spike => {
+                tracing::error!(app = %request.app_id, %reason, pause_secs = self.pause.as_secs(), "a spike of refused tokens: the app's environment (sandbox/production) or Firebase project is likely wrong; app paused, no registration marked dead");
+                app.pause(now.checked_add(self.pause).unwrap_or(now));
+                count_for_app(&self.metrics.app_paused, &request.app_id);
+                PushOutcome::RetryAfter(self.backoff.delay(request.attempt, Some(self.pause)))
+            }
+        }
+    }
+}
+
+/// The least wait before a push whose token was refused on suspicion is tried again.
+const SUSPECT_WAIT: Duration = Duration::from_secs(60);
 
 impl App {
     /// How long sends to this app wait, if they may not go now (paused, circuit open).
@@ -274,6 +326,7 @@ fn verdict_name(verdict: &Verdict) -> &'static str {
     match verdict {
         Verdict::Delivered => "delivered",
         Verdict::TokenDead { .. } => "token_dead",
+        Verdict::TokenRefused { .. } => "token_refused",
         Verdict::Retry { .. } => "retry",
         Verdict::RefreshAuth { .. } => "refresh_auth",
         Verdict::AuthThrottled { .. } => "auth_throttled",

@@ -2,8 +2,8 @@
 //! store plus an optional extra CA (a mock's), HTTP/2 keep-alive, timeouts.
 
 use std::path::Path;
-use std::sync::Once;
-use std::time::Duration;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
 
 use crate::DeliveryError;
 
@@ -24,6 +24,41 @@ impl ClientOptions {
             connect_timeout: settings.connect_timeout,
             keep_alive: settings.keep_alive,
             http2_only,
+        }
+    }
+}
+
+/// A connection is replaced at most this often: Apple reads rapid reconnects as an attack,
+/// and Google's front ends are no kinder to a client that reconnects in a loop.
+pub(crate) const MIN_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a client last replaced its connection: one per connection (APNs lane, FCM client).
+#[derive(Debug, Default)]
+pub(crate) struct Reconnects {
+    last: Mutex<Option<Instant>>,
+}
+
+impl Reconnects {
+    /// Runs `replace` unless the connection was replaced less than
+    /// [`MIN_RECONNECT_INTERVAL`] ago; whether a new connection is in place.
+    pub(crate) fn replace(
+        &self,
+        provider: &str,
+        replace: impl FnOnce() -> Result<(), DeliveryError>,
+    ) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < MIN_RECONNECT_INTERVAL) {
+            return false;
+        }
+        match replace() {
+            Ok(()) => {
+                *last = Some(Instant::now());
+                true
+            }
+            Err(error) => {
+                tracing::warn!(provider, %error, "cannot replace a provider connection");
+                false
+            }
         }
     }
 }
@@ -97,8 +132,11 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A reqwest error with its causes (the top level alone says little: "error sending request").
-pub(crate) fn describe(error: &reqwest::Error) -> String {
+/// A reqwest error with its causes (the top level alone says little: "error sending
+/// request"), without its URL: an APNs URL ends in the device token, which never appears in
+/// a log line or a recorded reason.
+pub(crate) fn describe(error: reqwest::Error) -> String {
+    let error = &error.without_url();
     let mut text = if error.is_timeout() {
         "timeout".to_owned()
     } else {

@@ -48,7 +48,16 @@ pub struct DeliverySettings {
     /// before it is tried again (an operator is alerted).
     #[serde(with = "humantime_serde")]
     pub pause: Duration,
-    /// How long a badge stays worth delivering: APNs `apns-expiration`, FCM `ttl`.
+    /// Refused tokens ("not for this app") of one app within `refusal_window` that pause the
+    /// app instead of marking registrations dead: the sign of a sandbox/production or
+    /// Firebase project mix-up. A refusal is a dead token only while a push of the app was
+    /// delivered within the window.
+    pub refusal_spike: u32,
+    #[serde(with = "humantime_serde")]
+    pub refusal_window: Duration,
+    /// How long a badge stays worth delivering: APNs `apns-expiration`, FCM `ttl`. A burst
+    /// whose push is still being retried this long after its first event is given up (and
+    /// the outcome recorded).
     #[serde(with = "humantime_serde")]
     pub badge_lifetime: Duration,
 }
@@ -71,6 +80,8 @@ impl Default for DeliverySettings {
             breaker_open: Duration::from_secs(30),
             breaker_max_open: Duration::from_secs(900),
             pause: Duration::from_secs(300),
+            refusal_spike: 20,
+            refusal_window: Duration::from_secs(600),
             badge_lifetime: Duration::from_secs(3600),
         }
     }
@@ -94,6 +105,8 @@ impl DeliverySettings {
         positive("fcm_in_flight", self.fcm_in_flight as u64);
         positive("fcm_max_per_second", u64::from(self.fcm_max_per_second));
         positive("breaker_failures", u64::from(self.breaker_failures));
+        positive("refusal_spike", u64::from(self.refusal_spike));
+        positive("refusal_window", self.refusal_window.as_millis() as u64);
         positive("request_timeout", self.request_timeout.as_millis() as u64);
         positive("retry_base", self.retry_base.as_millis() as u64);
         if self.retry_cap < self.retry_base {

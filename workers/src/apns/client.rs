@@ -3,8 +3,8 @@
 //! retries the protocol asks for (a refreshed token, a fresh connection).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -14,11 +14,8 @@ use super::request;
 use super::share::{SharedProviderTokens, TokenShare};
 use super::token::{ProviderToken, ProviderTokens, TokenSigner};
 use crate::classify::{self, RetryScope, Verdict};
-use crate::http::{ClientOptions, base_url, client, describe, extra_ca};
+use crate::http::{ClientOptions, Reconnects, base_url, client, describe, extra_ca};
 use crate::{ApnsAppConfig, DeliveryError, DeliverySettings, PushRequest};
-
-/// A connection is replaced at most this often: Apple reads rapid reconnects as an attack.
-const MIN_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct ApnsClient {
@@ -46,7 +43,7 @@ enum Auth {
 struct Lane {
     client: RwLock<reqwest::Client>,
     streams: Semaphore,
-    reconnected: Mutex<Option<Instant>>,
+    reconnects: Reconnects,
 }
 
 impl ApnsClient {
@@ -87,7 +84,7 @@ impl ApnsClient {
                 Ok(Lane {
                     client: RwLock::new(client(&options, &extra_ca, auth.identity())?),
                     streams: Semaphore::new(settings.apns_streams_per_connection.max(1)),
-                    reconnected: Mutex::new(None),
+                    reconnects: Reconnects::default(),
                 })
             })
             .collect::<Result<_, DeliveryError>>()?;
@@ -202,7 +199,7 @@ impl ApnsClient {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(error) => return classify::transport_failure(&describe(&error)),
+            Err(error) => return classify::transport_failure(&describe(error)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -212,7 +209,7 @@ impl ApnsClient {
             .and_then(|v| classify::retry_after(Some(v), SystemTime::now()));
         match response.bytes().await {
             Ok(body) => classify::apns(status, &body, retry_after),
-            Err(error) => classify::transport_failure(&describe(&error)),
+            Err(error) => classify::transport_failure(&describe(error)),
         }
     }
 
@@ -223,21 +220,11 @@ impl ApnsClient {
 
     /// Replaces the lane's connection unless it was replaced a moment ago; whether it was.
     fn reconnect(&self, lane: &Lane) -> bool {
-        let mut last = lane.reconnected.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| at.elapsed() < MIN_RECONNECT_INTERVAL) {
-            return false;
-        }
-        match client(&self.options, &self.extra_ca, self.auth.identity()) {
-            Ok(fresh) => {
-                *lane.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-                *last = Some(Instant::now());
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot replace an APNs connection");
-                false
-            }
-        }
+        lane.reconnects.replace("apns", || {
+            let fresh = client(&self.options, &self.extra_ca, self.auth.identity())?;
+            *lane.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            Ok(())
+        })
     }
 }
 

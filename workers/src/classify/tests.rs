@@ -12,6 +12,10 @@ fn dead(v: &Verdict) -> bool {
     matches!(v, Verdict::TokenDead { .. })
 }
 
+fn refused(v: &Verdict) -> bool {
+    matches!(v, Verdict::TokenRefused { .. })
+}
+
 fn bug(v: &Verdict) -> bool {
     matches!(v, Verdict::Bug { .. })
 }
@@ -30,9 +34,9 @@ fn apns_200_is_delivered() {
 }
 
 #[test]
-fn apns_bad_or_foreign_device_tokens_are_dead() {
+fn apns_bad_or_foreign_device_tokens_are_refusals_delivery_judges() {
     for reason in ["BadDeviceToken", "DeviceTokenNotForTopic"] {
-        assert!(dead(&apns(400, &apns_body(reason), None)), "{reason}");
+        assert!(refused(&apns(400, &apns_body(reason), None)), "{reason}");
     }
 }
 
@@ -236,8 +240,8 @@ fn fcm_third_party_auth_and_permission_problems_pause_the_app() {
 }
 
 #[test]
-fn fcm_sender_mismatch_and_unregistered_tokens_are_dead() {
-    assert!(dead(&fcm(
+fn fcm_sender_mismatch_is_a_refusal_and_unregistered_tokens_are_dead() {
+    assert!(refused(&fcm(
         403,
         &fcm_body("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), ""),
         None
@@ -320,5 +324,17 @@ fn retry_after_reads_seconds_and_http_dates() {
     let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
     assert_eq!(retry_after(Some(&earlier), now), Some(Duration::ZERO));
     assert_eq!(retry_after(Some("soon"), now), None);
+    // Absurd values are capped rather than overflowing the arithmetic that follows.
+    for huge in [
+        "18446744073709551615",
+        "31536000",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        assert_eq!(
+            retry_after(Some(huge), now),
+            Some(MAX_RETRY_AFTER),
+            "{huge}"
+        );
+    }
     assert_eq!(retry_after(None, now), None);
 }

@@ -22,7 +22,11 @@ impl Backoff {
     pub fn delay(&self, attempt: u32, floor: Option<Duration>) -> Duration {
         let ceiling = self.ceiling(attempt).as_millis() as u64;
         let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
-        jittered.max(floor.unwrap_or_default())
+        jittered.max(
+            floor
+                .unwrap_or_default()
+                .min(crate::classify::MAX_RETRY_AFTER),
+        )
     }
 }
 

@@ -74,7 +74,7 @@ impl Breaker {
         } else {
             self.first_open
         };
-        state.open_until = Some(now + state.open_for);
+        state.open_until = Some(now.checked_add(state.open_for).unwrap_or(now));
         state.probing = false;
         Some(state.open_for)
     }

@@ -15,13 +15,21 @@ pub struct AnswerLabels {
     pub provider: &'static str,
     pub app: String,
     /// The classified answer: `delivered`, `token_dead`, `retry`, `refresh_auth`,
-    /// `auth_throttled`, `pause_app`, `drop`, `bug`.
+    /// `auth_throttled`, `pause_app`, `drop`, `bug`, `token_refused`.
     pub verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabels {
     pub app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub app: String,
+    /// What a refused token was taken for: `dead`, `suspect` (kept, retried), `spike` (the
+    /// app paused).
+    pub judgement: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +44,7 @@ pub struct DeliveryMetrics {
     pub held_back: Family<AppLabels, Counter>,
     pub circuit_opened: Family<AppLabels, Counter>,
     pub app_paused: Family<AppLabels, Counter>,
+    pub token_refusals: Family<RefusalLabels, Counter>,
     pub in_flight: Family<ProviderLabels, Gauge>,
     pub seconds: Family<ProviderLabels, Histogram>,
 }
@@ -47,6 +56,7 @@ impl Default for DeliveryMetrics {
             held_back: Family::default(),
             circuit_opened: Family::default(),
             app_paused: Family::default(),
+            token_refusals: Family::default(),
             in_flight: Family::default(),
             // 1 ms … ~16 s.
             seconds: Family::new_with_constructor(|| {
@@ -77,6 +87,11 @@ impl DeliveryMetrics {
             "herald_push_app_paused",
             "Times an app was paused because the provider refused its credentials",
             self.app_paused.clone(),
+        );
+        registry.register(
+            "herald_push_token_refusals",
+            "Tokens a provider refused as not for this app (BadDeviceToken, DeviceTokenNotForTopic, SENDER_ID_MISMATCH), by what they were taken for",
+            self.token_refusals.clone(),
         );
         registry.register(
             "herald_push_in_flight",

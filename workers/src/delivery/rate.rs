@@ -55,7 +55,8 @@ impl RateLimit {
     /// Google said the project quota is spent: nothing is sent before `now + wait`.
     pub(crate) fn pause(&self, now: Instant, wait: Duration) {
         let mut b = self.lock();
-        let until = now + wait;
+        let wait = wait.min(crate::classify::MAX_RETRY_AFTER);
+        let until = now.checked_add(wait).unwrap_or(now);
         b.paused_until = Some(b.paused_until.map_or(until, |u| u.max(until)));
         b.tokens = 0.0;
     }

@@ -12,7 +12,7 @@ use super::auth::{AccessTokens, ServiceAccountTokens};
 use super::message;
 use crate::classify::{self, RetryScope, Verdict};
 use crate::delivery::RateLimit;
-use crate::http::{ClientOptions, base_url, client, describe, extra_ca};
+use crate::http::{ClientOptions, Reconnects, base_url, client, describe, extra_ca};
 use crate::{DeliveryError, DeliverySettings, FcmAppConfig, PushRequest};
 
 #[derive(Debug)]
@@ -20,6 +20,7 @@ pub struct FcmClient {
     app: String,
     send_url: String,
     client: RwLock<reqwest::Client>,
+    reconnects: Reconnects,
     auth: Arc<dyn AccessTokens>,
     rate: RateLimit,
     options: ClientOptions,
@@ -53,6 +54,7 @@ impl FcmClient {
             app: app.id.clone(),
             send_url: format!("{base}/v1/projects/{}/messages:send", app.project_id),
             client: RwLock::new(client(&options, &extra_ca, None)?),
+            reconnects: Reconnects::default(),
             auth,
             rate: RateLimit::new(settings.fcm_max_per_second, Instant::now()),
             options,
@@ -84,11 +86,18 @@ impl FcmClient {
                 Verdict::Retry {
                     scope: RetryScope::Reconnect,
                     after: None,
-                    ..
+                    reason,
                 },
                 _,
             ) => {
-                self.reconnect();
+                if !self.reconnect() {
+                    return Verdict::Retry {
+                        scope: RetryScope::Backoff,
+                        after: None,
+                        reason,
+                    };
+                }
+                tracing::debug!(%reason, "FCM connection replaced; the message is sent again");
                 self.post(request).await.0
             }
             (verdict, _) => verdict,
@@ -146,7 +155,7 @@ impl FcmClient {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(error) => return (classify::transport_failure(&describe(&error)), Some(token)),
+            Err(error) => return (classify::transport_failure(&describe(error)), Some(token)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -156,15 +165,18 @@ impl FcmClient {
             .and_then(|v| classify::retry_after(Some(v), SystemTime::now()));
         let verdict = match response.bytes().await {
             Ok(body) => classify::fcm(status, &body, retry_after),
-            Err(error) => classify::transport_failure(&describe(&error)),
+            Err(error) => classify::transport_failure(&describe(error)),
         };
         (verdict, Some(token))
     }
 
-    fn reconnect(&self) {
-        match client(&self.options, &self.extra_ca, None) {
-            Ok(fresh) => *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh,
-            Err(error) => tracing::warn!(%error, "cannot replace the FCM connection"),
-        }
+    /// Replaces the connection unless it was replaced a moment ago (as APNs lanes do);
+    /// whether it was.
+    fn reconnect(&self) -> bool {
+        self.reconnects.replace("fcm", || {
+            let fresh = client(&self.options, &self.extra_ca, None)?;
+            *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            Ok(())
+        })
     }
 }
