@@ -11,7 +11,7 @@ use herald_gateway::{Callback, NotificationSink, Verdict};
 use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
-use crate::subscription::{DeliverError, Item, Subscriptions};
+use crate::subscription::{DeliverError, MOVING_WAIT, ROUTE_ATTEMPTS, Subscriptions};
 
 /// Hands gateway requests to the subscription actors.
 #[derive(Clone, Debug)]
@@ -49,38 +49,49 @@ impl EwsSink {
             .await
     }
 
+    /// Each message's verdict. The registration is looked up again when its actor says it
+    /// moved meanwhile; `Unsubscribe` is answered only for what Herald knows: no
+    /// registration for this token and secret, a dead one, or Exchange's own error.
     async fn decide_all(
         &self,
         callback: &Callback,
         request: SendNotification,
     ) -> Result<Vec<Verdict>, SinkError> {
-        let every = |verdict| vec![verdict; request.messages.len()];
-        let Some(record) = self.resolve(callback.token()).await? else {
-            // Not a token we minted, or its registration is gone.
-            return Ok(every(Verdict::Unsubscribe));
-        };
-        if record.home_region != callback.home_region() || record.state == RegState::Dead {
-            return Ok(every(Verdict::Unsubscribe));
+        let count = request.messages.len();
+        let every = |verdict| vec![verdict; count];
+        let request = Arc::new(request);
+        let mut last = DeliverError::Elsewhere;
+        for _ in 0..ROUTE_ATTEMPTS {
+            let Some(record) = self.resolve(callback.token()).await? else {
+                // Not a token we minted, or its registration is gone.
+                return Ok(every(Verdict::Unsubscribe));
+            };
+            if record.home_region != callback.home_region() || record.state == RegState::Dead {
+                return Ok(every(Verdict::Unsubscribe));
+            }
+            let effects = self.effects(&record, &request).await?;
+            let id = record.id.clone();
+            let needs_actor = effects
+                .iter()
+                .any(|e| matches!(e, MessageEffect::Accept { .. } | MessageEffect::Kill { .. }));
+            if !needs_actor {
+                return Ok(effects.into_iter().map(|e| verdict(&id, e)).collect());
+            }
+            match self
+                .subscriptions
+                .deliver(record, effects, request.clone())
+                .await
+            {
+                Ok(held) => return Ok(held.into_iter().map(|e| verdict(&id, e)).collect()),
+                Err(DeliverError::Elsewhere) => last = DeliverError::Elsewhere,
+                Err(DeliverError::Moving) => {
+                    last = DeliverError::Moving;
+                    tokio::time::sleep(MOVING_WAIT).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
-        let effects = self.effects(&record, &request).await?;
-        let id = record.id.clone();
-        let needs_actor = effects
-            .iter()
-            .any(|e| matches!(e, MessageEffect::Accept { .. } | MessageEffect::Kill { .. }));
-        let held = if needs_actor {
-            let items = effects
-                .into_iter()
-                .zip(request.messages)
-                .map(|(effect, message)| Item {
-                    effect,
-                    notification: message.notification,
-                })
-                .collect();
-            self.subscriptions.deliver(record, items).await?
-        } else {
-            effects
-        };
-        Ok(held.into_iter().map(|e| verdict(&id, e)).collect())
+        Err(last.into())
     }
 
     /// What each message would do to `record` (see [`decide`]).

@@ -3,83 +3,76 @@
 //! marked `STALE` and counted, so the app can re-subscribe. Its next notification makes it
 //! `ACTIVE` again (the subscription actor does that).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use herald_cluster::ShardId;
 use tokio::sync::watch;
 
-use crate::domain::{RegState, RegistrationId, UnixMillis};
-use crate::metrics::Metrics;
-use crate::registry::Fencing;
-use crate::store::{RegistrationStore, StoreError};
+use crate::domain::{RegState, UnixMillis};
+use crate::store::RegistrationStore;
+use crate::subscription::{Command, CommandError, Subscriptions};
 
 /// How many silent registrations are read per shard and round trip.
 const PAGE: usize = 500;
 
-/// Marks every registration silent since before `threshold` stale; returns how many.
+/// Has every registration silent since before `threshold` marked stale by its actor;
+/// returns how many were marked. A registration heard from meanwhile is left as it is (its
+/// actor checks again).
 pub async fn sweep(
     store: &dyn RegistrationStore,
-    fencing: &dyn Fencing,
+    subscriptions: &Subscriptions,
     threshold: UnixMillis,
-    metrics: &Metrics,
-) -> Result<usize, StoreError> {
+) -> Result<usize, CommandError> {
     let mut marked = 0;
     for shard in ShardId::all() {
-        loop {
-            let silent = store.silent_since(shard, threshold, PAGE).await?;
-            let mut progressed = false;
-            for id in &silent {
-                if mark_stale(store, fencing, id, threshold).await? {
-                    marked += 1;
-                    progressed = true;
-                    metrics.subscriptions.stale_marked.inc();
-                }
-            }
-            if silent.len() < PAGE || !progressed {
-                break;
-            }
-        }
+        marked += sweep_shard(store, subscriptions, shard, threshold).await?;
     }
     Ok(marked)
 }
 
-async fn mark_stale(
+async fn sweep_shard(
     store: &dyn RegistrationStore,
-    fencing: &dyn Fencing,
-    id: &RegistrationId,
+    subscriptions: &Subscriptions,
+    shard: ShardId,
     threshold: UnixMillis,
-) -> Result<bool, StoreError> {
-    let Some(mut record) = store.get(id).await? else {
-        return Ok(false);
-    };
-    if record.last_heard().is_none_or(|t| t >= threshold) {
-        return Ok(false);
-    }
-    record.state = RegState::Stale;
-    let Ok(fence) = fencing.fence(record.device_token.shard()) else {
-        return Ok(false);
-    };
-    match store.update(fence, &record).await {
-        Ok(_) => {
-            tracing::info!(registration = %id, "no word from exchange for twice the status frequency: marked stale");
-            Ok(true)
+) -> Result<usize, CommandError> {
+    let mut marked = 0;
+    loop {
+        let silent = store
+            .silent_since(shard, threshold, PAGE)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.into()))?;
+        let mut progressed = false;
+        for id in &silent {
+            match subscriptions
+                .command(id, Command::MarkStale { threshold })
+                .await
+            {
+                // Silent registrations are pending or active: stale now means marked now.
+                Ok(Some(record)) if record.state == RegState::Stale => {
+                    marked += 1;
+                    progressed = true;
+                }
+                Ok(Some(_)) => {}
+                // Unregistered meanwhile: its index entry went with it.
+                Ok(None) | Err(CommandError::NotFound) => {}
+                Err(other) => return Err(other),
+            }
         }
-        // Written meanwhile (a notification, most likely): the next sweep looks again.
-        Err(StoreError::Conflict | StoreError::NotFound | StoreError::Fenced { .. }) => Ok(false),
-        Err(other) => Err(other),
+        if silent.len() < PAGE || !progressed {
+            return Ok(marked);
+        }
     }
 }
 
 /// Sweeps every `interval` until `stop`.
 pub fn spawn_sweeper(
-    store: Arc<dyn RegistrationStore>,
-    fencing: Arc<dyn Fencing>,
-    metrics: Arc<Metrics>,
+    store: std::sync::Arc<dyn RegistrationStore>,
+    subscriptions: Subscriptions,
     status_frequency: Duration,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -90,9 +83,13 @@ pub fn spawn_sweeper(
             }
             let silence = u64::try_from((status_frequency * 2).as_millis()).unwrap_or(u64::MAX);
             let threshold = UnixMillis(UnixMillis::now().0.saturating_sub(silence));
-            if let Err(error) = sweep(store.as_ref(), fencing.as_ref(), threshold, &metrics).await {
+            let swept = tokio::select! {
+                swept = sweep(store.as_ref(), &subscriptions, threshold) => swept,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if let Err(error) = swept {
                 tracing::warn!(%error, "liveness sweep failed; retried at the next interval");
             }
         }
-    });
+    })
 }

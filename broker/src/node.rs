@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings, SoloFencing};
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use crate::subscription::{Coalescing, Deps, Subscriptions};
+use herald_cluster::ShardId;
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -54,7 +55,11 @@ pub struct RunningNode {
     pub registry: Registry,
     pub subscriptions: Subscriptions,
     shutdown: watch::Sender<bool>,
+    /// The listeners and the health follower.
     tasks: JoinSet<Result<(), String>>,
+    /// The liveness sweeper and the recovery: they write through the actors, so they are
+    /// stopped before the actors drain.
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Builds the node's store from `[redis]`: Redis when a URL is configured, else in memory.
@@ -118,6 +123,7 @@ fn subscriptions(
             min_interval: config.coalesce.min_interval,
         },
         actors: config.actors.clone(),
+        give_up_after: config.delivery.badge_lifetime,
         metrics: metrics.clone(),
         live: Default::default(),
     })
@@ -197,33 +203,58 @@ async fn advise_on_settings(store: &dyn RegistrationStore) {
     }
 }
 
-/// Flushes the bursts a previous owner of the shards accepted and did not push (after a
-/// crash), retrying while the store is unreachable.
-fn spawn_recovery(subscriptions: Subscriptions, mut stop: watch::Receiver<bool>) {
+/// Finishes the work a previous owner of the shards left (after a crash): every burst
+/// accepted and not pushed, every move not finished. Each shard's pending registrations are
+/// read until the read succeeds (with back-off while the store is unreachable), and each
+/// registration's actor is started, again and again if it fails to, until its work is done.
+fn spawn_recovery(
+    subscriptions: Subscriptions,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            match subscriptions.recover().await {
-                Ok(0) => return,
-                Ok(n) => {
-                    tracing::info!(
-                        registrations = n,
-                        "flushing bursts left pending by a previous run"
-                    );
-                    return;
+        let mut left: Vec<ShardId> = ShardId::all().collect();
+        let (mut recovered, mut backoff) = (0, RECOVERY_BACKOFF);
+        while !left.is_empty() {
+            let mut shards = left.into_iter();
+            left = Vec::new();
+            for shard in shards.by_ref() {
+                let read = tokio::select! {
+                    read = subscriptions.recover(shard) => read,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match read {
+                    Ok(n) => recovered += n,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read every shard's pending work yet; retrying");
+                        left.push(shard);
+                        break;
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot look for pending bursts yet; retrying")
-                }
+            }
+            // The store failed: the shards not read yet wait for the next pass.
+            left.extend(shards);
+            if left.is_empty() {
+                break;
             }
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(backoff) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
         }
-    });
+        if recovered > 0 {
+            tracing::info!(
+                registrations = recovered,
+                "finishing the work left pending by a previous run"
+            );
+        }
+    })
 }
 
-fn registry_settings(config: &Config) -> RegistrySettings {
+const RECOVERY_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(10);
+
+pub(crate) fn registry_settings(config: &Config) -> RegistrySettings {
     RegistrySettings {
         public_url: config.public_base().to_owned(),
         region: config.node.region.clone(),
@@ -270,6 +301,7 @@ impl RunningNode {
     }
 
     /// Starts a node that pushes through `sender`.
+    #[cfg(feature = "testsuite")]
     pub async fn start_with_sender(
         config: &Config,
         store: Arc<dyn RegistrationStore>,
@@ -295,14 +327,18 @@ impl RunningNode {
             None => build_sender(config, &store, &metrics)?,
         };
         let fencing = Arc::new(SoloFencing);
-        let registry = Registry::new(store.clone(), fencing.clone(), registry_settings(config));
         let subscriptions = subscriptions(config, &store, fencing.clone(), sender, &metrics);
-        let (shutdown, _) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        crate::liveness::spawn_sweeper(
+        let registry = Registry::new(
             store.clone(),
             fencing,
-            metrics.clone(),
+            subscriptions.clone(),
+            registry_settings(config),
+        );
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let sweeper = crate::liveness::spawn_sweeper(
+            store.clone(),
+            subscriptions.clone(),
             config.liveness.status_frequency,
             config.liveness.sweep_interval,
             shutdown.subscribe(),
@@ -358,7 +394,7 @@ impl RunningNode {
 
         tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
-        spawn_recovery(subscriptions.clone(), shutdown.subscribe());
+        let recovery = spawn_recovery(subscriptions.clone(), shutdown.subscribe());
         Ok(Self {
             subscriptions,
             gateway_addr,
@@ -367,6 +403,7 @@ impl RunningNode {
             registry,
             shutdown,
             tasks,
+            workers: vec![sweeper, recovery],
         })
     }
 
@@ -382,7 +419,11 @@ impl RunningNode {
                     first_error.get_or_insert(e);
                 }
             }
-            // Listeners are closed: flush what was accepted, then stop the actors.
+            // Listeners are closed and the sweeper and recovery have stopped: flush what was
+            // accepted, then stop the actors.
+            for worker in self.workers.drain(..) {
+                let _ = worker.await;
+            }
             subscriptions.drain(grace / 2).await;
             subscriptions.stop().await;
             first_error.map_or(Ok(()), Err)

@@ -1,6 +1,7 @@
-//! The registrations service: validates requests, mints callback URLs, and reads and writes
-//! registrations through the store. Transport-free: the gRPC layer (and later the gateway's
-//! sink) call it and map [`RegistryError`] to their own codes.
+//! The registrations service: validates requests, mints callback URLs, creates
+//! registrations, reads them from the store, and hands every change of an existing one to
+//! its subscription actor (its one writer). Transport-free: the gRPC layer and the gateway's
+//! sink call it and map [`RegistryError`] to their own codes.
 
 mod error;
 mod fencing;
@@ -12,15 +13,13 @@ use crate::domain::{
     CallbackToken, DeviceToken, FieldError, Platform, RegState, RegistrationId, RegistrationRecord,
     SubscriptionId, UnixMillis, validate_folder_id, validate_region,
 };
-use crate::store::{RegistrationStore, StoreError};
+use crate::store::RegistrationStore;
+use crate::subscription::{Command, Subscriptions};
 
 pub use error::RegistryError;
 pub use fencing::{Fencing, NotOwner, SoloFencing};
 pub(crate) use notification::apply_effect;
 pub use notification::{Binding, MessageEffect, decide};
-
-/// How many times a read-modify-write is retried when a concurrent write wins.
-const MAX_CONFLICT_RETRIES: usize = 5;
 
 /// An app the deployment pushes for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +62,7 @@ pub struct Registered {
 pub struct Registry {
     store: Arc<dyn RegistrationStore>,
     fencing: Arc<dyn Fencing>,
+    subscriptions: Subscriptions,
     settings: Arc<RegistrySettings>,
 }
 
@@ -78,11 +78,13 @@ impl Registry {
     pub fn new(
         store: Arc<dyn RegistrationStore>,
         fencing: Arc<dyn Fencing>,
+        subscriptions: Subscriptions,
         settings: RegistrySettings,
     ) -> Self {
         Self {
             store,
             fencing,
+            subscriptions,
             settings: Arc::new(settings),
         }
     }
@@ -128,6 +130,7 @@ impl Registry {
             last_push_at: None,
             last_push_outcome: None,
             callback_hash: token.secret_hash(),
+            moving_to: None,
             version: 0,
         };
         let fence = self.fencing.fence(record.device_token.shard())?;
@@ -162,66 +165,44 @@ impl Registry {
     ) -> Result<RegistrationRecord, RegistryError> {
         let id = RegistrationId::parse("registration_id", raw_id)?;
         let sub = SubscriptionId::parse("subscription_id", raw_subscription)?;
-        self.modify(&id, |record| {
-            if let Some(bound) = &record.subscription_id
-                && *bound != sub
-            {
-                return Err(RegistryError::AlreadyExists(
-                    "the registration is already bound to another subscription id; register again for a new subscription".into(),
-                ));
-            }
-            record.subscription_id = Some(sub.clone());
-            Ok(())
-        })
-        .await
+        self.change(&id, Command::Bind(sub)).await
     }
 
+    /// Gives the registration a new device token (the app was reinstalled or restored). A
+    /// token of another shard moves it there without a moment in which it cannot be found.
     pub async fn update_device_token(
         &self,
         raw_id: &str,
         raw_token: &str,
     ) -> Result<RegistrationRecord, RegistryError> {
         let id = RegistrationId::parse("registration_id", raw_id)?;
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let current = self.store.get(&id).await?.ok_or(RegistryError::NotFound)?;
-            let token = DeviceToken::parse(current.platform, raw_token)?;
-            if token == current.device_token {
-                return Ok(current);
-            }
-            let (old_shard, new_shard) = (current.device_token.shard(), token.shard());
-            let updated = RegistrationRecord {
-                device_token: token,
-                ..current
-            };
-            let result = if old_shard == new_shard {
-                self.store
-                    .update(self.fencing.fence(old_shard)?, &updated)
-                    .await
-            } else {
-                let (from, to) = (
-                    self.fencing.fence(old_shard)?,
-                    self.fencing.fence(new_shard)?,
-                );
-                self.store.relocate(from, to, &updated).await
-            };
-            match result {
-                Err(StoreError::Conflict) => continue,
-                other => return Ok(other?),
-            }
+        if raw_token.is_empty() {
+            return Err(FieldError::new("device_token", "is required").into());
         }
-        Err(RegistryError::Contended)
+        self.change(&id, Command::SetToken(raw_token.to_owned()))
+            .await
     }
 
+    /// Deletes the registration; succeeds if it does not exist. It answers only once the
+    /// registration is gone, wherever it moved meanwhile.
     pub async fn unregister(&self, raw_id: &str) -> Result<(), RegistryError> {
         let id = RegistrationId::parse("registration_id", raw_id)?;
-        let Some(record) = self.store.get(&id).await? else {
-            return Ok(());
-        };
-        let fence = self.fencing.fence(record.device_token.shard())?;
-        if self.store.delete(fence, &id).await? {
-            tracing::info!(registration = %id, "unregistered");
+        match self.subscriptions.command(&id, Command::Unregister).await {
+            Ok(_) | Err(crate::subscription::CommandError::NotFound) => Ok(()),
+            Err(other) => Err(other.into()),
         }
-        Ok(())
+    }
+
+    /// Has the registration's actor apply `command`; answers the registration as it is then.
+    async fn change(
+        &self,
+        id: &RegistrationId,
+        command: Command,
+    ) -> Result<RegistrationRecord, RegistryError> {
+        self.subscriptions
+            .command(id, command)
+            .await?
+            .ok_or(RegistryError::NotFound)
     }
 
     pub async fn list_device(
@@ -261,28 +242,6 @@ impl Registry {
             None => self.store.get(id).await?.map(Arc::new),
         };
         Ok(record.filter(|r| token.matches(&r.callback_hash)))
-    }
-
-    /// Reads, changes and writes back a registration, retrying when a concurrent write wins.
-    async fn modify(
-        &self,
-        id: &RegistrationId,
-        mut change: impl FnMut(&mut RegistrationRecord) -> Result<(), RegistryError>,
-    ) -> Result<RegistrationRecord, RegistryError> {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut record = self.store.get(id).await?.ok_or(RegistryError::NotFound)?;
-            let before = record.clone();
-            change(&mut record)?;
-            if record == before {
-                return Ok(record);
-            }
-            let fence = self.fencing.fence(record.device_token.shard())?;
-            match self.store.update(fence, &record).await {
-                Err(StoreError::Conflict) => continue,
-                other => return Ok(other?),
-            }
-        }
-        Err(RegistryError::Contended)
     }
 
     fn known_app(&self, raw: &str, platform: Platform) -> Result<String, FieldError> {

@@ -6,6 +6,11 @@
 //! refuses a write whose epoch is older than the one recorded for the shard, so a node that
 //! lost a shard cannot overwrite its new owner's state. Each write is atomic: a failed write
 //! changes nothing a reader can see.
+//!
+//! A registration's copy lives in the shard of its device token. A new device token of
+//! another shard moves it: the old copy is frozen (`moving_to`), the new shard adopts a copy,
+//! the location switches (the commit point), and the old copy goes — so a reader always finds
+//! the registration, old copy or new (docs/subscriptions.md).
 
 mod error;
 mod memory;
@@ -55,7 +60,28 @@ impl StateCounts {
     }
 }
 
-/// The registration store.
+/// Where a moved registration lives: what [`RegistrationStore::set_location`] recorded last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// `None`: the registration was deleted.
+    pub shard: Option<ShardId>,
+    /// The version of the copy it lives in from (or was deleted at).
+    pub version: u64,
+}
+
+/// What [`RegistrationStore::adopt`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adopted {
+    /// The copy is written: the registration lives in this shard from the next
+    /// [`RegistrationStore::set_location`] on.
+    Written(Box<RegistrationRecord>),
+    /// The shard already holds this copy or a newer one (an adoption retried).
+    AlreadyThere,
+}
+
+/// The registration store. Each registration has one writer, its subscription actor (see
+/// `crate::subscription`), so the version checks of the writes below are a safety net that
+/// catches a stale copy, not a concurrency mechanism.
 #[async_trait]
 pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
     /// A short name for logs and the readiness answer ("redis", "memory").
@@ -70,79 +96,24 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(Vec::new())
     }
 
-    /// The registration with this id, if it exists.
+    /// The registration with this id, if it exists: its copy in the shard it lives in. A
+    /// registration that exists is always found, even while it moves (then the copy found
+    /// may be the frozen one, with `moving_to` set); `None` means it does not exist.
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError>;
+
+    /// The copy of registration `id` kept in `shard`, whether or not the registration lives
+    /// there (what a subscription actor of that shard starts from).
+    async fn get_in(
+        &self,
+        shard: ShardId,
+        id: &RegistrationId,
+    ) -> Result<Option<RegistrationRecord>, StoreError>;
 
     /// Every registration of one device token.
     async fn list_device(
         &self,
         device_token: &DeviceToken,
     ) -> Result<Vec<RegistrationRecord>, StoreError>;
-
-    /// The registration a subscription id is bound to, if any.
-    async fn find_subscription(
-        &self,
-        subscription_id: &SubscriptionId,
-    ) -> Result<Option<RegistrationId>, StoreError>;
-
-    /// Stores a new registration (version 0 → 1). Fails with `SubscriptionTaken` if its
-    /// subscription id is bound to another registration.
-    async fn create(
-        &self,
-        fence: Fence,
-        record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError>;
-
-    /// Replaces a registration whose stored version is `record.version`; returns it with the
-    /// next version. Fails with `Conflict` if someone wrote it in between, `NotFound` if it
-    /// is gone, `SubscriptionTaken` if it binds a subscription id bound elsewhere.
-    async fn update(
-        &self,
-        fence: Fence,
-        record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError>;
-
-    /// [`update`](Self::update) for a caller that holds the stored record, `stored` (a
-    /// subscription actor's cache): the version check alone proves the copy current, so the
-    /// store need not read it again and writes only what changed.
-    async fn update_from(
-        &self,
-        fence: Fence,
-        stored: &RegistrationRecord,
-        record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError> {
-        debug_assert_eq!(stored.version, record.version);
-        self.update(fence, record).await
-    }
-
-    /// Moves a registration to the shard of its new device token: `record` carries the new
-    /// token and the version read; `from` fences the old shard and `to` the new one.
-    async fn relocate(
-        &self,
-        from: Fence,
-        to: Fence,
-        record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError>;
-
-    /// Deletes a registration and releases its subscription id. `Ok(false)` if it did not
-    /// exist.
-    async fn delete(&self, fence: Fence, id: &RegistrationId) -> Result<bool, StoreError>;
-
-    /// Registrations by state over the whole store.
-    async fn count_by_state(&self) -> Result<StateCounts, StoreError>;
-
-    /// The registrations of `shard` with a burst accepted and not yet flushed: the work a
-    /// node must finish when it takes the shard over (after a crash, say).
-    async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError>;
-
-    /// Up to `limit` pending or active registrations of `shard` not heard from since before
-    /// `before` (see [`RegistrationRecord::last_heard`]).
-    async fn silent_since(
-        &self,
-        shard: ShardId,
-        before: UnixMillis,
-        limit: usize,
-    ) -> Result<Vec<RegistrationId>, StoreError>;
 
     /// The registrations of `device_token` other than `except` (a flush knows its own
     /// record; most devices have no other, and then no record is read at all).
@@ -155,6 +126,82 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         records.retain(|r| &r.id != except);
         Ok(records)
     }
+
+    /// The registration a subscription id is bound to, if any.
+    async fn find_subscription(
+        &self,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Option<RegistrationId>, StoreError>;
+
+    /// Stores a new registration in its device token's shard (version 0 → 1). Fails with
+    /// `SubscriptionTaken` if its subscription id is bound to another registration.
+    async fn create(
+        &self,
+        fence: Fence,
+        record: &RegistrationRecord,
+    ) -> Result<RegistrationRecord, StoreError>;
+
+    /// Replaces `stored` — the copy as its writer last read or wrote it — with `record`, in
+    /// the same shard (a new device token of the same shard moves the device index entry);
+    /// returns `record` at the next version. Fails with `Conflict` if the copy's version is
+    /// not `stored.version`, `NotFound` if the shard holds no copy, `SubscriptionTaken` if
+    /// `record` binds a subscription id bound elsewhere.
+    async fn update(
+        &self,
+        fence: Fence,
+        stored: &RegistrationRecord,
+        record: &RegistrationRecord,
+    ) -> Result<RegistrationRecord, StoreError>;
+
+    /// Writes `record` — a registration moving in from another shard, at its version — into
+    /// `fence.shard`, replacing `existing` (what the adopting writer read there: `None`, or
+    /// an older copy left by an earlier move). The registration does not live here until
+    /// [`set_location`](Self::set_location) says so.
+    async fn adopt(
+        &self,
+        fence: Fence,
+        existing: Option<&RegistrationRecord>,
+        record: &RegistrationRecord,
+    ) -> Result<Adopted, StoreError>;
+
+    /// Records that registration `id` lives in `shard` from its copy at `version` on — the
+    /// commit point of a move. Never goes back: a location recorded for a larger version
+    /// stays (a late or repeated call changes nothing).
+    async fn set_location(
+        &self,
+        id: &RegistrationId,
+        shard: ShardId,
+        version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// What the last commit of a move (or the deletion of a moved registration) recorded;
+    /// `None` for a registration that never moved, or does not exist.
+    async fn location(&self, id: &RegistrationId) -> Result<Option<Location>, StoreError>;
+
+    /// Drops the copy `stored` from its shard (the old copy of a completed move). `Ok(false)`
+    /// if it was gone already.
+    async fn remove(&self, fence: Fence, stored: &RegistrationRecord) -> Result<bool, StoreError>;
+
+    /// Deletes registration `stored` (unregistered): its copy and its subscription binding;
+    /// a location entry is kept a while to say the registration is gone.
+    async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError>;
+
+    /// Registrations by state over the whole store.
+    async fn count_by_state(&self) -> Result<StateCounts, StoreError>;
+
+    /// The registrations of `shard` with work left there — a burst accepted and not yet
+    /// flushed, or a move to finish — what a node must finish when it takes the shard over
+    /// (after a crash, say).
+    async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError>;
+
+    /// Up to `limit` pending or active registrations of `shard` not heard from since before
+    /// `before` (see [`RegistrationRecord::last_heard`]).
+    async fn silent_since(
+        &self,
+        shard: ShardId,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<RegistrationId>, StoreError>;
 
     /// Publishes that a push provider declared a registration's token dead (the feedback
     /// stream; the newest [`FEEDBACK_KEPT`] events are kept).

@@ -1,23 +1,29 @@
-//! Subscription actors: one per registration, on the node that owns its shard. The pure
-//! cores are [`state`] (apply a notification) and [`flush`] (when and what to push); the
-//! actors around them ([`actor`], [`shard`]) do the I/O and the timers. The rest of the node
-//! reaches them through [`Subscriptions`], never through ractor types.
+//! Subscription actors: one per registration copy, on the node that owns its shard, and the
+//! one writer of that registration (DESIGN.md §4). The pure cores are [`state`] (apply a
+//! notification) and [`flush`] (when and what to push); the actors around them
+//! (`actor`, `shard`) do the I/O and the timers. The rest of the node reaches them through
+//! [`Subscriptions`], never through ractor types.
 
+mod activity;
 mod actor;
+mod command;
+mod errors;
 pub mod flush;
 mod live;
 mod metrics;
+mod route;
 mod shard;
 pub mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_cluster::ShardId;
+use herald_gateway::model::SendNotification;
 use herald_workers::PushSender;
-use ractor::{Actor, ActorRef};
-use tokio::sync::OnceCell;
 
-pub use actor::Item;
+pub use command::Command;
+pub use errors::{CommandError, DeliverError};
 pub use flush::Coalescing;
 pub use live::LiveIndex;
 pub use metrics::SubscriptionMetrics;
@@ -27,7 +33,16 @@ use crate::domain::{RegistrationId, RegistrationRecord};
 use crate::metrics::Metrics;
 use crate::registry::{Fencing, MessageEffect};
 use crate::store::{RegistrationStore, StoreError};
-use shard::{ShardMsg, ShardSupervisor};
+use actor::SubMsg;
+use route::Shards;
+use shard::ShardMsg;
+
+/// How many times a request is routed after finding its registration elsewhere (it moved
+/// since it was looked up).
+pub(crate) const ROUTE_ATTEMPTS: usize = 4;
+
+/// How long a request waits before trying again a registration that is moving.
+pub(crate) const MOVING_WAIT: Duration = Duration::from_millis(50);
 
 /// What the actors need from the node.
 #[derive(Debug)]
@@ -37,86 +52,128 @@ pub struct Deps {
     pub sender: Arc<dyn PushSender>,
     pub rules: Coalescing,
     pub actors: ActorsConfig,
+    /// A burst whose push still fails this long after its first event is given up
+    /// (`delivery.badge_lifetime`).
+    pub give_up_after: Duration,
     pub metrics: Arc<Metrics>,
     /// Every live actor's record, so a request finds its registration without a store read
     /// or a message to the actor.
     pub live: LiveIndex,
 }
 
-/// Why a request could not be handed to its actor.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliverError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the subscription actor did not answer: {0}")]
-    Actor(String),
+/// What the target shard said to a registration moving in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdoptOutcome {
+    /// It holds the registration's copy (written now, or by an earlier attempt).
+    Held(Box<RegistrationRecord>),
+    /// The move was committed earlier, and the registration has since moved on or been
+    /// deleted: nothing to write.
+    Superseded,
 }
 
 /// The handle the rest of the node uses: one shard supervisor per shard, started on first use.
 #[derive(Clone, Debug)]
 pub struct Subscriptions {
-    deps: Arc<Deps>,
-    /// One cell per shard: after the first use, finding a supervisor takes no lock.
-    supervisors: Arc<[OnceCell<ActorRef<ShardMsg>>]>,
+    deps: Arc<Shared>,
+}
+
+/// What the actors share: their dependencies, and the way to every shard's supervisor.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    // The node's dependencies, and the supervisors of the shards started so far.
+    deps: Deps,
+    shards: Shards,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.deps
+    }
 }
 
 impl Subscriptions {
     pub fn new(deps: Deps) -> Self {
         Self {
-            deps: Arc::new(deps),
-            supervisors: (0..herald_cluster::SHARD_COUNT)
-                .map(|_| OnceCell::new())
-                .collect(),
+            deps: Arc::new(Shared {
+                deps,
+                shards: Shards::default(),
+            }),
         }
     }
 
-    async fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
-        self.supervisors[usize::from(shard.number())]
-            .get_or_try_init(|| async {
-                Actor::spawn(None, ShardSupervisor, self.deps.clone())
-                    .await
-                    .map(|(supervisor, _)| supervisor)
-                    .map_err(|e| DeliverError::Actor(e.to_string()))
-            })
-            .await
-            .cloned()
+    /// The node's live actors' records.
+    pub fn live(&self) -> &LiveIndex {
+        &self.deps.live
     }
 
-    /// The supervisors started so far.
-    fn started(&self) -> Vec<ActorRef<ShardMsg>> {
-        self.supervisors
-            .iter()
-            .filter_map(OnceCell::get)
-            .cloned()
-            .collect()
-    }
-
-    /// Hands a request's items to `record`'s actor and waits until they are applied and
-    /// durably written; returns the effects that held.
+    /// Hands a gateway request and the effect decided for each of its messages to `record`'s
+    /// actor (in the shard of that copy) and waits until they are applied and durably
+    /// written; returns the effects that held. `Elsewhere`/`Moving` ask the caller to
+    /// resolve the registration again.
     pub async fn deliver(
         &self,
         record: Arc<RegistrationRecord>,
-        items: Vec<Item>,
+        effects: Vec<MessageEffect>,
+        request: Arc<SendNotification>,
     ) -> Result<Vec<MessageEffect>, DeliverError> {
-        let supervisor = self.supervisor(record.device_token.shard()).await?;
-        let answer = supervisor
-            .call(
-                |reply| ShardMsg::Deliver {
-                    record,
-                    items,
+        let (shard, id) = (record.shard(), record.id.clone());
+        self.deps
+            .shards
+            .call(&self.deps, shard, id, Some(record), |reply| {
+                SubMsg::Deliver {
+                    effects,
+                    request,
                     reply,
+                }
+            })
+            .await?
+    }
+
+    /// Has registration `id`'s actor apply `command`, wherever the registration lives (it
+    /// is looked up again when it moved meanwhile); returns the registration as it is now
+    /// (`None` once deleted).
+    pub async fn command(
+        &self,
+        id: &RegistrationId,
+        command: Command,
+    ) -> Result<Option<RegistrationRecord>, CommandError> {
+        let mut last = DeliverError::Elsewhere;
+        for _ in 0..ROUTE_ATTEMPTS {
+            let record = match self.deps.live.record(id) {
+                Some(record) => record,
+                None => match self.deps.store.get(id).await.map_err(DeliverError::Store)? {
+                    Some(record) => Arc::new(record),
+                    None => return Err(CommandError::NotFound),
                 },
-                Some(self.deps.actors.call_timeout),
-            )
-            .await
-            .map_err(|e| DeliverError::Actor(e.to_string()))?;
-        match answer {
-            ractor::rpc::CallResult::Success(result) => Ok(result?),
-            ractor::rpc::CallResult::Timeout => Err(DeliverError::Actor("timed out".into())),
-            ractor::rpc::CallResult::SenderError => {
-                Err(DeliverError::Actor("the actor stopped".into()))
+            };
+            let command = command.clone();
+            let answer = self
+                .deps
+                .shards
+                .call(
+                    &self.deps,
+                    record.shard(),
+                    id.clone(),
+                    Some(record),
+                    |reply| SubMsg::Command { command, reply },
+                )
+                .await
+                .map_err(CommandError::Unavailable)
+                .and_then(|answer| answer);
+            match answer {
+                Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
+                    last = DeliverError::Elsewhere;
+                }
+                Err(CommandError::Unavailable(DeliverError::Moving)) => {
+                    last = DeliverError::Moving;
+                    tokio::time::sleep(MOVING_WAIT).await;
+                }
+                other => return other,
             }
         }
+        Err(CommandError::Unavailable(last))
     }
 
     /// The record of `id` as its live actor holds it (no store read, no message); `None`
@@ -125,36 +182,43 @@ impl Subscriptions {
         self.deps.live.record(id)
     }
 
-    /// Starts the actors of every registration with an unflushed burst — on a node that
-    /// starts after a crash, these are the bursts accepted and not yet pushed.
-    pub async fn recover(&self) -> Result<usize, DeliverError> {
-        let mut recovered = 0;
-        for shard in ShardId::all() {
-            let pending = self.deps.store.pending_bursts(shard).await?;
-            if pending.is_empty() {
-                continue;
-            }
-            recovered += pending.len();
-            let supervisor = self.supervisor(shard).await?;
-            let _ = supervisor.send_message(ShardMsg::Recover(pending));
+    /// Has `shard`'s supervisor start the actors of its registrations with work left — a
+    /// burst accepted and not pushed, a move not finished (after a crash, say); each is
+    /// started when due, and started again later if it fails to. Returns how many.
+    pub async fn recover(&self, shard: ShardId) -> Result<usize, StoreError> {
+        let pending = self.deps.store.pending_bursts(shard).await?;
+        if pending.is_empty() {
+            return Ok(0);
         }
-        Ok(recovered)
+        let count = pending.len();
+        let supervisor = self
+            .deps
+            .shards
+            .supervisor(&self.deps, shard)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string().into()))?;
+        let _ = supervisor.send_message(ShardMsg::Recover(pending));
+        Ok(count)
     }
 
     /// Makes `record`'s live actor fail (tests of supervision).
     #[cfg(feature = "testsuite")]
     pub async fn inject_failure(&self, record: &RegistrationRecord) {
-        if let Ok(supervisor) = self.supervisor(record.device_token.shard()).await {
+        if let Ok(supervisor) = self
+            .deps
+            .shards
+            .supervisor(&self.deps, record.shard())
+            .await
+        {
             let _ = supervisor.send_message(ShardMsg::Fail(record.id.clone()));
         }
     }
 
     /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
     /// pushes are recorded. What is left stays in the store for the next owner.
-    pub async fn drain(&self, grace: std::time::Duration) {
-        let supervisors = self.started();
+    pub async fn drain(&self, grace: Duration) {
         let mut actors = Vec::new();
-        for supervisor in supervisors {
+        for supervisor in self.deps.shards.started() {
             if let Ok(ractor::rpc::CallResult::Success(children)) =
                 supervisor.call(ShardMsg::Children, Some(grace)).await
             {
@@ -163,16 +227,16 @@ impl Subscriptions {
         }
         let drains = actors
             .iter()
-            .map(|actor| actor.call(actor::SubMsg::Drain, Some(grace)));
+            .map(|actor| actor.call(SubMsg::Drain, Some(grace)));
         let _ = tokio::time::timeout(grace, futures_util::future::join_all(drains)).await;
     }
 
     /// Stops every actor. Pending bursts stay in the store and are flushed by the next
     /// owner of their shard.
     pub async fn stop(&self) {
-        for supervisor in self.started() {
+        for supervisor in self.deps.shards.started() {
             let _ = supervisor
-                .stop_and_wait(None, Some(std::time::Duration::from_secs(5)))
+                .stop_and_wait(None, Some(Duration::from_secs(5)))
                 .await;
         }
     }

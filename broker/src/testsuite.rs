@@ -9,7 +9,9 @@ mod node;
 mod redis_server;
 
 pub use ews::{Cast, Member, callback_path, expected, expected_pushes, fixture};
-pub use node::{ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, test_config};
+pub use node::{
+    ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, registry_on, test_config,
+};
 pub use redis_server::RedisServer;
 
 use std::future::Future;

@@ -291,18 +291,17 @@ mod super_scenarios {
             soap(&post(node, &alice.path, "ews", HEARTBEAT).await).as_deref(),
             Some("OK")
         );
-        let metrics = herald_broker::metrics::Metrics::default();
-        let fencing = herald_broker::registry::SoloFencing;
+        let subscriptions = &node.node.subscriptions;
         // Nobody is silent for an hour yet.
         let an_hour_ago = UnixMillis(UnixMillis::now().0 - 3_600_000);
         let marked =
-            herald_broker::liveness::sweep(node.store.as_ref(), &fencing, an_hour_ago, &metrics)
+            herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, an_hour_ago)
                 .await
                 .unwrap();
         assert_eq!(marked, 0);
         // Everything is silent since a minute from now: the four pending or active ones.
         let later = UnixMillis(UnixMillis::now().0 + 60_000);
-        let marked = herald_broker::liveness::sweep(node.store.as_ref(), &fencing, later, &metrics)
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, later)
             .await
             .unwrap();
         assert_eq!(marked, 4);
@@ -324,7 +323,7 @@ mod super_scenarios {
             RegState::Active
         );
         // Stale ones are not swept again.
-        let marked = herald_broker::liveness::sweep(node.store.as_ref(), &fencing, later, &metrics)
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, later)
             .await
             .unwrap();
         assert_eq!(marked, 1, "only alice, active again, is silent again");

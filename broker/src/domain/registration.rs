@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use herald_cluster::ShardId;
+
 use super::callback::CallbackSecretHash;
 use super::ids::{DeviceToken, RegistrationId, SubscriptionId};
 use super::progress::Progress;
@@ -102,15 +104,32 @@ impl RegistrationRecord {
             last_push_at: None,
             last_push_outcome: None,
             callback_hash: super::callback::CallbackSecretHash([0; 32]),
+            moving_to: None,
             version: 1,
         }
     }
 
     /// When Exchange was last heard for a registration that should be hearing from it
-    /// (pending or active): its last notification, else its creation. `None` otherwise.
+    /// (pending or active, and not leaving this copy): its last notification, else its
+    /// creation. `None` otherwise.
     pub fn last_heard(&self) -> Option<UnixMillis> {
-        matches!(self.state, RegState::Pending | RegState::Active)
+        (matches!(self.state, RegState::Pending | RegState::Active) && self.moving_to.is_none())
             .then(|| self.last_notification_at.unwrap_or(self.created_at))
+    }
+
+    /// The shard this copy of the registration lives in: its device token's.
+    pub fn shard(&self) -> ShardId {
+        self.device_token.shard()
+    }
+
+    /// Since when this copy has work its shard's owner must finish — a burst to flush, or a
+    /// move to complete (then 0: at once). The shard's pending index holds it by this time.
+    pub fn pending_since(&self) -> Option<UnixMillis> {
+        match (&self.moving_to, &self.progress.burst) {
+            (Some(_), _) => Some(UnixMillis(0)),
+            (None, Some(burst)) => Some(burst.first_at),
+            (None, None) => None,
+        }
     }
 }
 
@@ -137,6 +156,11 @@ pub struct RegistrationRecord {
     pub last_push_at: Option<UnixMillis>,
     pub last_push_outcome: Option<String>,
     pub callback_hash: CallbackSecretHash,
-    /// Optimistic-concurrency version, bumped by every write; 0 before the first.
+    /// Set while the registration moves to the shard of this new device token: this copy is
+    /// frozen until the move completes (docs/subscriptions.md, "Changing the device token").
+    pub moving_to: Option<DeviceToken>,
+    /// Bumped by every write of the registration, wherever its copy lives: a move carries it
+    /// on, so a newer copy always has a larger version than an older one. 0 before the
+    /// first write.
     pub version: u64,
 }

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use super::fencing::NotOwner;
 use crate::domain::FieldError;
 use crate::store::StoreError;
+use crate::subscription::{CommandError, DeliverError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -14,11 +15,12 @@ pub enum RegistryError {
     NotFound,
     #[error("{0}")]
     AlreadyExists(String),
-    /// Concurrent writers kept winning; the caller may retry.
-    #[error("the registration is being changed concurrently; retry")]
-    Contended,
     #[error(transparent)]
     NotOwner(#[from] NotOwner),
+    /// The registration's actor could not apply the change now (the registration is
+    /// moving, its actor did not answer in time); the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("registration store: {0}")]
     Store(#[source] StoreError),
     #[error("no randomness available: {0}")]
@@ -35,8 +37,9 @@ impl RegistryError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
-            Self::Contended => Code::Aborted,
-            Self::NotOwner(_) | Self::Store(_) | Self::Entropy(_) => Code::Unavailable,
+            Self::NotOwner(_) | Self::Store(_) | Self::Entropy(_) | Self::Unavailable(_) => {
+                Code::Unavailable
+            }
         }
     }
 }
@@ -48,8 +51,19 @@ impl From<StoreError> for RegistryError {
             StoreError::SubscriptionTaken(_) => {
                 Self::AlreadyExists("subscription_id is bound to another registration".into())
             }
-            StoreError::Conflict => Self::Contended,
             other => Self::Store(other),
+        }
+    }
+}
+
+impl From<CommandError> for RegistryError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::NotFound => Self::NotFound,
+            CommandError::Invalid(field) => Self::InvalidArgument(field),
+            CommandError::Refused(why) => Self::AlreadyExists(why),
+            CommandError::Unavailable(DeliverError::Store(store)) => store.into(),
+            CommandError::Unavailable(other) => Self::Unavailable(format!("{other}; retry")),
         }
     }
 }

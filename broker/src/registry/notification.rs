@@ -110,6 +110,9 @@ pub(crate) fn apply_effect(
                 record.dead_reason = Some(reason.clone());
                 record.last_notification_at = Some(now);
             }
+            // Nothing is pushed for a dead registration: its burst goes (and with it its
+            // place in the shard's pending index).
+            record.progress.burst = None;
             MessageEffect::Kill { reason }
         }
         other => other,

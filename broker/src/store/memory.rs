@@ -1,5 +1,7 @@
 //! The embedded store: everything in one process, behind one lock. Not durable — a restart
-//! forgets every registration — so the node says so when it starts on it.
+//! forgets every registration — so the node says so when it starts on it. It keeps the
+//! same model as Redis: a copy of a registration per shard it is in, a location for moved
+//! ones, per-shard fencing epochs.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,7 +11,7 @@ use herald_cluster::{Epoch, Fence, ShardId};
 
 use herald_workers::apns::{InProcessShare, TokenShare};
 
-use super::{FEEDBACK_KEPT, RegistrationStore, StateCounts, StoreError};
+use super::{Adopted, FEEDBACK_KEPT, Location, RegistrationStore, StateCounts, StoreError};
 use crate::domain::{
     DeadToken, DeviceToken, RegistrationId, RegistrationRecord, SubscriptionId, UnixMillis,
 };
@@ -22,7 +24,11 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    records: HashMap<RegistrationId, RegistrationRecord>,
+    /// Each shard's copies.
+    copies: HashMap<(ShardId, RegistrationId), RegistrationRecord>,
+    /// Where a moved registration lives, and the version it moved at.
+    locations: HashMap<RegistrationId, Location>,
+    /// The device index: registrations by device token (of copies in the token's shard).
     devices: HashMap<DeviceToken, BTreeSet<RegistrationId>>,
     subscriptions: HashMap<SubscriptionId, RegistrationId>,
     epochs: HashMap<ShardId, Epoch>,
@@ -35,6 +41,7 @@ impl MemoryStore {
     }
 
     /// Records a shard's current epoch, as a lease acquisition would.
+    #[cfg(any(test, feature = "testsuite"))]
     pub fn set_epoch(&self, shard: ShardId, epoch: Epoch) {
         self.lock().epochs.insert(shard, epoch);
     }
@@ -66,35 +73,62 @@ impl Inner {
         Ok(())
     }
 
+    /// Where `id` lives: its location, else the shard its id was born in.
+    fn located(&self, id: &RegistrationId) -> Option<ShardId> {
+        match self.locations.get(id) {
+            Some(location) => location.shard,
+            None => id.birth_shard(),
+        }
+    }
+
+    fn live(&self, id: &RegistrationId) -> Option<&RegistrationRecord> {
+        self.copies.get(&(self.located(id)?, id.clone()))
+    }
+
     fn check_subscription(&self, record: &RegistrationRecord) -> Result<(), StoreError> {
         match record
             .subscription_id
             .as_ref()
             .and_then(|s| self.subscriptions.get(s))
         {
-            Some(owner) if *owner != record.id => Err(StoreError::SubscriptionTaken(owner.clone())),
+            Some(owner) if *owner != record.id && self.holds(owner, record) => {
+                Err(StoreError::SubscriptionTaken(owner.clone()))
+            }
             _ => Ok(()),
         }
     }
 
-    fn insert(&mut self, mut record: RegistrationRecord) -> RegistrationRecord {
-        record.version += 1;
-        if let Some(sub) = &record.subscription_id {
-            self.subscriptions.insert(sub.clone(), record.id.clone());
+    /// Whether `owner` (bound to `record`'s subscription) still exists and holds it.
+    fn holds(&self, owner: &RegistrationId, record: &RegistrationRecord) -> bool {
+        self.live(owner)
+            .is_some_and(|r| r.subscription_id == record.subscription_id)
+    }
+
+    /// The copy of `record.id` in `shard`, checked to be at `version`.
+    fn current(
+        &self,
+        shard: ShardId,
+        id: &RegistrationId,
+        version: u64,
+    ) -> Result<&RegistrationRecord, StoreError> {
+        match self.copies.get(&(shard, id.clone())) {
+            None => Err(StoreError::NotFound),
+            Some(stored) if stored.version != version => Err(StoreError::Conflict),
+            Some(stored) => Ok(stored),
         }
+    }
+
+    fn put(&mut self, record: RegistrationRecord) {
         self.devices
             .entry(record.device_token.clone())
             .or_default()
             .insert(record.id.clone());
-        self.records.insert(record.id.clone(), record.clone());
-        record
+        self.copies
+            .insert((record.shard(), record.id.clone()), record);
     }
 
-    fn remove(&mut self, id: &RegistrationId) -> Option<RegistrationRecord> {
-        let old = self.records.remove(id)?;
-        if let Some(sub) = &old.subscription_id {
-            self.subscriptions.remove(sub);
-        }
+    fn drop_copy(&mut self, shard: ShardId, id: &RegistrationId) -> Option<RegistrationRecord> {
+        let old = self.copies.remove(&(shard, id.clone()))?;
         if let Some(ids) = self.devices.get_mut(&old.device_token) {
             ids.remove(id);
             if ids.is_empty() {
@@ -104,11 +138,17 @@ impl Inner {
         Some(old)
     }
 
-    fn check_current(&self, record: &RegistrationRecord) -> Result<(), StoreError> {
-        match self.records.get(&record.id) {
-            None => Err(StoreError::NotFound),
-            Some(stored) if stored.version != record.version => Err(StoreError::Conflict),
-            Some(_) => Ok(()),
+    fn bind(&mut self, before: Option<&SubscriptionId>, record: &RegistrationRecord) {
+        if before == record.subscription_id.as_ref() {
+            return;
+        }
+        if let Some(old) = before
+            && self.subscriptions.get(old) == Some(&record.id)
+        {
+            self.subscriptions.remove(old);
+        }
+        if let Some(sub) = &record.subscription_id {
+            self.subscriptions.insert(sub.clone(), record.id.clone());
         }
     }
 }
@@ -137,7 +177,15 @@ impl RegistrationStore for MemoryStore {
     }
 
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError> {
-        Ok(self.lock().records.get(id).cloned())
+        Ok(self.lock().live(id).cloned())
+    }
+
+    async fn get_in(
+        &self,
+        shard: ShardId,
+        id: &RegistrationId,
+    ) -> Result<Option<RegistrationRecord>, StoreError> {
+        Ok(self.lock().copies.get(&(shard, id.clone())).cloned())
     }
 
     async fn list_device(
@@ -147,7 +195,9 @@ impl RegistrationStore for MemoryStore {
         let inner = self.lock();
         let ids = inner.devices.get(device_token).into_iter().flatten();
         Ok(ids
-            .filter_map(|id| inner.records.get(id).cloned())
+            .filter(|id| inner.located(id) == Some(device_token.shard()))
+            .filter_map(|id| inner.copies.get(&(device_token.shard(), id.clone())))
+            .cloned()
             .collect())
     }
 
@@ -166,53 +216,134 @@ impl RegistrationStore for MemoryStore {
         let mut inner = self.lock();
         inner.check_fence(fence)?;
         inner.check_subscription(record)?;
-        if inner.records.contains_key(&record.id) {
+        if inner.copies.contains_key(&(fence.shard, record.id.clone())) {
             return Err(StoreError::Conflict);
         }
-        Ok(inner.insert(RegistrationRecord {
-            version: 0,
+        let created = RegistrationRecord {
+            version: 1,
             ..record.clone()
-        }))
+        };
+        if record.id.birth_shard() != Some(fence.shard) {
+            inner.locations.insert(
+                record.id.clone(),
+                Location {
+                    shard: Some(fence.shard),
+                    version: created.version,
+                },
+            );
+        }
+        inner.bind(None, &created);
+        inner.put(created.clone());
+        Ok(created)
     }
 
     async fn update(
         &self,
         fence: Fence,
+        stored: &RegistrationRecord,
         record: &RegistrationRecord,
     ) -> Result<RegistrationRecord, StoreError> {
         let mut inner = self.lock();
         inner.check_fence(fence)?;
-        inner.check_current(record)?;
+        let before = inner
+            .current(fence.shard, &record.id, stored.version)?
+            .subscription_id
+            .clone();
         inner.check_subscription(record)?;
-        inner.remove(&record.id);
-        Ok(inner.insert(record.clone()))
+        inner.drop_copy(fence.shard, &record.id);
+        let written = RegistrationRecord {
+            version: stored.version + 1,
+            ..record.clone()
+        };
+        inner.bind(before.as_ref(), &written);
+        inner.put(written.clone());
+        Ok(written)
     }
 
-    async fn relocate(
+    async fn adopt(
         &self,
-        from: Fence,
-        to: Fence,
+        fence: Fence,
+        existing: Option<&RegistrationRecord>,
         record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError> {
-        let mut inner = self.lock();
-        inner.check_fence(from)?;
-        inner.check_fence(to)?;
-        inner.check_current(record)?;
-        inner.check_subscription(record)?;
-        inner.remove(&record.id);
-        Ok(inner.insert(record.clone()))
-    }
-
-    async fn delete(&self, fence: Fence, id: &RegistrationId) -> Result<bool, StoreError> {
+    ) -> Result<Adopted, StoreError> {
         let mut inner = self.lock();
         inner.check_fence(fence)?;
-        Ok(inner.remove(id).is_some())
+        let found = inner.copies.get(&(fence.shard, record.id.clone()));
+        if found.map(|r| r.version) != existing.map(|r| r.version) {
+            return Err(StoreError::Conflict);
+        }
+        if found.is_some_and(|r| r.version >= record.version) {
+            return Ok(Adopted::AlreadyThere);
+        }
+        inner.drop_copy(fence.shard, &record.id);
+        inner.put(record.clone());
+        Ok(Adopted::Written(Box::new(record.clone())))
+    }
+
+    async fn set_location(
+        &self,
+        id: &RegistrationId,
+        shard: ShardId,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let newer = inner
+            .locations
+            .get(id)
+            .is_some_and(|l| l.version >= version);
+        if !newer {
+            inner.locations.insert(
+                id.clone(),
+                Location {
+                    shard: Some(shard),
+                    version,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn location(&self, id: &RegistrationId) -> Result<Option<Location>, StoreError> {
+        Ok(self.lock().locations.get(id).copied())
+    }
+
+    async fn remove(&self, fence: Fence, stored: &RegistrationRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        inner.check_fence(fence)?;
+        match inner.current(fence.shard, &stored.id, stored.version) {
+            Err(StoreError::NotFound) => return Ok(false),
+            other => other?,
+        };
+        inner.drop_copy(fence.shard, &stored.id);
+        Ok(true)
+    }
+
+    async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fence(fence)?;
+        inner.current(fence.shard, &stored.id, stored.version)?;
+        inner.drop_copy(fence.shard, &stored.id);
+        if let Some(location) = inner.locations.get_mut(&stored.id) {
+            // Kept, saying the registration is gone: see `RegistrationStore::delete`.
+            *location = Location {
+                shard: None,
+                version: stored.version + 1,
+            };
+        }
+        if let Some(sub) = &stored.subscription_id
+            && inner.subscriptions.get(sub) == Some(&stored.id)
+        {
+            inner.subscriptions.remove(sub);
+        }
+        Ok(())
     }
 
     async fn count_by_state(&self) -> Result<StateCounts, StoreError> {
         let mut counts = StateCounts::default();
-        for record in self.lock().records.values() {
-            counts.add(record.state, 1);
+        for ((shard, _), record) in &self.lock().copies {
+            if record.moving_to.is_none() && *shard == record.shard() {
+                counts.add(record.state, 1);
+            }
         }
         Ok(counts)
     }
@@ -225,23 +356,21 @@ impl RegistrationStore for MemoryStore {
     ) -> Result<Vec<RegistrationId>, StoreError> {
         Ok(self
             .lock()
-            .records
-            .values()
-            .filter(|r| {
-                r.device_token.shard() == shard && r.last_heard().is_some_and(|t| t < before)
-            })
+            .copies
+            .iter()
+            .filter(|((at, _), r)| *at == shard && r.last_heard().is_some_and(|t| t < before))
             .take(limit)
-            .map(|r| r.id.clone())
+            .map(|((_, id), _)| id.clone())
             .collect())
     }
 
     async fn pending_bursts(&self, shard: ShardId) -> Result<Vec<RegistrationId>, StoreError> {
         Ok(self
             .lock()
-            .records
-            .values()
-            .filter(|r| r.progress.burst.is_some() && r.device_token.shard() == shard)
-            .map(|r| r.id.clone())
+            .copies
+            .iter()
+            .filter(|((at, _), r)| *at == shard && r.pending_since().is_some())
+            .map(|((_, id), _)| id.clone())
             .collect())
     }
 }

@@ -1,7 +1,7 @@
 //! The production store: one Redis (primary of the home region) reached through a
 //! reconnecting, multiplexed connection with timeouts. Key schema in `keys.rs`; the atomic,
-//! fenced shard writes in `writes.rs` (their Lua in `scripts.rs`); subscription claims in
-//! `claims.rs`.
+//! fenced shard writes and the location commit in `writes.rs` (their Lua in `scripts.rs`);
+//! subscription claims in `claims.rs`.
 
 mod claims;
 mod codec;
@@ -22,8 +22,7 @@ use redis::{AsyncCommands as _, Script};
 
 use self::keys::Keys;
 use self::scripts::Status;
-use self::writes::PutMode;
-use super::{FEEDBACK_KEPT, RegistrationStore, StateCounts, StoreError};
+use super::{Adopted, FEEDBACK_KEPT, Location, RegistrationStore, StateCounts, StoreError};
 use crate::domain::{
     DeadToken, DeviceToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId,
     UnixMillis,
@@ -50,13 +49,14 @@ pub struct RedisStore {
 }
 
 struct Scripts {
-    put: Script,
+    create: Script,
     patch: Script,
+    adopt: Script,
     remove: Script,
+    locate: Script,
     claim: Script,
     persist_claim: Script,
     release_claim: Script,
-    release_unsplit_claim: Script,
     offer_token: Script,
 }
 
@@ -69,9 +69,8 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// The registrations of a device, but `except`: one round trip for the device index (its
-    /// entry, and the device's own hash if an earlier version wrote one), a second
-    /// (pipelined) only if another registration is in it.
+    /// The registrations of a device, but `except`: one round trip for the device index
+    /// entry, a second (pipelined) only if another registration is in it.
     async fn device_records(
         &self,
         device_token: &DeviceToken,
@@ -80,16 +79,11 @@ impl RedisStore {
         let shard = device_token.shard();
         let mut conn = self.conn.clone();
         let device = self.keys.device(shard, device_token);
-        let (entry, unsplit): (Option<String>, Vec<String>) = redis::pipe()
-            .hget(device.part, &device.field)
-            .hkeys(&device.unsplit)
-            .query_async(&mut conn)
-            .await?;
+        let entry: Option<String> = conn.hget(device.part, &device.field).await?;
         let mut ids: Vec<RegistrationId> = Vec::new();
         for member in entry
             .iter()
             .flat_map(|ids| ids.split(' '))
-            .chain(unsplit.iter().map(String::as_str))
             .filter(|m| except.is_none_or(|e| e.as_str() != *m))
         {
             if let Ok(id) = RegistrationId::parse("member", member)
@@ -106,14 +100,15 @@ impl RedisStore {
             pipe.get(self.keys.location(id))
                 .hgetall(self.keys.registration(shard, id));
         }
-        let answers: Vec<(Option<u16>, HashMap<String, String>)> =
+        let answers: Vec<(Option<String>, HashMap<String, String>)> =
             pipe.query_async(&mut conn).await?;
         let mut records = Vec::with_capacity(ids.len());
         for (id, (location, fields)) in ids.iter().zip(answers) {
-            // Only registrations whose location is this shard exist; others are orphans of
-            // an interrupted move or delete.
-            if located(id, location) == Some(shard)
-                && let Some(record) = codec::decode(&self.keys.registration(shard, id), id, fields)?
+            // A copy counts where the registration lives: a copy left by a move that is not
+            // finished yet (the old one, or the new one before the commit) is not listed.
+            let key = self.keys.registration(shard, id);
+            if located(&key, id, location.as_deref())? == Some(shard)
+                && let Some(record) = codec::decode(&key, id, fields)?
             {
                 records.push(record);
             }
@@ -135,19 +130,21 @@ impl RedisStore {
             conn,
             keys: Keys::new(&config.key_prefix),
             scripts: std::sync::Arc::new(Scripts {
-                put: scripts::put(),
+                create: scripts::create(),
                 patch: scripts::patch(),
+                adopt: scripts::adopt(),
                 remove: scripts::remove(),
+                locate: scripts::locate(),
                 claim: scripts::claim(),
                 persist_claim: scripts::persist_claim(),
                 release_claim: scripts::release_claim(),
-                release_unsplit_claim: scripts::release_unsplit_claim(),
                 offer_token: scripts::offer_token(),
             }),
         })
     }
 
     /// Records a shard's epoch, as a lease acquisition does.
+    #[cfg(any(test, feature = "testsuite"))]
     pub async fn set_epoch(&self, shard: ShardId, epoch: Epoch) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let () = conn.set(self.keys.epoch(shard), epoch.0).await?;
@@ -173,44 +170,31 @@ impl RedisStore {
         let fields: HashMap<String, String> = conn.hgetall(&key).await?;
         codec::decode(&key, id, fields)
     }
-
-    /// Points a moved registration's location entry at `shard` (the commit point of a
-    /// move): removes the entry when `shard` is the id's birth shard.
-    async fn set_location(&self, id: &RegistrationId, shard: ShardId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        if id.birth_shard() == Some(shard) {
-            let _: i64 = conn.del(self.keys.location(id)).await?;
-        } else {
-            let () = conn.set(self.keys.location(id), shard.number()).await?;
-        }
-        Ok(())
-    }
-
-    /// Drops a deleted registration's location entry, unless a copy of it is left in its
-    /// birth shard (an interrupted move's orphan), which the entry keeps hidden.
-    async fn drop_location(&self, id: &RegistrationId, shard: ShardId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        if let Some(birth) = id.birth_shard().filter(|birth| *birth != shard)
-            && conn.exists(self.keys.registration(birth, id)).await?
-        {
-            tracing::warn!(
-                %id,
-                "a deleted registration left a copy in its birth shard; its location entry stays to hide it"
-            );
-            return Ok(());
-        }
-        let _: i64 = conn.del(self.keys.location(id)).await?;
-        Ok(())
-    }
 }
 
-/// Where registration `id` lives, given its location entry: the entry when there is one (a
-/// moved registration, or one whose id names no birth shard), else the id's birth shard.
-fn located(id: &RegistrationId, location: Option<u16>) -> Option<ShardId> {
-    match location {
-        Some(number) => ShardId::new(number),
-        None => id.birth_shard(),
+/// Where registration `id` lives, given its location entry `<shard> <version>` (read for
+/// `key`): the entry's shard when there is one (a moved registration; `-`: deleted), else
+/// the id's birth shard.
+fn located(
+    key: &str,
+    id: &RegistrationId,
+    location: Option<&str>,
+) -> Result<Option<ShardId>, StoreError> {
+    let Some(location) = location else {
+        return Ok(id.birth_shard());
+    };
+    if location.starts_with("- ") {
+        return Ok(None);
     }
+    location
+        .split_once(' ')
+        .and_then(|(shard, _)| shard.parse().ok())
+        .and_then(ShardId::new)
+        .map(Some)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("bad location {location:?}"),
+        })
 }
 
 fn fenced_or_corrupt(fence: Fence, status: Status) -> StoreError {
@@ -270,27 +254,36 @@ impl RegistrationStore for RedisStore {
 
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError> {
         let mut conn = self.conn.clone();
+        let location_key = self.keys.location(id);
         // One round trip for a registration in its birth shard: its location entry (absent
         // unless it moved) and its hash there, pipelined.
         let (location, read) = match id.birth_shard() {
             Some(birth) => {
                 let key = self.keys.registration(birth, id);
-                let (location, fields): (Option<u16>, HashMap<String, String>) = redis::pipe()
-                    .get(self.keys.location(id))
+                let (location, fields): (Option<String>, HashMap<String, String>) = redis::pipe()
+                    .get(&location_key)
                     .hgetall(&key)
                     .query_async(&mut conn)
                     .await?;
                 (location, Some((birth, key, fields)))
             }
-            None => (conn.get(self.keys.location(id)).await?, None),
+            None => (conn.get(&location_key).await?, None),
         };
-        match (located(id, location), read) {
+        match (located(&location_key, id, location.as_deref())?, read) {
             (None, _) => Ok(None),
             (Some(shard), Some((birth, key, fields))) if shard == birth => {
                 codec::decode(&key, id, fields)
             }
             (Some(shard), _) => self.read(shard, id).await,
         }
+    }
+
+    async fn get_in(
+        &self,
+        shard: ShardId,
+        id: &RegistrationId,
+    ) -> Result<Option<RegistrationRecord>, StoreError> {
+        self.read(shard, id).await
     }
 
     async fn list_device(
@@ -320,61 +313,30 @@ impl RegistrationStore for RedisStore {
         fence: Fence,
         record: &RegistrationRecord,
     ) -> Result<RegistrationRecord, StoreError> {
-        let record = RegistrationRecord {
-            version: 0,
+        let created = RegistrationRecord {
+            version: 1,
             ..record.clone()
         };
-        self.with_claim(&record, None, async {
-            // The commit point for an id born in this shard: from here on it exists. An id
-            // born elsewhere (or before birth shards) exists once its location entry is set.
-            self.put(fence, &record, PutMode::Create).await?;
-            if record.id.birth_shard() != Some(fence.shard) {
-                self.set_location(&record.id, fence.shard).await?;
+        self.with_claim(&created, None, async {
+            self.create_copy(fence, &created).await?;
+            // An id names the shard it is created in; one that does not (a test's, say)
+            // exists once its location says where.
+            if created.id.birth_shard() != Some(fence.shard) {
+                self.locate(&created.id, fence.shard, created.version)
+                    .await?;
             }
             Ok(())
         })
         .await?;
-        Ok(RegistrationRecord {
-            version: 1,
-            ..record
-        })
+        Ok(created)
     }
 
     async fn update(
         &self,
         fence: Fence,
-        record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError> {
-        let stored = self
-            .read(fence.shard, &record.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if stored.version != record.version {
-            return Err(StoreError::Conflict);
-        }
-        self.with_claim(
-            record,
-            stored.subscription_id.as_ref(),
-            self.put(fence, record, PutMode::Update),
-        )
-        .await?;
-        Ok(RegistrationRecord {
-            version: record.version + 1,
-            ..record.clone()
-        })
-    }
-
-    async fn update_from(
-        &self,
-        fence: Fence,
         stored: &RegistrationRecord,
         record: &RegistrationRecord,
     ) -> Result<RegistrationRecord, StoreError> {
-        if (&stored.id, stored.version, &stored.device_token)
-            != (&record.id, record.version, &record.device_token)
-        {
-            return self.update(fence, record).await;
-        }
         self.with_claim(
             record,
             stored.subscription_id.as_ref(),
@@ -382,62 +344,49 @@ impl RegistrationStore for RedisStore {
         )
         .await?;
         Ok(RegistrationRecord {
-            version: record.version + 1,
+            version: stored.version + 1,
             ..record.clone()
         })
     }
 
-    async fn relocate(
+    async fn adopt(
         &self,
-        from: Fence,
-        to: Fence,
+        fence: Fence,
+        existing: Option<&RegistrationRecord>,
         record: &RegistrationRecord,
-    ) -> Result<RegistrationRecord, StoreError> {
-        let stored = self
-            .read(from.shard, &record.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if stored.version != record.version {
-            return Err(StoreError::Conflict);
-        }
-        let moved = self
-            .with_claim(record, stored.subscription_id.as_ref(), async {
-                // Freeze the old copy (a version bump makes concurrent writers conflict), write
-                // the new one, switch the location, then drop the old copy.
-                let frozen = RegistrationRecord {
-                    version: stored.version,
-                    ..stored.clone()
-                };
-                self.put(from, &frozen, PutMode::Update).await?;
-                let moved = RegistrationRecord {
-                    version: stored.version + 1,
-                    ..record.clone()
-                };
-                self.put(to, &moved, PutMode::Upsert).await?;
-                self.set_location(&record.id, to.shard).await?;
-                Ok(moved)
-            })
-            .await?;
-        if let Err(err) = self.remove(from, &stored, None).await {
-            // The copy left behind is an orphan no reader sees.
-            tracing::warn!(error = %err, "could not remove the old copy of a moved registration");
-        }
-        Ok(RegistrationRecord {
-            version: moved.version + 1,
-            ..moved
-        })
+    ) -> Result<Adopted, StoreError> {
+        self.adopt_copy(fence, existing, record).await
     }
 
-    async fn delete(&self, fence: Fence, id: &RegistrationId) -> Result<bool, StoreError> {
-        let Some(record) = self.read(fence.shard, id).await? else {
-            return Ok(false);
-        };
-        let existed = self.remove(fence, &record, None).await?;
-        self.drop_location(id, fence.shard).await?;
-        if let Some(sub) = &record.subscription_id {
-            self.release_claim(sub, id).await?;
+    async fn set_location(
+        &self,
+        id: &RegistrationId,
+        shard: ShardId,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        self.locate(id, shard, version).await
+    }
+
+    async fn location(&self, id: &RegistrationId) -> Result<Option<Location>, StoreError> {
+        self.location_of(id).await
+    }
+
+    async fn remove(&self, fence: Fence, stored: &RegistrationRecord) -> Result<bool, StoreError> {
+        self.remove_copy(fence, stored).await
+    }
+
+    async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError> {
+        // The copy first: from then on no reader finds the registration, whatever is left
+        // of its location entry or binding (both are dropped next, and a binding whose
+        // registration is gone is taken over by the next claim).
+        if !self.remove_copy(fence, stored).await? {
+            return Err(StoreError::NotFound);
         }
-        Ok(existed)
+        self.bury(&stored.id, stored.version + 1).await?;
+        if let Some(sub) = &stored.subscription_id {
+            self.release_claim(sub, &stored.id).await?;
+        }
+        Ok(())
     }
 
     async fn count_by_state(&self) -> Result<StateCounts, StoreError> {

@@ -1,59 +1,62 @@
-//! `SubscriptionActor`: one registration's notifications, in order, on the node that owns its
-//! shard. It keeps the registration's record (a cache of the store), applies each request's
-//! effects with [`super::state::apply`], writes the result in one fenced, version-checked store
-//! write before answering, and flushes the burst with [`flush::plan`] when it is due.
+//! `SubscriptionActor`: the one writer of one registration's copy in one shard (DESIGN.md
+//! §4). Every change — a notification, a push outcome, an API call, the liveness sweep, a
+//! move to another shard — is a message, applied in order and written to the store (one
+//! fenced write) before it is answered. Its record is the stored copy, shared with
+//! [`super::LiveIndex`]. The pure rules are [`super::state`] and [`super::flush`]; the
+//! handlers live in `deliver`, `push`, `commands` and `handoff`.
 
-use std::panic::AssertUnwindSafe;
+mod commands;
+mod deliver;
+mod handoff;
+mod push;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
-
-use herald_gateway::model::Notification;
-use herald_workers::{PushOutcome, PushRequest};
+use herald_cluster::{Fence, ShardId};
+use herald_gateway::model::SendNotification;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::Deps;
-use super::flush::{self, FlushPlan};
+use super::activity::{Activity, BUSY};
 use super::shard::ShardMsg;
-use super::state::apply as apply_notification;
-use crate::domain::{Burst, DeadToken, RegState, RegistrationId, RegistrationRecord, UnixMillis};
-use crate::registry::{MessageEffect, apply_effect};
+use super::{AdoptOutcome, Command, CommandError, DeliverError, Shared, flush};
+use crate::domain::{DeviceToken, RegState, RegistrationId, RegistrationRecord, UnixMillis};
+use crate::registry::MessageEffect;
 use crate::store::StoreError;
 
-/// Longest a push may take, retries included, before the actor stops waiting for it and
-/// tries again later.
-const PUSH_GUARD: Duration = Duration::from_secs(60);
-
-/// The shortest wait a provider's "retry after" is honoured with.
-const MIN_RETRY: Duration = Duration::from_millis(500);
-
-/// How long a flush waits after the store failed to record the previous one.
-const STORE_BACKOFF: Duration = Duration::from_secs(5);
-
-/// One response message for the actor: what the sink decided, and the notification to apply
-/// when it is accepted.
-#[derive(Debug)]
-pub struct Item {
-    pub effect: MessageEffect,
-    pub notification: Option<Notification>,
-}
+pub(super) use push::PushDone;
 
 /// A request's items, answered with the effects that held.
-pub(super) type DeliverReply = RpcReplyPort<Result<Vec<MessageEffect>, StoreError>>;
+pub(super) type DeliverReply = RpcReplyPort<Result<Vec<MessageEffect>, DeliverError>>;
+/// A command, answered with the registration as it is now (`None`: deleted).
+pub(super) type CommandReply = RpcReplyPort<Result<Option<RegistrationRecord>, CommandError>>;
+/// An adoption, answered once the copy is written (or found there already).
+pub(super) type AdoptReply = RpcReplyPort<Result<AdoptOutcome, DeliverError>>;
 
 #[derive(Debug)]
 pub(super) enum SubMsg {
+    /// A gateway request: the effect the sink decided for each of its response messages.
     Deliver {
-        items: Vec<Item>,
+        effects: Vec<MessageEffect>,
+        request: Arc<SendNotification>,
         reply: DeliverReply,
     },
-    /// The burst may be due; ignored unless `generation` is the latest scheduled.
+    Command {
+        command: Command,
+        reply: CommandReply,
+    },
+    /// The registration moves into this shard: write this copy (see `handoff`).
+    Adopt {
+        record: Box<RegistrationRecord>,
+        reply: AdoptReply,
+    },
+    /// Another registration of the device left it or died: the device's badge changed.
+    DeviceChanged,
+    /// Work may be due (a burst, a retry, a move to finish); ignored unless `generation`
+    /// is the latest scheduled.
     Flush { generation: u64 },
     /// A push ended (boxed: every future that holds a message is as large as the largest).
     PushDone(Box<PushDone>),
-    /// The supervisor's periodic check for passivation; `force` when the shard needs room.
-    Idle { force: bool },
     /// Shutdown: flush the pending burst now, and answer once no push is in flight.
     Drain(RpcReplyPort<()>),
     /// Fails the actor, to test its supervision.
@@ -61,11 +64,14 @@ pub(super) enum SubMsg {
     Fail,
 }
 
-#[derive(Debug)]
-pub(super) struct PushDone {
-    request: PushRequest,
-    outcome: PushOutcome,
-    burst: Burst,
+impl SubMsg {
+    /// Whether the message came through the supervisor's routing (which counts them).
+    fn routed(&self) -> bool {
+        matches!(
+            self,
+            Self::Deliver { .. } | Self::Command { .. } | Self::Adopt { .. } | Self::DeviceChanged
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -74,35 +80,43 @@ pub(super) struct SubscriptionActor;
 #[derive(Debug)]
 pub(super) struct SubArgs {
     pub(super) id: RegistrationId,
-    /// The record as the caller just read it; `None`: read it from the store.
+    pub(super) shard: ShardId,
+    /// This shard's copy as the caller just read it; `None`: read it from the store.
     pub(super) record: Option<Arc<RegistrationRecord>>,
-    pub(super) deps: Arc<Deps>,
-    pub(super) shard: ActorRef<ShardMsg>,
+    pub(super) deps: Arc<Shared>,
+    pub(super) supervisor: ActorRef<ShardMsg>,
+    pub(super) activity: Arc<Activity>,
 }
 
 #[derive(Debug)]
 pub(super) struct SubState {
-    /// The stored record (shared with [`super::LiveIndex`], republished after every write).
-    record: Arc<RegistrationRecord>,
+    id: RegistrationId,
+    shard: ShardId,
+    /// This shard's copy as stored (shared with [`super::LiveIndex`], republished after every
+    /// write); `None`: the registration has no copy here (it moved away, was deleted, or was
+    /// never here).
+    copy: Option<Arc<RegistrationRecord>>,
     /// This actor, as its [`super::LiveIndex`] entry names it.
     actor: ActorId,
-    deps: Arc<Deps>,
-    shard: ActorRef<ShardMsg>,
+    deps: Arc<Shared>,
+    supervisor: ActorRef<ShardMsg>,
+    activity: Arc<Activity>,
     generation: u64,
-    /// Requests handled, for the supervisor to tell whether one is still on its way.
-    handled: u64,
-    /// The burst whose push is in flight.
-    in_flight: Option<Burst>,
+    /// A push is on its way to the provider.
+    in_flight: bool,
     /// Retries of the current burst's push so far (the back-off grows with them).
     retries: u32,
-    /// The provider asked not to push before this (a retry's back-off): new events wait too.
+    /// Do not push, nor finish a move, before this (a provider's or our own back-off).
     retry_at: Option<Instant>,
+    /// Failed attempts to finish the move out of this shard so far.
+    move_failures: u32,
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
-    last_activity: Instant,
-    /// The cached record may differ from the stored one (a fenced write changed the cache):
-    /// read it again before the next write.
+    /// The copy may differ from the stored one (a write was refused by fencing): read it
+    /// again before the next write.
     stale: bool,
+    /// Asked the supervisor to be stopped.
+    done: bool,
 }
 
 impl Actor for SubscriptionActor {
@@ -115,34 +129,38 @@ impl Actor for SubscriptionActor {
         myself: ActorRef<SubMsg>,
         args: SubArgs,
     ) -> Result<SubState, ActorProcessingErr> {
-        let record = match args.record {
-            Some(record) => record,
-            None => Arc::new(
-                args.deps
-                    .store
-                    .get(&args.id)
-                    .await?
-                    .ok_or_else(|| format!("registration {} is gone", args.id))?,
-            ),
+        let copy = match args.record.filter(|r| r.shard() == args.shard) {
+            Some(record) => Some(record),
+            None => args
+                .deps
+                .store
+                .get_in(args.shard, &args.id)
+                .await?
+                .map(Arc::new),
         };
         args.deps.metrics.subscriptions.live_actors.inc();
-        args.deps.live.publish(myself.get_id(), &record, true);
+        if let Some(copy) = &copy {
+            args.deps.live.publish(myself.get_id(), copy, true);
+        }
         let mut state = SubState {
-            record,
+            id: args.id,
+            shard: args.shard,
+            copy,
             actor: myself.get_id(),
             deps: args.deps,
-            shard: args.shard,
+            supervisor: args.supervisor,
+            activity: args.activity,
             generation: 0,
-            handled: 0,
-            in_flight: None,
+            in_flight: false,
             retries: 0,
             retry_at: None,
+            move_failures: 0,
             draining: Vec::new(),
-            last_activity: Instant::now(),
             stale: false,
+            done: false,
         };
-        // A burst left by a passivated or crashed predecessor is flushed when due.
-        schedule_flush(&myself, &mut state);
+        // A burst or a move left by a passivated or crashed predecessor is taken up when due.
+        schedule(&myself, &mut state);
         Ok(state)
     }
 
@@ -152,7 +170,7 @@ impl Actor for SubscriptionActor {
         state: &mut SubState,
     ) -> Result<(), ActorProcessingErr> {
         state.deps.metrics.subscriptions.live_actors.dec();
-        state.deps.live.unlist(&state.record.id, state.actor);
+        state.deps.live.unlist(&state.id, state.actor);
         Ok(())
     }
 
@@ -174,190 +192,114 @@ async fn on_message(
     message: SubMsg,
     state: &mut SubState,
 ) -> Result<(), ActorProcessingErr> {
+    let routed = message.routed();
+    let mut stop_after = false;
     match message {
-        SubMsg::Deliver { items, reply } => {
-            state.last_activity = Instant::now();
-            state.handled += 1;
-            let answer = deliver(state, items).await;
-            schedule_flush(&myself, state);
+        SubMsg::Deliver {
+            effects,
+            request,
+            reply,
+        } => {
+            let answer = deliver::deliver(state, effects, &request).await;
             let _ = reply.send(answer);
         }
+        SubMsg::Command { command, reply } => {
+            // Started only to be marked stale: no reason to stay afterwards.
+            stop_after =
+                matches!(command, Command::MarkStale { .. }) && state.activity.handled() == 0;
+            let answer = commands::run(&myself, state, command).await;
+            let _ = reply.send(answer);
+        }
+        SubMsg::Adopt { record, reply } => {
+            let answer = handoff::adopt(state, *record).await;
+            let _ = reply.send(answer);
+        }
+        SubMsg::DeviceChanged => commands::device_changed(state).await,
         SubMsg::Flush { generation } if generation == state.generation => {
-            flush_now(&myself, state).await
+            work_now(&myself, state).await
         }
-        SubMsg::Flush { .. } => {}
-        SubMsg::PushDone(done) => {
-            let PushDone {
-                request,
-                outcome,
-                burst,
-            } = *done;
-            state.in_flight = None;
-            (state.retries, state.retry_at) = match outcome {
-                PushOutcome::RetryAfter(wait) => (
-                    state.retries.saturating_add(1),
-                    Some(Instant::now() + wait.max(MIN_RETRY)),
-                ),
-                _ => (0, None),
-            };
-            let recorded = record_push(state, &request, &outcome, burst).await;
-            match outcome {
-                // The store is failing: do not push again at once.
-                _ if !recorded && state.draining.is_empty() => {
-                    schedule_in(&myself, state, STORE_BACKOFF);
-                }
-                _ if !recorded => {}
-                PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
-                PushOutcome::RetryAfter(wait) => {
-                    schedule_in(&myself, state, wait.max(MIN_RETRY));
-                }
-                _ if !state.draining.is_empty() => {
-                    flush_now(&myself, state).await;
-                }
-                _ => schedule_flush(&myself, state),
-            }
-            finish_drain(state);
-        }
+        // An earlier timer, replaced since: nothing changed, nothing to re-arm.
+        SubMsg::Flush { .. } => return Ok(()),
+        SubMsg::PushDone(done) => push::done(&myself, state, *done).await,
         SubMsg::Drain(reply) => {
             state.draining.push(reply);
-            flush_now(&myself, state).await;
-            finish_drain(state);
+            work_now(&myself, state).await;
+            push::finish_drain(state);
         }
         #[cfg(feature = "testsuite")]
         SubMsg::Fail => return Err("failure injected by a test".into()),
-        SubMsg::Idle { force } => {
-            let idle = state.last_activity.elapsed();
-            let quiet = state.record.progress.burst.is_none() && state.in_flight.is_none();
-            if quiet && (force || idle >= state.deps.actors.idle_timeout) {
-                let _ = state.shard.send_message(ShardMsg::Passivate {
-                    id: state.record.id.clone(),
-                    handled: state.handled,
-                });
-            }
-        }
+    }
+    if routed {
+        state.activity.count_handled();
+    }
+    schedule(&myself, state);
+    if stop_after && state.activity.due() == 0 {
+        ask_to_stop(state);
     }
     Ok(())
 }
 
-/// Reads, changes and writes the record until the write wins; `Ok(None)` if it is gone.
-async fn write_with<T>(
-    state: &mut SubState,
-    mut change: impl FnMut(&mut RegistrationRecord) -> T,
-) -> Result<Option<T>, StoreError> {
-    for _ in 0..5 {
-        if state.stale {
-            match state.deps.store.get(&state.record.id).await? {
-                Some(fresh) => remember(state, fresh),
-                None => return Ok(gone(state)),
-            }
-            state.stale = false;
+/// Does the work that is due: finish a move out, or flush the burst.
+async fn work_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    if state.copy.as_ref().is_some_and(|c| c.moving_to.is_some()) {
+        let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
+        if !backing_off || !state.draining.is_empty() {
+            let _ = handoff::finish(myself, state).await;
         }
-        let mut record = RegistrationRecord::clone(&state.record);
-        let result = change(&mut record);
-        if record == *state.record {
-            return Ok(Some(result));
+    } else {
+        push::flush_now(myself, state).await;
+    }
+}
+
+/// Arms the timer for the work left (a burst, a retry, a move), publishes when it is due for
+/// the supervisor, and asks to be stopped when nothing is left to do here.
+fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    let due = due(state);
+    state.activity.set_due(match (state.in_flight, due) {
+        (true, _) => BUSY,
+        (false, Some(at)) => at.0.max(1),
+        (false, None) => 0,
+    });
+    if state.in_flight {
+        return;
+    }
+    match due {
+        Some(at) => {
+            let wait = Duration::from_millis(at.0.saturating_sub(UnixMillis::now().0));
+            schedule_in(myself, state, wait);
         }
-        let fence = state
-            .deps
-            .fencing
-            .fence(record.device_token.shard())
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        match state
-            .deps
-            .store
-            .update_from(fence, &state.record, &record)
-            .await
-        {
-            Ok(written) => {
-                remember(state, written);
-                return Ok(Some(result));
+        None => {
+            let dead = state
+                .copy
+                .as_ref()
+                .is_none_or(|c| c.state == RegState::Dead);
+            if dead && state.draining.is_empty() {
+                ask_to_stop(state);
             }
-            Err(StoreError::Conflict) => match state.deps.store.get(&record.id).await? {
-                Some(fresh) => remember(state, fresh),
-                None => return Ok(gone(state)),
-            },
-            Err(StoreError::NotFound) => return Ok(gone(state)),
-            Err(error @ StoreError::Fenced { .. }) => {
-                // Another node owns the shard now and flushes from the store: this copy
-                // must not push again.
-                Arc::make_mut(&mut state.record).progress.burst = None;
-                state.stale = true;
-                return Err(error);
-            }
-            Err(other) => return Err(other),
         }
     }
-    Err(StoreError::Conflict)
 }
 
-/// The registration was deleted (unregistered): from now on the actor treats it as dead —
-/// nothing to flush, every message unwanted — until it is passivated.
-fn gone<T>(state: &mut SubState) -> Option<T> {
-    let record = Arc::make_mut(&mut state.record);
-    record.state = RegState::Dead;
-    record.dead_reason = Some("unregistered".into());
-    record.progress.burst = None;
-    state.deps.live.publish(state.actor, &state.record, false);
-    None
-}
-
-/// Takes `record` as the stored record, and publishes it.
-fn remember(state: &mut SubState, record: RegistrationRecord) {
-    state.record = Arc::new(record);
-    state.deps.live.publish(state.actor, &state.record, false);
-}
-
-async fn deliver(state: &mut SubState, items: Vec<Item>) -> Result<Vec<MessageEffect>, StoreError> {
-    let now = UnixMillis::now();
-    let metrics = state.deps.metrics.subscriptions.clone();
-    let mut stats = Vec::new();
-    let written = write_with(state, |record| {
-        stats.clear();
-        items
-            .iter()
-            .map(|item| {
-                let held = apply_effect(record, item.effect.clone(), now);
-                if let (MessageEffect::Accept { .. }, Some(n)) = (&held, &item.notification) {
-                    stats.push(apply_notification(record, n, now));
-                }
-                held
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
-    let held = match written {
-        Ok(Some(held)) => held,
-        // Unregistered meanwhile: nothing is wanted any more.
-        Ok(None) => items
-            .iter()
-            .map(|item| match item.effect {
-                MessageEffect::Foreign => MessageEffect::Foreign,
-                _ => MessageEffect::Unsubscribe,
-            })
-            .collect(),
-        // Bound to another registration in between.
-        Err(StoreError::SubscriptionTaken(_)) => items
-            .iter()
-            .map(|item| match &item.effect {
-                MessageEffect::Accept { bind: Some(_), .. } => MessageEffect::Foreign,
-                MessageEffect::Accept { .. } => MessageEffect::Unsubscribe,
-                other => other.clone(),
-            })
-            .collect(),
-        Err(other) => return Err(other),
-    };
-    for applied in &stats {
-        metrics.events.inc_by(applied.events as u64);
-        metrics.notification(match (applied.duplicate, applied.stale) {
-            (true, _) => "duplicate",
-            (_, true) => "stale",
-            _ => "applied",
-        });
-        if applied.gap {
-            metrics.gaps.inc();
-        }
+/// When the work left here is due, if there is any.
+fn due(state: &SubState) -> Option<UnixMillis> {
+    let copy = state.copy.as_ref()?;
+    let backing_off = state.retry_at.map(|at| {
+        let wait = at.saturating_duration_since(Instant::now());
+        plus(UnixMillis::now(), wait)
+    });
+    if copy.moving_to.is_some() {
+        return Some(backing_off.unwrap_or_else(UnixMillis::now));
     }
-    Ok(held)
+    if copy.state == RegState::Dead {
+        return None;
+    }
+    let burst = copy.progress.burst.as_ref()?;
+    let due = flush::due(burst, &state.deps.rules);
+    Some(backing_off.map_or(due, |at| at.max(due)))
+}
+
+fn plus(t: UnixMillis, d: Duration) -> UnixMillis {
+    UnixMillis(t.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }
 
 fn schedule_in(myself: &ActorRef<SubMsg>, state: &mut SubState, wait: Duration) {
@@ -366,191 +308,163 @@ fn schedule_in(myself: &ActorRef<SubMsg>, state: &mut SubState, wait: Duration) 
     myself.send_after(wait, move || SubMsg::Flush { generation });
 }
 
-/// Arms the flush timer for the pending burst, if any (and no push is in flight).
-fn schedule_flush(myself: &ActorRef<SubMsg>, state: &mut SubState) {
-    if state.in_flight.is_some() || state.record.state == RegState::Dead {
-        return;
-    }
-    if let Some(burst) = &state.record.progress.burst {
-        let due = flush::due(burst, &state.deps.rules);
-        let wait = Duration::from_millis(due.0.saturating_sub(UnixMillis::now().0));
-        let backing_off = state.retry_at.map_or(Duration::ZERO, |at| {
-            at.saturating_duration_since(Instant::now())
+fn ask_to_stop(state: &mut SubState) {
+    if !state.done {
+        state.done = true;
+        let _ = state.supervisor.send_message(ShardMsg::Done {
+            id: state.id.clone(),
+            actor: state.actor,
         });
-        schedule_in(myself, state, wait.max(backing_off));
     }
 }
 
-async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
-    let Some(burst) = state.record.progress.burst else {
-        return;
-    };
-    if state.in_flight.is_some() || state.record.state == RegState::Dead {
-        return;
+/// Why a write of the copy did not happen.
+#[derive(Debug)]
+enum WriteError {
+    /// This shard holds no copy of the registration (any more).
+    Absent,
+    /// The copy is frozen: the registration is moving to another shard.
+    Moving,
+    Store(StoreError),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
     }
-    let now = UnixMillis::now();
-    let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
-    if (backing_off || now < flush::due(&burst, &state.deps.rules)) && state.draining.is_empty() {
-        return schedule_flush(myself, state);
+}
+
+impl From<WriteError> for DeliverError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Absent => Self::Elsewhere,
+            WriteError::Moving => Self::Moving,
+            WriteError::Store(err) => Self::Store(err),
+        }
     }
-    let device = match state
+}
+
+impl From<WriteError> for CommandError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Absent => Self::Unavailable(DeliverError::Elsewhere),
+            WriteError::Moving => Self::Unavailable(DeliverError::Moving),
+            WriteError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// This shard's fence.
+fn fence(state: &SubState) -> Result<Fence, StoreError> {
+    state
         .deps
-        .store
-        .list_device_except(&state.record.device_token, &state.record.id)
-        .await
-    {
-        Ok(device) => device,
-        Err(error) => {
-            tracing::warn!(registration = %state.record.id, %error, "cannot read the device's registrations; flush retried in 1s");
-            return schedule_in(myself, state, Duration::from_secs(1));
-        }
-    };
-    match flush::plan(&state.record, &device, now, &state.deps.rules) {
-        FlushPlan::Postpone(at) => {
-            state.deps.metrics.subscriptions.flush("postponed");
-            schedule_in(
-                myself,
-                state,
-                Duration::from_millis(at.0.saturating_sub(now.0)),
-            );
-        }
-        FlushPlan::Skip { .. } => {
-            state.deps.metrics.subscriptions.flush("skipped");
-            let cleared = write_with(state, |r| {
-                if r.progress.burst == Some(burst) {
-                    r.progress.burst = None;
-                }
-            })
-            .await;
-            if let Err(error) = cleared {
-                tracing::warn!(registration = %state.record.id, %error, "cannot clear a flushed burst; retried in 1s");
-                schedule_in(myself, state, Duration::from_secs(1));
-            } else {
-                schedule_flush(myself, state);
-            }
-        }
-        FlushPlan::Send(mut request) => {
-            request.attempt = state.retries;
-            state.in_flight = Some(burst);
-            let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
-            let pushed = request.clone();
-            tokio::spawn(async move {
-                // A sender that panics or hangs must not leave the burst in flight forever.
-                let sending = AssertUnwindSafe(sender.send(pushed)).catch_unwind();
-                let outcome = match tokio::time::timeout(PUSH_GUARD, sending).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(_)) => PushOutcome::Failed {
-                        reason: "the push sender failed".into(),
-                    },
-                    Err(_) => PushOutcome::RetryAfter(Duration::from_secs(5)),
-                };
-                let _ = reply_to.send_message(SubMsg::PushDone(Box::new(PushDone {
-                    request,
-                    outcome,
-                    burst,
-                })));
-            });
-        }
-    }
+        .fencing
+        .fence(state.shard)
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
-/// Whether `outcome` kills `record`: a dead token does, unless the provider says it died
-/// before the registration was made (APNs `Unregistered` carries that time).
-fn kills(outcome: &PushOutcome, record: &RegistrationRecord) -> bool {
-    match outcome {
-        PushOutcome::TokenDead { since_ms, .. } => {
-            since_ms.is_none_or(|since| record.created_at.0 < since)
-        }
-        _ => false,
-    }
-}
-
-/// Answers the drain requests once no push is in flight (a burst the drain could not flush
-/// — postponed, or a failed read — stays in the store for the next owner).
-fn finish_drain(state: &mut SubState) {
-    if state.in_flight.is_none() {
-        for reply in state.draining.drain(..) {
-            let _ = reply.send(());
-        }
-    }
-}
-
-/// Tells internal services that the provider killed this registration's token. The
-/// registration is already dead in the store; a lost event is logged and counted.
-async fn publish_dead(state: &SubState, outcome: &PushOutcome, now: UnixMillis) {
-    let PushOutcome::TokenDead { reason, since_ms } = outcome else {
-        return;
-    };
-    let event = DeadToken {
-        registration_id: state.record.id.clone(),
-        device_token: state.record.device_token.clone(),
-        platform: state.record.platform,
-        app_id: state.record.app_id.clone(),
-        reason: reason.clone(),
-        dead_at: now,
-        provider_since_ms: *since_ms,
-    };
-    if let Err(error) = state.deps.store.publish_feedback(&event).await {
-        state.deps.metrics.subscriptions.feedback_lost.inc();
-        tracing::error!(registration = %state.record.id, %error, "cannot publish the dead-token feedback event");
-    }
-}
-
-/// Writes what became of a push; the part of the burst it covered is done.
-async fn record_push(
+/// Applies `change` to the copy and writes it (one fenced, version-checked store write):
+/// the one path by which a registration changes. A copy found stale (a version conflict: the
+/// actor started from an older read) is read again and `change` applied to it once more.
+async fn commit<T>(
     state: &mut SubState,
-    request: &PushRequest,
-    outcome: &PushOutcome,
-    flushed: Burst,
-) -> bool {
-    let metrics = state.deps.metrics.subscriptions.clone();
-    metrics.flush(outcome.name());
-    let now = UnixMillis::now();
-    if !matches!(outcome, PushOutcome::RetryAfter(_)) {
-        metrics.events_per_push.observe(f64::from(flushed.events));
-        metrics
-            .flush_latency
-            .observe(now.0.saturating_sub(flushed.first_at.0) as f64 / 1000.0);
-    }
-    let killed = kills(outcome, &state.record);
-    let written = write_with(state, |r| {
-        r.last_push_at = Some(now);
-        r.last_push_outcome = Some(outcome.name().to_owned());
-        match outcome {
-            PushOutcome::Delivered => r.badge = request.badge,
-            PushOutcome::TokenDead { reason, .. } if killed => {
-                r.state = RegState::Dead;
-                r.dead_reason = Some(format!(
-                    "push provider: the device token is dead ({reason})"
-                ));
+    mut change: impl FnMut(&mut RegistrationRecord) -> T,
+) -> Result<T, WriteError> {
+    for _ in 0..2 {
+        if state.stale {
+            refresh(state).await?;
+        }
+        let stored = state.copy.clone().ok_or(WriteError::Absent)?;
+        if stored.moving_to.is_some() {
+            // Only the move itself (`handoff`) changes a frozen copy: by removing it.
+            return Err(WriteError::Moving);
+        }
+        let mut record = RegistrationRecord::clone(&stored);
+        let result = change(&mut record);
+        if record == *stored {
+            return Ok(result);
+        }
+        match state
+            .deps
+            .store
+            .update(fence(state)?, &stored, &record)
+            .await
+        {
+            Ok(written) => {
+                remember(state, written);
+                return Ok(result);
             }
-            // Apple's Unregistered predates this registration: the app registered again since.
-            PushOutcome::TokenDead { .. } => r.last_push_outcome = Some("failed".to_owned()),
-            PushOutcome::RetryAfter(_) => return,
-            PushOutcome::Failed { .. } => {}
+            Err(StoreError::Conflict) => state.stale = true,
+            Err(StoreError::NotFound) => {
+                forget(state);
+                return Err(WriteError::Absent);
+            }
+            Err(error @ StoreError::Fenced { .. }) => {
+                // Another node owns the shard now and works from the store: this copy must
+                // not push again.
+                if let Some(copy) = state.copy.as_mut() {
+                    Arc::make_mut(copy).progress.burst = None;
+                }
+                state.stale = true;
+                return Err(error.into());
+            }
+            Err(other) => return Err(other.into()),
         }
-        r.progress.burst = match r.progress.burst {
-            Some(b) if b == flushed || r.state == RegState::Dead => None,
-            // Events arrived while the push was in flight: they make the next burst.
-            Some(b) => Some(Burst {
-                new_mail: b.new_mail.saturating_sub(flushed.new_mail),
-                events: b.events.saturating_sub(flushed.events),
-                ..b
-            }),
-            None => None,
-        };
-    })
-    .await;
-    match written {
-        Ok(_) if killed => {
-            tracing::info!(registration = %state.record.id, "device token dead: registration marked dead");
-            publish_dead(state, outcome, now).await;
-            true
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Reads this shard's copy again.
+async fn refresh(state: &mut SubState) -> Result<(), WriteError> {
+    match state.deps.store.get_in(state.shard, &state.id).await? {
+        Some(fresh) => remember(state, fresh),
+        None => forget(state),
+    }
+    state.stale = false;
+    Ok(())
+}
+
+/// Takes `record` as the stored copy, and publishes it.
+fn remember(state: &mut SubState, record: RegistrationRecord) {
+    let record = Arc::new(record);
+    state.deps.live.publish(state.actor, &record, false);
+    state.copy = Some(record);
+}
+
+/// The shard holds no copy any more: requests go elsewhere.
+fn forget(state: &mut SubState) {
+    state.copy = None;
+    state.deps.live.unlist(&state.id, state.actor);
+}
+
+/// The registrations of `token`'s device other than this one.
+async fn siblings(
+    state: &SubState,
+    token: &DeviceToken,
+) -> Result<Vec<RegistrationRecord>, StoreError> {
+    state.deps.store.list_device_except(token, &state.id).await
+}
+
+/// Tells one other registration of the device `left` (same app, alive) that the device's
+/// badge changed, so it pushes the new total: this one left the device or died.
+async fn nudge_siblings(state: &SubState, left: &RegistrationRecord) {
+    match siblings(state, &left.device_token).await {
+        Ok(others) => {
+            let sibling = others
+                .iter()
+                .filter(|r| r.app_id == left.app_id && r.state != RegState::Dead)
+                .filter(|r| r.moving_to.is_none())
+                .min_by(|a, b| a.id.cmp(&b.id));
+            if let Some(sibling) = sibling {
+                let _ = state.supervisor.send_message(ShardMsg::Route {
+                    id: sibling.id.clone(),
+                    record: None,
+                    message: SubMsg::DeviceChanged,
+                });
+            }
         }
-        Ok(_) => true,
         Err(error) => {
-            tracing::warn!(registration = %state.record.id, %error, "cannot record a push outcome; the flush is retried later");
-            false
+            tracing::warn!(registration = %state.id, %error, "cannot read the device's other registrations; its badge is corrected at their next notification");
         }
     }
 }

@@ -22,8 +22,12 @@ pub struct SubscriptionMetrics {
     /// Notifications applied, by `applied`, `duplicate`, `stale`.
     pub notifications: Family<OutcomeLabels, Counter>,
     pub gaps: Counter,
-    /// Flushes, by `delivered`, `token_dead`, `retrying`, `failed`, `skipped`, `postponed`.
+    /// Flushes, by `delivered`, `token_dead`, `retrying`, `failed`, `skipped`, `postponed`,
+    /// `expired` (given up after `delivery.badge_lifetime`), `superseded` (the outcome of a
+    /// push to a token the registration no longer has).
     pub flushes: Family<OutcomeLabels, Counter>,
+    /// Attempts to finish moving a registration to another shard, by `done`, `retrying`.
+    pub moves: Family<OutcomeLabels, Counter>,
     pub events_per_push: Histogram,
     pub flush_latency: Histogram,
     pub stale_marked: Counter,
@@ -41,6 +45,7 @@ impl Default for SubscriptionMetrics {
             notifications: Family::default(),
             gaps: Counter::default(),
             flushes: Family::default(),
+            moves: Family::default(),
             // 1 … 4096 events.
             events_per_push: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             // 10 ms … ~82 s.
@@ -85,8 +90,13 @@ impl SubscriptionMetrics {
         );
         registry.register(
             "herald_flushes",
-            "Burst flushes, by outcome (delivered, token_dead, retrying, failed, skipped, postponed)",
+            "Burst flushes, by outcome (delivered, token_dead, retrying, failed, skipped, postponed, expired, superseded)",
             self.flushes.clone(),
+        );
+        registry.register(
+            "herald_registration_moves",
+            "Attempts to finish moving a registration to the shard of its new device token, by outcome (done, retrying)",
+            self.moves.clone(),
         );
         registry.register(
             "herald_events_per_push",

@@ -1,35 +1,53 @@
-//! `ShardSupervisor`: owns the subscription actors of one shard — spawns them on first use,
-//! routes each request to its actor, passivates idle ones (least recently used first when
-//! the shard is at its share of `actors.max_live`), and restarts a failed one from the store
-//! within the restart budget.
+//! `ShardSupervisor`: owns the subscription actors of one shard. It routes each message to
+//! its registration's actor (started on demand), stops idle actors, keeps the number of live
+//! ones within the shard's share of `actors.max_live` (evicting the least recently used
+//! when full: an evicted actor's burst is safe in the store and the registration is parked
+//! until its due time), restarts a failed actor from the store within the restart budget,
+//! and never lets two actors of one registration run at once: a message for a registration
+//! whose actor is stopping waits for it to be gone.
 
-use std::collections::HashMap;
+mod parked;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald_cluster::ShardId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::Deps;
-use super::actor::{DeliverReply, Item, SubArgs, SubMsg, SubscriptionActor};
-use crate::domain::{RegistrationId, RegistrationRecord};
+use super::Shared;
+use super::activity::{Activity, BUSY};
+use super::actor::{SubArgs, SubMsg, SubscriptionActor};
+use crate::domain::{RegistrationId, RegistrationRecord, UnixMillis};
+use parked::Parked;
 
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
+/// Most requests that wait for room in a full shard; beyond, a request is refused (503).
+const MAX_WAITING: usize = 4_096;
+
+/// Shortest wait before the parked registrations are looked at again after a round that
+/// could not start one.
+const WAKE_RETRY: Duration = Duration::from_millis(200);
+
 #[derive(Debug)]
 pub(super) enum ShardMsg {
-    /// A request for `record`'s actor, spawned from `record` if it is not live.
-    Deliver {
-        record: Arc<RegistrationRecord>,
-        items: Vec<Item>,
-        reply: DeliverReply,
+    /// A message for registration `id`'s actor, started if it is not live — from `record`
+    /// (the caller's read of this shard's copy) or, without one, from the store.
+    Route {
+        id: RegistrationId,
+        record: Option<Arc<RegistrationRecord>>,
+        message: SubMsg,
     },
-    /// An actor that has handled `handled` requests is idle and asks to stop.
-    Passivate { id: RegistrationId, handled: u64 },
+    /// The actor has nothing left to do here (its copy is gone, or it is dead and idle).
+    Done { id: RegistrationId, actor: ActorId },
     /// Every live actor, for the drain at shutdown.
     Children(RpcReplyPort<Vec<ActorRef<SubMsg>>>),
-    /// Start the actors of registrations with an unflushed burst, so they flush it.
+    /// Registrations with work left in the shard (found by recovery): start them when due.
     Recover(Vec<RegistrationId>),
-    /// Ask the actors not routed to for `actors.idle_timeout` whether they can passivate.
+    /// Start the parked registrations that are due.
+    Wake,
+    /// Stop the actors not routed to for `actors.idle_timeout` that have nothing to do.
     Sweep,
     /// Makes a live actor fail, to test supervision.
     #[cfg(feature = "testsuite")]
@@ -39,33 +57,66 @@ pub(super) enum ShardMsg {
 #[derive(Debug)]
 pub(super) struct ShardSupervisor;
 
+/// A routed message not delivered yet.
+#[derive(Debug)]
+struct Pending {
+    id: RegistrationId,
+    record: Option<Arc<RegistrationRecord>>,
+    message: SubMsg,
+}
+
 #[derive(Debug)]
 struct Child {
     actor: ActorRef<SubMsg>,
+    activity: Arc<Activity>,
     last_routed: Instant,
-    /// Requests sent to the actor.
+    /// Messages sent to the actor (the actor counts those it handled).
     routed: u64,
+}
+
+impl Child {
+    /// Whether the actor can be stopped now: nothing on its way to it, no push in flight.
+    fn stoppable(&self) -> bool {
+        self.routed == self.activity.handled() && self.activity.due() != BUSY
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ShardState {
-    deps: Arc<Deps>,
+    deps: Arc<Shared>,
+    shard: ShardId,
     /// This shard's share of `actors.max_live`.
     capacity: usize,
     children: HashMap<RegistrationId, Child>,
+    /// Every actor not yet terminated: the live ones and those stopping.
     by_actor: HashMap<ActorId, RegistrationId>,
+    /// Registrations whose actor was told to stop and is not gone yet, with the messages
+    /// that came for them meanwhile (their successor takes them).
+    stopping: HashMap<RegistrationId, Vec<Pending>>,
+    /// Requests waiting for room: the shard is full and no actor could be stopped.
+    waiting: VecDeque<Pending>,
+    parked: Parked,
+    /// When a `Wake` is scheduled for.
+    wake_at: Option<u64>,
     restarts: HashMap<RegistrationId, (Instant, u32)>,
+}
+
+/// The shard supervisor's start arguments.
+#[derive(Debug)]
+pub(super) struct ShardArgs {
+    pub(super) deps: Arc<Shared>,
+    pub(super) shard: ShardId,
 }
 
 impl Actor for ShardSupervisor {
     type Msg = ShardMsg;
     type State = ShardState;
-    type Arguments = Arc<Deps>;
+    type Arguments = ShardArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<ShardMsg>,
-        deps: Arc<Deps>,
+        ShardArgs { deps, shard }: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
         let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
@@ -73,9 +124,14 @@ impl Actor for ShardSupervisor {
         myself.send_interval(every, || ShardMsg::Sweep);
         Ok(ShardState {
             deps,
+            shard,
             capacity,
             children: HashMap::new(),
             by_actor: HashMap::new(),
+            stopping: HashMap::new(),
+            waiting: VecDeque::new(),
+            parked: Parked::default(),
+            wake_at: None,
             restarts: HashMap::new(),
         })
     }
@@ -87,39 +143,66 @@ impl Actor for ShardSupervisor {
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ShardMsg::Deliver {
+            ShardMsg::Route {
+                id,
                 record,
-                items,
-                reply,
-            } => route(&myself, state, record, SubMsg::Deliver { items, reply }).await,
-            ShardMsg::Passivate { id, handled } => {
-                // A request sent and not yet handled keeps the actor.
-                let in_flight = state.children.get(&id).is_some_and(|c| c.routed > handled);
-                if !in_flight && let Some(child) = forget(state, &id) {
-                    child.actor.stop(Some("passivated".into()));
+                message,
+            } => {
+                let pending = Pending {
+                    id,
+                    record,
+                    message,
+                };
+                route(&myself, state, pending).await;
+            }
+            ShardMsg::Done { id, actor } => {
+                let done = state
+                    .children
+                    .get(&id)
+                    .is_some_and(|c| c.actor.get_id() == actor && c.stoppable());
+                if done {
+                    stop_child(&myself, state, &id);
                     state.deps.metrics.subscriptions.passivations.inc();
                 }
-            }
-            #[cfg(feature = "testsuite")]
-            ShardMsg::Fail(id) => {
-                if let Some(child) = state.children.get(&id) {
-                    let _ = child.actor.send_message(SubMsg::Fail);
-                }
+                admit_waiting(&myself, state).await;
             }
             ShardMsg::Sweep => {
                 let idle = state.deps.actors.idle_timeout;
-                for child in state.children.values() {
-                    if child.last_routed.elapsed() >= idle {
-                        let _ = child.actor.send_message(SubMsg::Idle { force: false });
-                    }
+                let quiet: Vec<RegistrationId> = state
+                    .children
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.last_routed.elapsed() >= idle && c.stoppable() && c.activity.due() == 0
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in quiet {
+                    stop_child(&myself, state, &id);
+                    state.deps.metrics.subscriptions.passivations.inc();
                 }
+                state
+                    .restarts
+                    .retain(|_, (since, _)| since.elapsed() <= RESTART_WINDOW);
+                admit_waiting(&myself, state).await;
             }
             ShardMsg::Children(reply) => {
                 let _ = reply.send(state.children.values().map(|c| c.actor.clone()).collect());
             }
             ShardMsg::Recover(ids) => {
+                let now = UnixMillis::now().0;
                 for id in ids {
-                    let _ = child(&myself, state, &id, None).await;
+                    state.parked.park(id, now);
+                }
+                schedule_wake(&myself, state);
+            }
+            ShardMsg::Wake => {
+                state.wake_at = None;
+                wake(&myself, state).await;
+            }
+            #[cfg(feature = "testsuite")]
+            ShardMsg::Fail(id) => {
+                if let Some(child) = state.children.get(&id) {
+                    let _ = child.actor.send_message(SubMsg::Fail);
                 }
             }
         }
@@ -137,95 +220,221 @@ impl Actor for ShardSupervisor {
                 let Some(id) = state.by_actor.remove(&cell.get_id()) else {
                     return Ok(());
                 };
-                state.children.remove(&id);
                 state.deps.live.unlist(&id, cell.get_id());
                 tracing::warn!(registration = %id, %error, "subscription actor failed");
-                let now = Instant::now();
-                let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
-                if now.duration_since(*since) > RESTART_WINDOW {
-                    (*since, *count) = (now, 0);
+                let was_child = state
+                    .children
+                    .get(&id)
+                    .is_some_and(|c| c.actor.get_id() == cell.get_id());
+                if was_child {
+                    state.children.remove(&id);
+                    restart(&myself, state, id.clone()).await;
                 }
-                *count += 1;
-                if *count <= state.deps.actors.restart_budget {
-                    state.deps.metrics.subscriptions.restarts.inc();
-                    // Rebuilt from the store: its pending burst, if any, is flushed.
-                    let _ = child(&myself, state, &id, None).await;
-                } else {
-                    tracing::error!(registration = %id, "subscription actor restart budget spent; it stays stopped until its next notification");
-                }
+                successor(&myself, state, &id).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(id) = state.by_actor.remove(&cell.get_id()) {
-                    state.children.remove(&id);
                     state.deps.live.unlist(&id, cell.get_id());
+                    if state
+                        .children
+                        .get(&id)
+                        .is_some_and(|c| c.actor.get_id() == cell.get_id())
+                    {
+                        state.children.remove(&id);
+                    }
+                    successor(&myself, state, &id).await;
                 }
             }
             _ => {}
         }
+        admit_waiting(&myself, state).await;
         Ok(())
     }
 }
 
-/// Sends `message` to `record`'s actor, spawning it if needed; a child that stopped between
-/// our bookkeeping and the send gets a successor.
-async fn route(
-    myself: &ActorRef<ShardMsg>,
-    state: &mut ShardState,
-    record: Arc<RegistrationRecord>,
-    mut message: SubMsg,
-) {
-    let id = record.id.clone();
-    for _ in 0..2 {
-        let Some(actor) = child(myself, state, &id, Some(record.clone())).await else {
-            break;
-        };
-        match actor.send_message(message) {
-            Ok(()) => {
-                if let Some(child) = state.children.get_mut(&id) {
-                    child.routed += 1;
-                    child.last_routed = Instant::now();
+/// Restarts a failed actor from the store, within the restart budget.
+async fn restart(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: RegistrationId) {
+    let now = Instant::now();
+    let (since, count) = state.restarts.entry(id.clone()).or_insert((now, 0));
+    if now.duration_since(*since) > RESTART_WINDOW {
+        (*since, *count) = (now, 0);
+    }
+    *count += 1;
+    if *count <= state.deps.actors.restart_budget {
+        state.deps.metrics.subscriptions.restarts.inc();
+        // Parked rather than started here: a restart is started like any woken registration
+        // (within the shard's room), and its pending burst, if any, is flushed.
+        state.parked.park(id, UnixMillis::now().0);
+        schedule_wake(myself, state);
+    } else {
+        tracing::error!(registration = %id, "subscription actor restart budget spent; it stays stopped until its next request");
+    }
+}
+
+/// Once `id`'s stopping actor is gone, hands the messages that came for it meanwhile to a
+/// successor.
+async fn successor(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: &RegistrationId) {
+    if state.by_actor.values().any(|other| other == id) {
+        return;
+    }
+    for pending in state.stopping.remove(id).unwrap_or_default() {
+        route(myself, state, pending).await;
+    }
+}
+
+/// Delivers `pending` to its registration's actor, starting one if needed (and there is room).
+async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pending) {
+    if let Some(queue) = state.stopping.get_mut(&pending.id) {
+        queue.push(pending);
+        return;
+    }
+    let Pending {
+        id,
+        record,
+        message,
+    } = pending;
+    let message = match state.children.get_mut(&id) {
+        Some(child) => {
+            child.routed += 1;
+            child.last_routed = Instant::now();
+            match child.actor.send_message(message) {
+                Ok(()) => return,
+                // It stopped between our bookkeeping and the send: a successor takes it.
+                Err(ractor::MessagingErr::SendErr(back)) => {
+                    state.children.remove(&id);
+                    back
                 }
-                return;
+                Err(_) => return,
             }
-            Err(ractor::MessagingErr::SendErr(back)) => {
-                forget(state, &id);
-                message = back;
-            }
-            Err(_) => return,
+        }
+        None => message,
+    };
+    let pending = Pending {
+        id,
+        record,
+        message,
+    };
+    if state.children.len() >= state.capacity && !evict_one(myself, state) {
+        if state.waiting.len() < MAX_WAITING {
+            state.waiting.push_back(pending);
+        } else {
+            // Dropping the reply port makes the caller answer 503; Exchange retries.
+            tracing::warn!(shard = %state.shard, "shard full of busy actors: a request is refused");
+        }
+        return;
+    }
+    let Pending {
+        id,
+        record,
+        message,
+    } = pending;
+    if let Some(actor) = start(myself, state, &id, record).await {
+        if let Some(child) = state.children.get_mut(&id) {
+            child.routed += 1;
+        }
+        let _ = actor.send_message(message);
+    }
+}
+
+/// Routes the requests that waited for room, while there is room.
+async fn admit_waiting(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
+    while let Some(pending) = state.waiting.pop_front() {
+        if state.children.len() >= state.capacity
+            && !state.children.contains_key(&pending.id)
+            && !evict_one(myself, state)
+        {
+            state.waiting.push_front(pending);
+            return;
+        }
+        route(myself, state, pending).await;
+    }
+}
+
+/// Stops the least recently routed actor that can be stopped — one with nothing to do if
+/// any, else one whose burst then waits, parked, for its due time. Whether one was.
+fn evict_one(myself: &ActorRef<ShardMsg>, state: &mut ShardState) -> bool {
+    let victim = state
+        .children
+        .iter()
+        .filter(|(_, c)| c.stoppable())
+        .min_by_key(|(_, c)| (c.activity.due() != 0, c.last_routed))
+        .map(|(id, _)| id.clone());
+    let Some(id) = victim else {
+        return false;
+    };
+    stop_child(myself, state, &id);
+    state.deps.metrics.subscriptions.passivations.inc();
+    true
+}
+
+/// Stops `id`'s actor; with work left, the registration is parked until it is due.
+fn stop_child(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: &RegistrationId) {
+    let Some(child) = state.children.remove(id) else {
+        return;
+    };
+    let due = child.activity.due();
+    if due != 0 && due != BUSY {
+        state.parked.park(id.clone(), due);
+        schedule_wake(myself, state);
+    }
+    state.stopping.entry(id.clone()).or_default();
+    child.actor.stop(Some("passivated".into()));
+}
+
+/// Starts the parked registrations that are due, as room allows.
+async fn wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
+    let now = UnixMillis::now().0;
+    while let Some((id, failures)) = state.parked.pop_due(now) {
+        if state.children.contains_key(&id) || state.stopping.contains_key(&id) {
+            // Live (it handles its own work) or about to be succeeded.
+            continue;
+        }
+        if state.children.len() >= state.capacity && !evict_one(myself, state) {
+            state
+                .parked
+                .park(id, now.saturating_add(millis(WAKE_RETRY)));
+            break;
+        }
+        if start(myself, state, &id, None).await.is_none() {
+            state.parked.retry(id, failures, now);
+            break;
         }
     }
-    // Dropping the reply port makes the caller answer 503; Exchange retries.
-    tracing::warn!(registration = %id, "no actor could take a notification");
+    schedule_wake(myself, state);
 }
 
-fn forget(state: &mut ShardState, id: &RegistrationId) -> Option<Child> {
-    let child = state.children.remove(id)?;
-    state.deps.live.unlist(id, child.actor.get_id());
-    state.by_actor.remove(&child.actor.get_id());
-    Some(child)
+fn schedule_wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
+    let Some(due) = state.parked.next_due() else {
+        return;
+    };
+    if state.wake_at.is_some_and(|at| at <= due) {
+        return;
+    }
+    let now = UnixMillis::now().0;
+    state.wake_at = Some(due);
+    let wait = Duration::from_millis(due.saturating_sub(now));
+    myself.send_after(wait, || ShardMsg::Wake);
 }
 
-/// The live actor of `id`, spawned (from `record`, else from the store) if needed.
-async fn child(
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Starts `id`'s actor (from `record`, else from the store).
+async fn start(
     myself: &ActorRef<ShardMsg>,
     state: &mut ShardState,
     id: &RegistrationId,
     record: Option<Arc<RegistrationRecord>>,
 ) -> Option<ActorRef<SubMsg>> {
-    if let Some(child) = state.children.get(id) {
-        return Some(child.actor.clone());
-    }
-    if state.children.len() >= state.capacity {
-        // Ask the least recently used actor to go if it is idle; it stays if it has work.
-        if let Some(lru) = state.children.values().min_by_key(|c| c.last_routed) {
-            let _ = lru.actor.send_message(SubMsg::Idle { force: true });
-        }
-    }
+    let activity = Arc::new(Activity::default());
     let args = SubArgs {
         id: id.clone(),
+        shard: state.shard,
         record,
         deps: state.deps.clone(),
-        shard: myself.clone(),
+        supervisor: myself.clone(),
+        activity: activity.clone(),
     };
     match Actor::spawn_linked(None, SubscriptionActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
@@ -234,6 +443,7 @@ async fn child(
                 id.clone(),
                 Child {
                     actor: actor.clone(),
+                    activity,
                     last_routed: Instant::now(),
                     routed: 0,
                 },

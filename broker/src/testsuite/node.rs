@@ -172,6 +172,38 @@ impl TestNode {
     }
 }
 
+/// A node's write path without its listeners: a registry on `store` whose subscription
+/// actors write with `fencing`'s epochs and record their pushes (in the returned sender)
+/// instead of sending them. Its settings are [`test_config`]'s.
+pub fn registry_on(
+    store: Arc<dyn RegistrationStore>,
+    fencing: Arc<dyn crate::registry::Fencing>,
+) -> (crate::registry::Registry, RecordingSender) {
+    let config = test_config(None);
+    let pushes = RecordingSender::new();
+    let subscriptions = crate::subscription::Subscriptions::new(crate::subscription::Deps {
+        store: store.clone(),
+        fencing: fencing.clone(),
+        sender: Arc::new(pushes.clone()),
+        rules: crate::subscription::Coalescing {
+            quiet: config.coalesce.quiet,
+            max_delay: config.coalesce.max_delay,
+            min_interval: config.coalesce.min_interval,
+        },
+        actors: config.actors.clone(),
+        give_up_after: config.delivery.badge_lifetime,
+        metrics: Arc::new(crate::metrics::Metrics::default()),
+        live: Default::default(),
+    });
+    let registry = crate::registry::Registry::new(
+        store,
+        fencing,
+        subscriptions,
+        crate::node::registry_settings(&config),
+    );
+    (registry, pushes)
+}
+
 /// A request with the test bearer token.
 pub fn authed<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);

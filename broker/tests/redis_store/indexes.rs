@@ -26,7 +26,8 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         events: 3,
         more_events: false,
     });
-    let mut record = node.store.update(fence, &record).await.unwrap();
+    let stored = node.store.get(&id).await.unwrap().unwrap();
+    let mut record = node.store.update(fence, &stored, &record).await.unwrap();
     assert_eq!(
         node.store.pending_bursts(shard).await.unwrap(),
         vec![id.clone()]
@@ -34,8 +35,9 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
     let other = ShardId::new((shard.number() + 1) % 1024).unwrap();
     assert!(node.store.pending_bursts(other).await.unwrap().is_empty());
 
+    let stored = record.clone();
     record.progress.burst = None;
-    let record = node.store.update(fence, &record).await.unwrap();
+    let record = node.store.update(fence, &stored, &record).await.unwrap();
     assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
 
     let mut again = record.clone();
@@ -46,8 +48,8 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         events: 1,
         more_events: false,
     });
-    node.store.update(fence, &again).await.unwrap();
-    assert!(node.store.delete(fence, &id).await.unwrap());
+    let again = node.store.update(fence, &record, &again).await.unwrap();
+    node.store.delete(fence, &again).await.unwrap();
     assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
     node.stop().await;
 }
@@ -83,7 +85,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
         events: 3,
         more_events: false,
     });
-    let written = store.update_from(fence, &stored, &changed).await.unwrap();
+    let written = store.update(fence, &stored, &changed).await.unwrap();
     assert_eq!(written.version, stored.version + 1);
     assert_eq!(store.get(&created.id).await.unwrap().unwrap(), written);
     let counts = store.count_by_state().await.unwrap();
@@ -113,7 +115,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
     pushed.badge = 3;
     pushed.last_push_at = Some(UnixMillis(6_000));
     pushed.last_push_outcome = Some("delivered".into());
-    let recorded = store.update_from(fence, &written, &pushed).await.unwrap();
+    let recorded = store.update(fence, &written, &pushed).await.unwrap();
     assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
     assert!(store.pending_bursts(shard).await.unwrap().is_empty());
 
@@ -121,7 +123,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
     let mut late = written.clone();
     late.badge = 99;
     assert!(matches!(
-        store.update_from(fence, &written, &late).await,
+        store.update(fence, &written, &late).await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
@@ -131,7 +133,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
     let mut fenced = recorded.clone();
     fenced.badge = 1;
     assert!(matches!(
-        store.update_from(fence, &recorded, &fenced).await,
+        store.update(fence, &recorded, &fenced).await,
         Err(StoreError::Fenced { .. })
     ));
     assert_eq!(store.get(&created.id).await.unwrap().unwrap(), recorded);
@@ -151,11 +153,11 @@ async fn zscore(
         .unwrap()
 }
 
-/// The silence index was one sorted set per shard before it was split: a registration an
-/// earlier version left there is still found silent, and its next write moves it.
+/// A frozen copy (a move under way) is work left in its shard — pending at once — no longer
+/// watched for silence, and counted as `moving` rather than by its state.
 #[tokio::test]
-async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
-    use herald_broker::domain::UnixMillis;
+async fn a_copy_being_moved_out_is_pending_unwatched_and_counted_apart() {
+    use herald_broker::domain::{DeviceToken, UnixMillis};
 
     let redis = RedisServer::start();
     let store = store(&redis);
@@ -166,41 +168,42 @@ async fn a_registration_in_the_unsplit_silence_index_is_found_and_moved() {
         .unwrap()
         .record;
     let id = created.id.as_str();
-    let part = format!("herald:{{{shard}}}:seen:{}", &id[id.len() - 1..]);
-    let unsplit = format!("herald:{{{shard}}}:seen");
+    let seen = format!("herald:{{{shard}}}:seen:{}", &id[id.len() - 1..]);
+    let pending = format!("herald:{{{shard}}}:pending");
     let mut conn = redis_conn(&redis).await;
     assert_eq!(
-        zscore(&mut conn, &part, id).await,
+        zscore(&mut conn, &seen, id).await,
         Some(created.created_at.0)
     );
-    assert_eq!(zscore(&mut conn, &unsplit, id).await, None);
 
-    // As an earlier version would have left it.
-    let () = redis::pipe()
-        .zrem(&part, id)
-        .ignore()
-        .zadd(&unsplit, id, 1_000)
-        .ignore()
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let silent = store
-        .silent_since(shard, UnixMillis(2_000), 10)
-        .await
-        .unwrap();
-    assert_eq!(silent, vec![created.id.clone()]);
-
-    let mut heard = created.clone();
-    heard.last_notification_at = Some(UnixMillis(5_000));
-    let fence = fence(shard);
-    store.update_from(fence, &created, &heard).await.unwrap();
-    assert_eq!(zscore(&mut conn, &unsplit, id).await, None);
-    assert_eq!(zscore(&mut conn, &part, id).await, Some(5_000));
+    let mut frozen = created.clone();
+    frozen.moving_to = Some(DeviceToken::from_stored("00".repeat(32)));
+    let frozen = store.update(fence(shard), &created, &frozen).await.unwrap();
+    assert_eq!(zscore(&mut conn, &seen, id).await, None);
+    assert_eq!(zscore(&mut conn, &pending, id).await, Some(0));
+    assert_eq!(
+        store.pending_bursts(shard).await.unwrap(),
+        vec![created.id.clone()]
+    );
     assert!(
         store
-            .silent_since(shard, UnixMillis(2_000), 10)
+            .silent_since(shard, UnixMillis(u64::MAX), 10)
             .await
             .unwrap()
             .is_empty()
+    );
+    let stats: std::collections::HashMap<String, i64> =
+        redis::AsyncCommands::hgetall(&mut conn, format!("herald:{{{shard}}}:stats"))
+            .await
+            .unwrap();
+    assert_eq!(stats.get("moving"), Some(&1));
+    assert_eq!(stats.get("pending"), Some(&0));
+    assert_eq!(store.count_by_state().await.unwrap().pending, 0);
+
+    assert!(store.remove(fence(shard), &frozen).await.unwrap());
+    assert_eq!(zscore(&mut conn, &pending, id).await, None);
+    assert!(
+        !store.remove(fence(shard), &frozen).await.unwrap(),
+        "gone already"
     );
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_broker::domain::{Platform, RegistrationId};
-use herald_broker::registry::{
-    Fencing, KnownApp, NewRegistration, Registry, RegistryError, RegistrySettings,
-};
+use herald_broker::registry::{Fencing, NewRegistration, Registry, RegistryError};
 use herald_broker::store::{RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
-use herald_broker::testsuite::{RedisServer, TestNode, authed, eventually, http_get, test_config};
+use herald_broker::testsuite::{
+    RedisServer, TestNode, authed, eventually, http_get, registry_on, test_config,
+};
 use herald_cluster::{Epoch, Fence, ShardId};
 use herald_proto::v1::{GetRegistrationRequest, Platform as ProtoPlatform, RegisterRequest};
 use tonic::Code;
@@ -56,17 +56,9 @@ fn store(redis: &RedisServer) -> RedisStore {
     .unwrap()
 }
 
+/// A registry whose writes (through its own subscription actors) carry `epoch`.
 fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
-    let settings = RegistrySettings {
-        public_url: "https://push.example.test".into(),
-        region: "us-east-1".into(),
-        regions: vec!["us-east-1".into()],
-        apps: vec![KnownApp {
-            id: "com.example.mail".into(),
-            platform: Platform::Apns,
-        }],
-    };
-    Registry::new(store, Arc::new(StaleFencing(Epoch(epoch))), settings)
+    registry_on(store, Arc::new(StaleFencing(Epoch(epoch)))).0
 }
 
 fn new_registration() -> NewRegistration {
@@ -79,8 +71,8 @@ fn new_registration() -> NewRegistration {
 }
 
 /// Deletes a registration's hash (and location entry, if it has one) behind the store's back,
-/// leaving its device index entry and subscription claim: what a crash between the steps of
-/// a delete leaves.
+/// leaving its device index entry and subscription binding: what nothing in Herald does, but
+/// a reader must survive.
 async fn drop_registration(redis: &RedisServer, id: &RegistrationId) {
     let shard = id.birth_shard().unwrap();
     let mut conn = redis_conn(redis).await;

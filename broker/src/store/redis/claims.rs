@@ -1,9 +1,6 @@
 //! Binding a subscription id to one registration: a pending claim taken before the
 //! registration write, made the binding after it, given up if the write fails. A binding
 //! whose owner no longer holds the subscription is taken over.
-//!
-//! Bindings written by earlier versions, one key per subscription id, are still honoured:
-//! a claim gives way to one whose owner holds the subscription, and drops a stale one.
 
 use std::time::Duration;
 
@@ -20,39 +17,12 @@ const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 impl RedisStore {
     /// Claims `sub` for `id` (pending), replacing a binding whose owner no longer holds it.
-    /// The subscription's own key of earlier versions is read at the same time: the claim
-    /// gives way to a registration that key binds (or, with an expiry, claims) the
-    /// subscription for and that holds it, and drops the key if its owner does not.
     pub(super) async fn claim(
         &self,
         sub: &SubscriptionId,
         id: &RegistrationId,
     ) -> Result<(), StoreError> {
         let keys = self.keys.subscription(sub);
-        let ((), unsplit) = tokio::try_join!(
-            self.claim_bucketed(&keys, sub, id),
-            self.unsplit_owner(&keys)
-        )?;
-        let Some((owner, pending)) = unsplit.filter(|(owner, _)| owner != id) else {
-            return Ok(());
-        };
-        if pending || self.holds(&owner, sub).await? {
-            self.abandon_claim(sub, id).await;
-            return Err(StoreError::SubscriptionTaken(owner));
-        }
-        // Housekeeping: a stale key left behind is ignored by every reader.
-        if let Err(err) = self.release_unsplit(&keys, &owner).await {
-            tracing::warn!(error = %err, "could not drop a stale subscription binding of an earlier version");
-        }
-        Ok(())
-    }
-
-    async fn claim_bucketed(
-        &self,
-        keys: &SubscriptionKeys,
-        sub: &SubscriptionId,
-        id: &RegistrationId,
-    ) -> Result<(), StoreError> {
         let mut stale_owner = String::new();
         for _ in 0..3 {
             let mut inv = self.scripts.claim.key(&keys.bucket);
@@ -77,23 +47,6 @@ impl RedisStore {
         Err(StoreError::Conflict)
     }
 
-    /// Who the subscription's own key of earlier versions names, and whether that is a
-    /// pending claim (the key expires).
-    async fn unsplit_owner(
-        &self,
-        keys: &SubscriptionKeys,
-    ) -> Result<Option<(RegistrationId, bool)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let (owner, ttl): (Option<String>, i64) = redis::pipe()
-            .get(&keys.unsplit)
-            .pttl(&keys.unsplit)
-            .query_async(&mut conn)
-            .await?;
-        owner
-            .map(|owner| Ok((owner_id(&keys.unsplit, &owner)?, ttl > 0)))
-            .transpose()
-    }
-
     /// Whether registration `id` exists and is bound to `sub`.
     pub(super) async fn holds(
         &self,
@@ -106,26 +59,19 @@ impl RedisStore {
             .is_some_and(|r| r.subscription_id.as_ref() == Some(sub)))
     }
 
-    /// Who `sub` is bound to (or claimed by), wherever this or an earlier version wrote it:
-    /// the first of them that holds it.
+    /// Who `sub` is bound to (or claimed by): the first of them that holds it.
     pub(super) async fn subscription_owner(
         &self,
         sub: &SubscriptionId,
     ) -> Result<Option<RegistrationId>, StoreError> {
         let keys = self.keys.subscription(sub);
         let mut conn = self.conn.clone();
-        let candidates: (Option<String>, Option<String>, Option<String>) = redis::pipe()
+        let (bound, claimed): (Option<String>, Option<String>) = redis::pipe()
             .hget(&keys.bucket, &keys.field)
             .get(&keys.claim)
-            .get(&keys.unsplit)
             .query_async(&mut conn)
             .await?;
-        let (bound, claimed, unsplit) = candidates;
-        for (key, owner) in [
-            (&keys.bucket, bound),
-            (&keys.claim, claimed),
-            (&keys.unsplit, unsplit),
-        ] {
+        for (key, owner) in [(&keys.bucket, bound), (&keys.claim, claimed)] {
             if let Some(owner) = owner {
                 let owner = owner_id(key, &owner)?;
                 if self.holds(&owner, sub).await? {
@@ -149,8 +95,7 @@ impl RedisStore {
         self.run(inv).await.map(drop)
     }
 
-    /// Drops `id`'s binding of (or claim on) `sub`, wherever this or an earlier version wrote
-    /// it.
+    /// Drops `id`'s binding of (or claim on) `sub`.
     pub(super) async fn release_claim(
         &self,
         sub: &SubscriptionId,
@@ -158,18 +103,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let keys = self.keys.subscription(sub);
         self.settle_claim(&self.scripts.release_claim, &keys, id)
-            .await?;
-        self.release_unsplit(&keys, id).await
-    }
-
-    async fn release_unsplit(
-        &self,
-        keys: &SubscriptionKeys,
-        id: &RegistrationId,
-    ) -> Result<(), StoreError> {
-        let mut inv = self.scripts.release_unsplit_claim.key(&keys.unsplit);
-        inv.arg(id.as_str());
-        self.run(inv).await.map(drop)
+            .await
     }
 
     /// Releases a claim after a failed write. The claim expires by itself if this fails too,

@@ -1,8 +1,7 @@
-//! Binary values of a registration hash (the callback hash, the recent notification keys, an
-//! APNs device token) written as base64url instead of hex: a third shorter, which keeps a
+//! Binary values of a registration hash written as base64url rather than hex — the callback
+//! hash, the recent notification keys, an APNs device token: a third shorter, which keeps a
 //! long-lived registration's hash inside a smaller allocation of Redis's allocator (see
-//! docs/performance.md). Values written by earlier versions, in hex, are still read; a
-//! base64 value that could be mistaken for hex starts with [`MARK`].
+//! docs/performance.md).
 
 use std::fmt;
 
@@ -12,12 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::domain::{CallbackSecretHash, RECENT_KEYS};
 
-/// Starts a base64url value whose length alone does not tell it from hex. Neither alphabet
-/// has it.
-const MARK: char = '.';
-
-/// The callback hash: 43 base64url characters (hex: 64, which no base64 form of 32 bytes
-/// has, so no mark).
+/// The callback hash: 43 base64url characters.
 pub(super) struct CallbackHash<'a>(pub(super) &'a CallbackSecretHash);
 
 impl fmt::Display for CallbackHash<'_> {
@@ -27,15 +21,11 @@ impl fmt::Display for CallbackHash<'_> {
 }
 
 pub(super) fn decode_callback_hash(raw: &str) -> Option<CallbackSecretHash> {
-    if raw.len() == 64 {
-        return CallbackSecretHash::from_hex(raw);
-    }
     let mut bytes = [0u8; 32];
     (URL_SAFE_NO_PAD.decode_slice(raw, &mut bytes).ok()? == 32).then_some(CallbackSecretHash(bytes))
 }
 
-/// Recent notification keys: [`MARK`], then base64url of their big-endian bytes (hex: 16
-/// digits each).
+/// Recent notification keys: base64url of their big-endian bytes.
 pub(super) struct Keys<'a>(pub(super) &'a [u64]);
 
 impl fmt::Display for Keys<'_> {
@@ -54,59 +44,41 @@ impl fmt::Display for Keys<'_> {
                 .collect::<Vec<_>>()
                 .into()
         };
-        write!(f, "{MARK}{}", Base64Display::new(&bytes, &URL_SAFE_NO_PAD))
+        Base64Display::new(&bytes, &URL_SAFE_NO_PAD).fmt(f)
     }
 }
 
 pub(super) fn decode_keys(raw: &str) -> Option<Vec<u64>> {
-    match raw.strip_prefix(MARK) {
-        Some(encoded) => {
-            let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-            if !bytes.len().is_multiple_of(8) {
-                return None;
-            }
-            bytes
-                .chunks_exact(8)
-                .map(|chunk| chunk.try_into().ok().map(u64::from_be_bytes))
-                .collect()
-        }
-        None => {
-            if !raw.len().is_multiple_of(16) || !raw.is_ascii() {
-                return None;
-            }
-            (0..raw.len())
-                .step_by(16)
-                .map(|at| u64::from_str_radix(&raw[at..at + 16], 16).ok())
-                .collect()
-        }
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    if !bytes.len().is_multiple_of(8) {
+        return None;
     }
+    bytes
+        .chunks_exact(8)
+        .map(|chunk| chunk.try_into().ok().map(u64::from_be_bytes))
+        .collect()
 }
 
-/// An APNs device token (lowercase hex, normalised): [`MARK`], then base64url of its bytes.
-/// Anything else (an FCM token) is written as it is.
-pub(super) struct Token<'a>(pub(super) &'a str);
+/// An APNs device token (even-length lowercase hex of at most 200 digits, as `DeviceToken`
+/// guarantees): base64url of its bytes.
+pub(super) struct ApnsToken<'a>(pub(super) &'a str);
 
-impl fmt::Display for Token<'_> {
+impl fmt::Display for ApnsToken<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // APNs tokens are at most 200 hex digits (`DeviceToken`): decoded on the stack. Odd
-        // lengths and other characters fail `decode_to_slice`.
+        // Decoded on the stack. A string that is not such hex cannot be an APNs token: it
+        // fails the write rather than storing something unreadable.
         let mut buf = [0u8; 100];
         let bytes = buf
             .get_mut(..self.0.len() / 2)
-            .and_then(|out| hex::decode_to_slice(self.0, out).ok().map(|()| &*out));
-        match bytes {
-            Some(bytes) => write!(f, "{MARK}{}", Base64Display::new(bytes, &URL_SAFE_NO_PAD)),
-            None => f.write_str(self.0),
-        }
+            .and_then(|out| hex::decode_to_slice(self.0, out).ok().map(|()| &*out))
+            .ok_or(fmt::Error)?;
+        Base64Display::new(bytes, &URL_SAFE_NO_PAD).fmt(f)
     }
 }
 
 /// An APNs device token as stored: hex again (the form every other part of Herald uses).
-pub(super) fn decode_apns_token(raw: String) -> Option<String> {
-    match raw.strip_prefix(MARK) {
-        Some(encoded) => Some(hex::encode(URL_SAFE_NO_PAD.decode(encoded).ok()?)),
-        None => Some(raw),
-    }
+pub(super) fn decode_apns_token(raw: &str) -> Option<String> {
+    Some(hex::encode(URL_SAFE_NO_PAD.decode(raw).ok()?))
 }
 
 #[cfg(test)]
@@ -122,7 +94,7 @@ mod tests {
 
         let keys = [1, u64::MAX, 0xdead_beef, 0, 7, 8, 9, 10];
         let written = Keys(&keys).to_string();
-        assert_eq!(written.len(), 1 + 86, "{written}");
+        assert_eq!(written.len(), 86, "{written}");
         assert_eq!(decode_keys(&written).unwrap(), keys);
         assert_eq!(
             decode_keys(&Keys(&[]).to_string()).unwrap(),
@@ -132,39 +104,26 @@ mod tests {
         assert_eq!(decode_keys(&Keys(&more).to_string()).unwrap(), more);
 
         let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-        let written = Token(token).to_string();
-        assert_eq!(written.len(), 1 + 43, "{written}");
-        assert_eq!(decode_apns_token(written).unwrap(), token);
+        let written = ApnsToken(token).to_string();
+        assert_eq!(written.len(), 43, "{written}");
+        assert_eq!(decode_apns_token(&written).unwrap(), token);
         let longest = "ab".repeat(100);
         assert_eq!(
-            decode_apns_token(Token(&longest).to_string()).unwrap(),
+            decode_apns_token(&ApnsToken(&longest).to_string()).unwrap(),
             longest
         );
-        // What is not even-length hex of at most 200 digits is written as it is.
-        for raw in ["abc", "zz", &"ab".repeat(101)] {
-            assert_eq!(Token(raw).to_string(), raw);
-        }
-    }
-
-    #[test]
-    fn hex_written_by_earlier_versions_is_still_read() {
-        let hash = CallbackSecretHash([0x5a; 32]);
-        assert_eq!(decode_callback_hash(&hash.to_hex()), Some(hash));
-        assert_eq!(
-            decode_keys("0000000000000001ffffffffffffffff").unwrap(),
-            [1, u64::MAX]
-        );
-        let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-        assert_eq!(decode_apns_token(token.into()).unwrap(), token);
     }
 
     #[test]
     fn malformed_values_are_refused() {
         assert_eq!(decode_callback_hash("short"), None);
         assert_eq!(decode_callback_hash(&"z".repeat(64)), None);
-        assert_eq!(decode_keys(".AAAA"), None, "3 bytes are not whole keys");
-        assert_eq!(decode_keys(".!!"), None);
-        assert_eq!(decode_keys("abc"), None);
-        assert_eq!(decode_apns_token(".!!".into()), None);
+        assert_eq!(decode_keys("AAAA"), None, "3 bytes are not whole keys");
+        assert_eq!(decode_keys("!!"), None);
+        assert_eq!(decode_apns_token("!!"), None);
+        use std::fmt::Write as _;
+        for not_hex in ["abc", "zz", &"ab".repeat(101)] {
+            assert!(write!(String::new(), "{}", ApnsToken(not_hex)).is_err());
+        }
     }
 }

@@ -6,15 +6,12 @@
 //! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
 //! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
 //! | `{prefix}:{s<n>}:devices:<x>` | hash | the registrations of the shard's device tokens whose digest starts with hex digit `<x>`: the digest (base64url) as field, the registration ids separated by spaces as value |
-//! | `{prefix}:{s<n>}:d:<device digest>` | hash | one device token's registrations as fields, as written before the device index was bucketed; emptied as its registrations are written |
-//! | `{prefix}:{s<n>}:stats` | hash | registrations by state in the shard |
-//! | `{prefix}:{s<n>}:pending` | sorted set | registrations with a burst not yet flushed, by its first event time (ms) |
+//! | `{prefix}:{s<n>}:stats` | hash | the shard's copies by state (`moving` for a copy being moved out) |
+//! | `{prefix}:{s<n>}:pending` | sorted set | copies with work left in the shard — a burst not yet flushed (by its first event time, ms) or a move to finish (0) |
 //! | `{prefix}:{s<n>}:seen:<x>` | sorted set | pending and active registrations whose id ends in hex digit `<x>`, by when Exchange was last heard for them (ms) |
-//! | `{prefix}:{s<n>}:seen` | sorted set | the same, as written before the index was split; emptied as its registrations are written |
-//! | `{prefix}:loc:<registration id>` | string | the shard a registration lives in, when that is not the shard its id names (it moved, or its id predates birth shards) |
+//! | `{prefix}:loc:<registration id>` | string | `<shard> <version>`: the shard a moved registration lives in, from its copy at that version on; absent for a registration that never left the shard its id names |
 //! | `{prefix}:subs:{<b>}` | hash | bound subscription ids whose digest starts with the four hex digits `<b>`: the rest of the digest (base64url) as field, the registration as value |
 //! | `{prefix}:claim:{<b>}:<rest of digest>` | string | a registration's pending claim on a subscription id, expiring unless the registration write confirms it |
-//! | `{prefix}:sub:<subscription digest>` | string | the registration a subscription id is bound to (or claims, with an expiry), as written before bindings were bucketed |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
 //!
@@ -36,10 +33,12 @@
 //!
 //! A registration lives in the shard its `loc` entry names or, without one, in the birth
 //! shard its id names (`RegistrationId::birth_shard`), and exists when that shard's `r:`
-//! hash holds it. So creating a registration in its birth shard is one atomic script, and a
-//! move commits by pointing `loc` at the new shard (or deleting it when the new shard is the
-//! birth shard); only moved registrations pay for a `loc` key. A crash between the steps of a
-//! multi-key change leaves at most an orphan that no reader can see.
+//! hash holds it. So creating a registration is one atomic script, and only moved
+//! registrations pay for a `loc` key. A move commits by pointing `loc` at the new shard with
+//! the version of the copy written there; `loc` only ever moves to a larger version, so a
+//! late or repeated commit cannot send readers back to an older copy. The steps of a move
+//! are in docs/subscriptions.md: a crash between two of them leaves the old copy frozen and
+//! in its shard's pending index, where the shard's next owner finishes the move.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,8 +61,6 @@ struct ShardKeys {
     pending: String,
     devices: [String; PARTS],
     seen: [String; PARTS],
-    /// The unsplit silence index of earlier versions.
-    seen_unsplit: String,
 }
 
 /// How many parts a shard's device index and silence index are each split into: one per
@@ -78,8 +75,6 @@ pub(super) struct SubscriptionKeys {
     pub(super) field: String,
     /// Its pending claim.
     pub(super) claim: String,
-    /// Its own key, as earlier versions wrote it.
-    pub(super) unsplit: String,
 }
 
 /// Where a device token's registrations are indexed.
@@ -88,8 +83,6 @@ pub(super) struct DeviceKeys<'a> {
     pub(super) part: &'a str,
     /// The token's field in it: its digest in base64url.
     pub(super) field: String,
-    /// The token's own hash, as earlier versions wrote it.
-    pub(super) unsplit: String,
 }
 
 impl Keys {
@@ -105,7 +98,6 @@ impl Keys {
                         format!("{prefix}:{{{shard}}}:devices:{part:x}")
                     }),
                     seen: std::array::from_fn(|part| format!("{prefix}:{{{shard}}}:seen:{part:x}")),
-                    seen_unsplit: format!("{prefix}:{{{shard}}}:seen"),
                 })
                 .collect(),
         }
@@ -128,7 +120,6 @@ impl Keys {
         DeviceKeys {
             part: &self.shard(shard).devices[usize::from(digest[0] >> 4)],
             field: URL_SAFE_NO_PAD.encode(digest),
-            unsplit: format!("{}:{{{shard}}}:d:{}", self.prefix, hex::encode(digest)),
         }
     }
 
@@ -147,18 +138,9 @@ impl Keys {
         &self.shard(shard).seen[part]
     }
 
-    /// The silence index of earlier versions, which writes empty.
-    pub(super) fn seen_unsplit(&self, shard: ShardId) -> &str {
-        &self.shard(shard).seen_unsplit
-    }
-
-    /// Every part of the shard's silence index, the unsplit one last.
+    /// Every part of the shard's silence index.
     pub(super) fn seen_all(&self, shard: ShardId) -> impl Iterator<Item = &str> {
-        let keys = self.shard(shard);
-        keys.seen
-            .iter()
-            .chain(std::iter::once(&keys.seen_unsplit))
-            .map(String::as_str)
+        self.shard(shard).seen.iter().map(String::as_str)
     }
 
     pub(super) fn location(&self, id: &RegistrationId) -> String {
@@ -181,7 +163,6 @@ impl Keys {
             bucket: format!("{}:subs:{{{bucket}}}", self.prefix),
             claim: format!("{}:claim:{{{bucket}}}:{field}", self.prefix),
             field,
-            unsplit: format!("{}:sub:{}", self.prefix, hex::encode(digest)),
         }
     }
 }
@@ -202,15 +183,12 @@ mod tests {
             keys.epoch(shard).to_owned(),
             keys.registration(shard, &id),
             device.part.to_owned(),
-            device.unsplit.clone(),
             keys.stats(shard).to_owned(),
             keys.pending(shard).to_owned(),
             keys.seen(shard, &id).to_owned(),
-            keys.seen_unsplit(shard).to_owned(),
         ] {
             assert!(key.starts_with("herald:{s17}:"), "{key}");
         }
-        assert!(!device.unsplit.contains(token.as_str()));
         assert!(!device.field.contains(token.as_str()));
     }
 
@@ -223,7 +201,6 @@ mod tests {
         let tag = format!("{{{}}}", &digest[..4]);
         assert_eq!(found.bucket, format!("herald:subs:{tag}"));
         assert_eq!(found.claim, format!("herald:claim:{tag}:{}", found.field));
-        assert_eq!(found.unsplit, format!("herald:sub:{digest}"));
         let rest = URL_SAFE_NO_PAD.decode(&found.field).unwrap();
         assert_eq!(hex::encode(rest), digest[4..]);
     }
@@ -235,14 +212,14 @@ mod tests {
         for n in 0..64 {
             let token = DeviceToken::parse(Platform::Fcm, &format!("{n:0>40}")).unwrap();
             let device = keys.device(shard, &token);
-            let digest = device.unsplit.rsplit(':').next().unwrap();
+            let digest = hex::encode(&Sha256::digest(token.as_str().as_bytes())[..16]);
             assert_eq!(
                 device.part,
                 format!("herald:{{s5}}:devices:{}", &digest[..1])
             );
             assert_eq!(
                 URL_SAFE_NO_PAD.decode(&device.field).unwrap(),
-                hex::decode(digest).unwrap()
+                hex::decode(&digest).unwrap()
             );
             assert_eq!(device.field.len(), 22);
         }
@@ -261,7 +238,7 @@ mod tests {
         assert_eq!(keys.seen(shard, &id(0x2b)), "herald:{s3}:seen:b");
         assert_eq!(keys.seen(shard, &id(0xff)), "herald:{s3}:seen:f");
         let all: Vec<&str> = keys.seen_all(shard).collect();
-        assert_eq!(all.len(), 17);
-        assert_eq!(all.last(), Some(&"herald:{s3}:seen"));
+        assert_eq!(all.len(), 16);
+        assert_eq!(all.last(), Some(&"herald:{s3}:seen:f"));
     }
 }

@@ -42,64 +42,51 @@ end
     };
 }
 
-/// Writes a registration hash. KEYS: epoch, registration, device index part, stats, pending
-/// set, seen set part, unsplit seen set, the device's own hash of earlier versions (both only
-/// ever emptied). ARGV: epoch, mode (`create` | `update` | `upsert`), version read, id, new
-/// state, pending burst score (empty: none), last-heard score (empty: not watched), the
-/// device's field in the index, number of fields to delete, those field names, then
-/// field/value pairs. The script sets `v`.
-pub(super) fn put() -> Script {
+/// Creates a registration hash. KEYS: epoch, registration, stats, pending set, seen set
+/// part, device index part. ARGV: epoch, id, stat name, pending score (empty: none),
+/// last-heard score (empty: not watched), the device's field in the index, then field/value
+/// pairs. The script sets `v` to 1.
+pub(super) fn create() -> Script {
     Script::new(fenced!(
         device_index!(),
         r#"
-local mode, version = ARGV[2], tonumber(ARGV[3])
-local exists = redis.call('EXISTS', KEYS[2]) == 1
-local old_state = false
-if mode == 'create' and exists then return 'EXISTS' end
-if mode == 'update' then
-  if not exists then return 'NOTFOUND' end
-  if tonumber(redis.call('HGET', KEYS[2], 'v') or '-1') ~= version then return 'CONFLICT' end
-end
-if exists then old_state = redis.call('HGET', KEYS[2], 'st') end
-local ndel = tonumber(ARGV[9])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 10, 9 + ndel)) end
-redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 10 + ndel))
-index_add(KEYS[3], ARGV[8], ARGV[4])
-redis.call('HDEL', KEYS[8], ARGV[4])
-if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[4])
-else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4]) end
-if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[4])
-else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[4]) end
-redis.call('ZREM', KEYS[7], ARGV[4])
-if old_state then redis.call('HINCRBY', KEYS[4], old_state, -1) end
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'EXISTS' end
+redis.call('HSET', KEYS[2], 'v', 1, unpack(ARGV, 7))
+index_add(KEYS[6], ARGV[6], ARGV[2])
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2]) end
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 return 'OK'
 "#
     ))
 }
 
-/// Changes some fields of a registration hash whose version and state the caller knows (a
-/// subscription actor's cached record). KEYS: epoch, registration, stats, pending set, seen
-/// set part, unsplit seen set (a patch never changes the device index). ARGV: epoch, version read, id, old state, new
-/// state, pending burst score (empty: none; `=`: unchanged), last-heard score (the same),
-/// number of fields to delete, those field names, then field/value pairs.
+/// Changes the fields of a registration hash whose version and content the caller knows
+/// (its writer's copy). KEYS: epoch, registration, stats, pending set, seen set part, then —
+/// only when the device token changes (within the shard) — the new and the old token's
+/// device index parts. ARGV: epoch, id, version read, old stat, new stat, pending score
+/// (empty: none; `=`: unchanged), last-heard score (the same), the new and the old token's
+/// fields in the device index (empty: unchanged), number of fields to delete, those field
+/// names, then field/value pairs.
 pub(super) fn patch() -> Script {
     Script::new(fenced!(
+        device_index!(),
         r#"
 local stored = redis.call('HGET', KEYS[2], 'v')
 if not stored then return 'NOTFOUND' end
-local version = tonumber(ARGV[2])
+local version = tonumber(ARGV[3])
 if tonumber(stored) ~= version then return 'CONFLICT' end
-local ndel = tonumber(ARGV[8])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 9, 8 + ndel)) end
-redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 9 + ndel))
-if ARGV[6] == '' then redis.call('ZREM', KEYS[4], ARGV[3])
-elseif ARGV[6] ~= '=' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[3]) end
-if ARGV[7] ~= '=' then
-  if ARGV[7] == '' then redis.call('ZREM', KEYS[5], ARGV[3])
-  else redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
-  redis.call('ZREM', KEYS[6], ARGV[3])
+local ndel = tonumber(ARGV[10])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 11, 10 + ndel)) end
+redis.call('HSET', KEYS[2], 'v', version + 1, unpack(ARGV, 11 + ndel))
+if ARGV[8] ~= '' then
+  index_remove(KEYS[7], ARGV[9], ARGV[2])
+  index_add(KEYS[6], ARGV[8], ARGV[2])
 end
+if ARGV[6] == '' then redis.call('ZREM', KEYS[4], ARGV[2])
+elseif ARGV[6] ~= '=' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[2]) end
+if ARGV[7] == '' then redis.call('ZREM', KEYS[5], ARGV[2])
+elseif ARGV[7] ~= '=' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[2]) end
 if ARGV[4] ~= ARGV[5] then
   redis.call('HINCRBY', KEYS[3], ARGV[4], -1)
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
@@ -109,25 +96,75 @@ return 'OK'
     ))
 }
 
-/// Removes a registration hash. KEYS: as `put`'s. ARGV: epoch, id, version read (empty:
-/// any), the device's field in the index.
+/// Writes the copy of a registration moving into the shard, replacing the copy its writer
+/// read there (none, or an older one). KEYS: epoch, registration, stats, pending set, seen
+/// set part, the device index part of the new copy, then — when an older copy is replaced —
+/// its device index part. ARGV: epoch, id, version read (empty: no copy), version to write,
+/// the replaced copy's stat (empty: none), the new stat, pending score (empty: none),
+/// last-heard score (empty: not watched), the new copy's device field, the replaced copy's
+/// device field (empty: none), then field/value pairs. Answers `EXISTS` if the shard holds
+/// this version or a newer one.
+pub(super) fn adopt() -> Script {
+    Script::new(fenced!(
+        device_index!(),
+        r#"
+local stored = redis.call('HGET', KEYS[2], 'v')
+local version = tonumber(ARGV[4])
+if stored and tonumber(stored) >= version then return 'EXISTS' end
+if (stored or '') ~= ARGV[3] then return 'CONFLICT' end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'v', version, unpack(ARGV, 11))
+if ARGV[10] ~= '' then index_remove(KEYS[7], ARGV[10], ARGV[2]) end
+index_add(KEYS[6], ARGV[9], ARGV[2])
+if ARGV[7] == '' then redis.call('ZREM', KEYS[4], ARGV[2])
+else redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2]) end
+if ARGV[8] == '' then redis.call('ZREM', KEYS[5], ARGV[2])
+else redis.call('ZADD', KEYS[5], ARGV[8], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[5], -1) end
+redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+return 'OK'
+"#
+    ))
+}
+
+/// Removes a registration hash at the version its writer knows. KEYS: as `create`'s. ARGV:
+/// epoch, id, version read, its stat, the device's field in the index.
 pub(super) fn remove() -> Script {
     Script::new(fenced!(
         device_index!(),
         r#"
-if redis.call('EXISTS', KEYS[2]) == 0 then return 'NOTFOUND' end
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], 'v') ~= ARGV[3] then return 'CONFLICT' end
-local state = redis.call('HGET', KEYS[2], 'st')
+local stored = redis.call('HGET', KEYS[2], 'v')
+if not stored then return 'NOTFOUND' end
+if stored ~= ARGV[3] then return 'CONFLICT' end
 redis.call('DEL', KEYS[2])
-index_remove(KEYS[3], ARGV[4], ARGV[2])
-redis.call('HDEL', KEYS[8], ARGV[2])
+index_remove(KEYS[6], ARGV[5], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
-redis.call('ZREM', KEYS[6], ARGV[2])
-redis.call('ZREM', KEYS[7], ARGV[2])
-if state then redis.call('HINCRBY', KEYS[4], state, -1) end
+redis.call('HINCRBY', KEYS[3], ARGV[4], -1)
 return 'OK'
 "#
     ))
+}
+
+/// Points a registration's location at a shard from a version on, unless it already points
+/// somewhere from a version as large. KEYS: the location key. ARGV: shard (`-`: the
+/// registration is deleted — written only over an existing entry, expiring), version, time
+/// to live in ms (empty: none).
+pub(super) fn locate() -> Script {
+    Script::new(
+        r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local at = tonumber(string.match(current, ' (%d+)$'))
+  if at and at >= tonumber(ARGV[2]) then return 'OLDER' end
+elseif ARGV[1] == '-' then
+  return 'NOTFOUND'
+end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3]) end
+return 'OK'
+"#,
+    )
 }
 
 /// Claims a subscription id for a registration, pending for ARGV[3] ms until persisted.
@@ -186,17 +223,6 @@ return released
     )
 }
 
-/// Drops a subscription's own key as earlier versions wrote it, if it names ARGV[1]. KEYS:
-/// that key.
-pub(super) fn release_unsplit_claim() -> Script {
-    Script::new(
-        r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 'OK' end
-return 'NOTFOUND'
-"#,
-    )
-}
-
 /// A script's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Status {
@@ -207,6 +233,8 @@ pub(super) enum Status {
     Conflict,
     Pending(String),
     Owned(String),
+    /// A location already recorded for a version as large.
+    Older,
 }
 
 impl Status {
@@ -220,6 +248,7 @@ impl Status {
             "CONFLICT" => Self::Conflict,
             "PENDING" => Self::Pending(rest.to_owned()),
             "OWNED" => Self::Owned(rest.to_owned()),
+            "OLDER" => Self::Older,
             _ => return None,
         })
     }

@@ -1,105 +1,83 @@
-//! The fenced shard writes: a whole registration (`put`), the fields a subscription actor
-//! changed (`patch`), and a removal — each one Lua script that checks the shard's epoch.
+//! The fenced shard writes — a new registration (`create`), the fields its writer changed
+//! (`patch`), the copy of a registration moving in (`adopt`), a copy's removal — each one Lua
+//! script that checks the shard's epoch; and the location entry a move commits with.
 
-use herald_cluster::Fence;
+use std::time::Duration;
+
+use herald_cluster::{Fence, ShardId};
 
 use super::scripts::Status;
-use super::{RedisStore, codec, fenced_or_corrupt};
-use crate::domain::{RegistrationRecord, UnixMillis};
-use crate::store::StoreError;
+use super::{RedisStore, codec, fenced_or_corrupt, located};
+use crate::domain::{RegistrationId, RegistrationRecord, UnixMillis};
+use crate::store::{Adopted, Location, StoreError};
 
-/// What a shard write does with an existing hash.
-#[derive(Clone, Copy)]
-pub(super) enum PutMode {
-    Create,
-    Update,
-    Upsert,
+/// How long the location entry of a deleted registration that had moved stays, saying it is
+/// gone: longer than any unfinished move's old copy can wait for its shard's owner to drop it
+/// (docs/subscriptions.md).
+const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The stats field a copy counts under: its state, or `moving` while it is moved out.
+fn stat(record: &RegistrationRecord) -> &'static str {
+    if record.moving_to.is_some() {
+        "moving"
+    } else {
+        record.state.as_str()
+    }
+}
+
+fn score(at: Option<UnixMillis>) -> String {
+    at.map(|t| t.0.to_string()).unwrap_or_default()
 }
 
 impl RedisStore {
-    pub(super) async fn put(
-        &self,
-        fence: Fence,
-        record: &RegistrationRecord,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
-        let (set, delete) = codec::encode(record);
-        let mode_name = match mode {
-            PutMode::Create => "create",
-            PutMode::Update => "update",
-            PutMode::Upsert => "upsert",
-        };
-        let mut inv = self.scripts.put.prepare_invoke();
-        let device_field = self.shard_keys(&mut inv, record, false);
-        inv.arg(fence.epoch.0)
-            .arg(mode_name)
-            .arg(record.version)
-            .arg(record.id.as_str())
-            .arg(record.state.as_str())
-            .arg(
-                record
-                    .progress
-                    .burst
-                    .map(|b| b.first_at.0.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(
-                record
-                    .last_heard()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(device_field);
-        self.write(fence, inv, &set, &delete).await
+    /// The keys every shard script starts with: epoch, registration, stats, pending set,
+    /// seen set part.
+    fn shard_keys(&self, inv: &mut redis::ScriptInvocation<'_>, record: &RegistrationRecord) {
+        let shard = record.shard();
+        inv.key(self.keys.epoch(shard))
+            .key(self.keys.registration(shard, &record.id))
+            .key(self.keys.stats(shard))
+            .key(self.keys.pending(shard))
+            .key(self.keys.seen(shard, &record.id));
     }
 
-    /// Runs a shard write whose last arguments are the fields: the number of fields to
-    /// delete, their names, then the field/value pairs to set.
-    pub(super) async fn write(
+    /// Runs a shard script; `Exists` and `Conflict` are both a stale copy to the caller.
+    async fn shard_write(
         &self,
         fence: Fence,
-        mut inv: redis::ScriptInvocation<'_>,
-        set: &[(&str, String)],
-        delete: &[&str],
-    ) -> Result<(), StoreError> {
-        inv.arg(delete.len()).arg(delete);
-        for (name, value) in set {
-            inv.arg(*name).arg(value);
-        }
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<Status, StoreError> {
         match self.run(inv).await? {
-            Status::Ok => Ok(()),
-            Status::Exists | Status::Conflict => Err(StoreError::Conflict),
-            Status::NotFound => Err(StoreError::NotFound),
+            status @ (Status::Ok | Status::Exists | Status::NotFound) => Ok(status),
+            Status::Conflict => Err(StoreError::Conflict),
             other => Err(fenced_or_corrupt(fence, other)),
         }
     }
 
-    /// The keys of the shard scripts that write `record`: epoch, registration, device index
-    /// part, stats, pending set, the seen set's part, the unsplit seen set of earlier
-    /// versions, the device's own hash of earlier versions (unless `patch`, the device index
-    /// keys: a patch never changes it). Answers the device's field in its index part.
-    pub(super) fn shard_keys(
+    pub(super) async fn create_copy(
         &self,
-        inv: &mut redis::ScriptInvocation<'_>,
+        fence: Fence,
         record: &RegistrationRecord,
-        patch: bool,
-    ) -> String {
-        let shard = record.device_token.shard();
-        let device = (!patch).then(|| self.keys.device(shard, &record.device_token));
-        inv.key(self.keys.epoch(shard))
-            .key(self.keys.registration(shard, &record.id));
-        if let Some(device) = &device {
-            inv.key(device.part);
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(record.shard(), fence.shard);
+        let (set, _) = codec::encode(record);
+        let device = self.keys.device(fence.shard, &record.device_token);
+        let mut inv = self.scripts.create.prepare_invoke();
+        self.shard_keys(&mut inv, record);
+        inv.key(device.part)
+            .arg(fence.epoch.0)
+            .arg(record.id.as_str())
+            .arg(stat(record))
+            .arg(score(record.pending_since()))
+            .arg(score(record.last_heard()))
+            .arg(device.field);
+        for (name, value) in &set {
+            inv.arg(*name).arg(value);
         }
-        inv.key(self.keys.stats(shard))
-            .key(self.keys.pending(shard))
-            .key(self.keys.seen(shard, &record.id))
-            .key(self.keys.seen_unsplit(shard));
-        device.map_or_else(String::new, |device| {
-            inv.key(device.unsplit);
-            device.field
-        })
+        match self.shard_write(fence, inv).await? {
+            Status::Ok => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     /// Writes the fields in which `record` differs from `stored`, which the hash holds if
@@ -110,46 +88,152 @@ impl RedisStore {
         stored: &RegistrationRecord,
         record: &RegistrationRecord,
     ) -> Result<(), StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
+        debug_assert_eq!((stored.shard(), record.shard()), (fence.shard, fence.shard));
         let (set, delete) = codec::encode_changes(stored, record);
-        let score = |score: fn(&RegistrationRecord) -> Option<UnixMillis>| match (
+        let changed = |score: fn(&RegistrationRecord) -> Option<UnixMillis>| match (
             score(stored),
             score(record),
         ) {
             (before, after) if before == after => "=".to_owned(),
-            (_, Some(at)) => at.0.to_string(),
-            (_, None) => String::new(),
+            (_, after) => self::score(after),
         };
         let mut inv = self.scripts.patch.prepare_invoke();
-        self.shard_keys(&mut inv, record, true);
+        self.shard_keys(&mut inv, record);
+        let (new_field, old_field) = if stored.device_token == record.device_token {
+            (String::new(), String::new())
+        } else {
+            let (new, old) = (
+                self.keys.device(fence.shard, &record.device_token),
+                self.keys.device(fence.shard, &stored.device_token),
+            );
+            inv.key(new.part).key(old.part);
+            (new.field, old.field)
+        };
         inv.arg(fence.epoch.0)
-            .arg(record.version)
             .arg(record.id.as_str())
-            .arg(stored.state.as_str())
-            .arg(record.state.as_str())
-            .arg(score(|r| r.progress.burst.map(|b| b.first_at)))
-            .arg(score(RegistrationRecord::last_heard));
-        self.write(fence, inv, &set, &delete).await
+            .arg(stored.version)
+            .arg(stat(stored))
+            .arg(stat(record))
+            .arg(changed(RegistrationRecord::pending_since))
+            .arg(changed(RegistrationRecord::last_heard))
+            .arg(new_field)
+            .arg(old_field)
+            .arg(delete.len())
+            .arg(&delete);
+        for (name, value) in &set {
+            inv.arg(*name).arg(value);
+        }
+        match self.shard_write(fence, inv).await? {
+            Status::Ok => Ok(()),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
-    pub(super) async fn remove(
+    pub(super) async fn adopt_copy(
         &self,
         fence: Fence,
+        existing: Option<&RegistrationRecord>,
         record: &RegistrationRecord,
-        version: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        debug_assert_eq!(record.device_token.shard(), fence.shard);
-        let mut inv = self.scripts.remove.prepare_invoke();
-        let device_field = self.shard_keys(&mut inv, record, false);
+    ) -> Result<Adopted, StoreError> {
+        debug_assert_eq!(record.shard(), fence.shard);
+        let (set, _) = codec::encode(record);
+        let device = self.keys.device(fence.shard, &record.device_token);
+        let mut inv = self.scripts.adopt.prepare_invoke();
+        self.shard_keys(&mut inv, record);
+        inv.key(device.part);
+        let replaced = existing.map(|old| {
+            let old_device = self.keys.device(fence.shard, &old.device_token);
+            inv.key(old_device.part);
+            (old.version.to_string(), stat(old), old_device.field)
+        });
+        let (read, old_stat, old_field) = replaced.unwrap_or_default();
         inv.arg(fence.epoch.0)
             .arg(record.id.as_str())
-            .arg(version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(device_field);
-        match self.run(inv).await? {
-            Status::Ok => Ok(true),
-            Status::NotFound => Ok(false),
-            Status::Conflict => Err(StoreError::Conflict),
-            other => Err(fenced_or_corrupt(fence, other)),
+            .arg(read)
+            .arg(record.version)
+            .arg(old_stat)
+            .arg(stat(record))
+            .arg(score(record.pending_since()))
+            .arg(score(record.last_heard()))
+            .arg(device.field)
+            .arg(old_field);
+        for (name, value) in &set {
+            inv.arg(*name).arg(value);
         }
+        Ok(match self.shard_write(fence, inv).await? {
+            Status::Ok => Adopted::Written(Box::new(record.clone())),
+            _ => Adopted::AlreadyThere,
+        })
+    }
+
+    /// Drops the copy `stored`; `Ok(false)` if it was gone.
+    pub(super) async fn remove_copy(
+        &self,
+        fence: Fence,
+        stored: &RegistrationRecord,
+    ) -> Result<bool, StoreError> {
+        debug_assert_eq!(stored.shard(), fence.shard);
+        let device = self.keys.device(fence.shard, &stored.device_token);
+        let mut inv = self.scripts.remove.prepare_invoke();
+        self.shard_keys(&mut inv, stored);
+        inv.key(device.part)
+            .arg(fence.epoch.0)
+            .arg(stored.id.as_str())
+            .arg(stored.version)
+            .arg(stat(stored))
+            .arg(device.field);
+        Ok(matches!(self.shard_write(fence, inv).await?, Status::Ok))
+    }
+
+    /// Points `id`'s location at `shard` from `version` on, unless it points somewhere from
+    /// a version as large.
+    pub(super) async fn locate(
+        &self,
+        id: &RegistrationId,
+        shard: ShardId,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let mut inv = self.scripts.locate.key(self.keys.location(id));
+        inv.arg(shard.number()).arg(version).arg("");
+        match self.run(inv).await? {
+            Status::Ok | Status::Older => Ok(()),
+            other => Err(super::unexpected("location", other)),
+        }
+    }
+
+    /// Marks a deleted registration's location entry, if it has one, as gone from `version`
+    /// on: a copy an unfinished move left in another shard can then never be taken for it.
+    pub(super) async fn bury(&self, id: &RegistrationId, version: u64) -> Result<(), StoreError> {
+        let mut inv = self.scripts.locate.key(self.keys.location(id));
+        inv.arg("-")
+            .arg(version)
+            .arg(TOMBSTONE_TTL.as_millis() as u64);
+        match self.run(inv).await? {
+            Status::Ok | Status::Older | Status::NotFound => Ok(()),
+            other => Err(super::unexpected("location", other)),
+        }
+    }
+
+    pub(super) async fn location_of(
+        &self,
+        id: &RegistrationId,
+    ) -> Result<Option<Location>, StoreError> {
+        let key = self.keys.location(id);
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = redis::AsyncCommands::get(&mut conn, &key).await?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let version = raw
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                reason: format!("bad location {raw:?}"),
+            })?;
+        Ok(Some(Location {
+            shard: located(&key, id, Some(&raw))?,
+            version,
+        }))
     }
 }

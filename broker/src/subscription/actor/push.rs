@@ -1,0 +1,281 @@
+//! Flushing the burst ([`flush::plan`]) and recording what became of the push. An outcome
+//! applies only to the device token it was sent to: one that comes back after the token
+//! changed neither kills the registration nor marks the new device's badge as shown.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use herald_workers::{PushOutcome, PushRequest};
+use ractor::ActorRef;
+
+use super::{SubMsg, SubState, commit, nudge_siblings, schedule_in, siblings};
+use crate::domain::{Burst, DeadToken, RegState, RegistrationRecord, UnixMillis};
+use crate::subscription::flush::{self, FlushPlan};
+
+/// Longest a push may take, retries included, before the actor stops waiting for it and
+/// tries again later.
+const PUSH_GUARD: Duration = Duration::from_secs(60);
+
+/// The shortest wait a provider's "retry after" is honoured with.
+const MIN_RETRY: Duration = Duration::from_millis(500);
+
+/// How long a flush waits after the store failed.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the push task reports.
+#[derive(Debug)]
+pub(in crate::subscription) struct PushDone {
+    request: PushRequest,
+    outcome: PushOutcome,
+    burst: Burst,
+}
+
+/// Flushes the pending burst if it is due (or the node drains).
+pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    let Some(copy) = state.copy.clone() else {
+        return;
+    };
+    let Some(burst) = copy.progress.burst else {
+        return;
+    };
+    if state.in_flight || copy.state == RegState::Dead || copy.moving_to.is_some() {
+        return;
+    }
+    let now = UnixMillis::now();
+    let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
+    if (backing_off || now < flush::due(&burst, &state.deps.rules)) && state.draining.is_empty() {
+        return;
+    }
+    if expired(state, &burst, now) {
+        return give_up(myself, state, burst).await;
+    }
+    let device = match siblings(state, &copy.device_token).await {
+        Ok(device) => device,
+        Err(error) => {
+            tracing::warn!(registration = %state.id, %error, "cannot read the device's registrations; flush retried");
+            return schedule_in(myself, state, STORE_BACKOFF);
+        }
+    };
+    match flush::plan(&copy, &device, now, &state.deps.rules) {
+        FlushPlan::Postpone(at) => {
+            state.deps.metrics.subscriptions.flush("postponed");
+            schedule_in(
+                myself,
+                state,
+                Duration::from_millis(at.0.saturating_sub(now.0)),
+            );
+        }
+        FlushPlan::Skip { .. } => {
+            state.deps.metrics.subscriptions.flush("skipped");
+            let cleared = commit(state, |r| {
+                if r.progress.burst == Some(burst) {
+                    r.progress.burst = None;
+                }
+            })
+            .await;
+            if let Err(error) = cleared {
+                tracing::warn!(registration = %state.id, ?error, "cannot clear a flushed burst; retried");
+                schedule_in(myself, state, STORE_BACKOFF);
+            }
+        }
+        FlushPlan::Send(mut request) => {
+            request.attempt = state.retries;
+            state.in_flight = true;
+            let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
+            let pushed = request.clone();
+            tokio::spawn(async move {
+                // A sender that panics or hangs must not leave the burst in flight forever.
+                let sending = AssertUnwindSafe(sender.send(pushed)).catch_unwind();
+                let outcome = match tokio::time::timeout(PUSH_GUARD, sending).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) => PushOutcome::Failed {
+                        reason: "the push sender failed".into(),
+                    },
+                    Err(_) => PushOutcome::RetryAfter(Duration::from_secs(5)),
+                };
+                let _ = reply_to.send_message(SubMsg::PushDone(Box::new(PushDone {
+                    request,
+                    outcome,
+                    burst,
+                })));
+            });
+        }
+    }
+}
+
+/// Whether `burst` has waited longer than a badge is worth (`delivery.badge_lifetime`).
+fn expired(state: &SubState, burst: &Burst, now: UnixMillis) -> bool {
+    let age = Duration::from_millis(now.0.saturating_sub(burst.first_at.0));
+    age > state.deps.give_up_after
+}
+
+/// Drops a burst whose push kept failing past its lifetime, recording it.
+async fn give_up(myself: &ActorRef<SubMsg>, state: &mut SubState, burst: Burst) {
+    state.deps.metrics.subscriptions.flush("expired");
+    let now = UnixMillis::now();
+    let recorded = commit(state, |r| {
+        if r.progress.burst == Some(burst) {
+            r.progress.burst = None;
+            r.last_push_at = Some(now);
+            r.last_push_outcome = Some("expired".to_owned());
+        }
+    })
+    .await;
+    match recorded {
+        Ok(()) => {
+            tracing::warn!(registration = %state.id, "a burst's push kept failing past delivery.badge_lifetime: given up");
+            (state.retries, state.retry_at) = (0, None);
+        }
+        Err(error) => {
+            tracing::warn!(registration = %state.id, ?error, "cannot record a given-up burst; retried");
+            schedule_in(myself, state, STORE_BACKOFF);
+        }
+    }
+}
+
+/// A push ended.
+pub(super) async fn done(myself: &ActorRef<SubMsg>, state: &mut SubState, done: PushDone) {
+    let PushDone {
+        request,
+        outcome,
+        burst,
+    } = done;
+    state.in_flight = false;
+    let current = state
+        .copy
+        .as_ref()
+        .is_some_and(|c| c.device_token.as_str() == request.device_token && c.moving_to.is_none());
+    if !current {
+        // Sent to a token the registration no longer has (or from a copy that is moving
+        // away): the outcome is the old device's. The burst stays (here, or in the copy the
+        // registration moved to), so the new token gets the badge.
+        state.deps.metrics.subscriptions.flush("superseded");
+        (state.retries, state.retry_at) = (0, None);
+        finish_drain(state);
+        return;
+    }
+    (state.retries, state.retry_at) = match outcome {
+        PushOutcome::RetryAfter(wait) => (
+            state.retries.saturating_add(1),
+            Instant::now().checked_add(wait.max(MIN_RETRY)),
+        ),
+        _ => (0, None),
+    };
+    let recorded = record_push(state, &request, &outcome, burst).await;
+    match outcome {
+        // The store is failing: do not push again at once.
+        _ if !recorded && state.draining.is_empty() => {
+            state.retry_at = Instant::now().checked_add(STORE_BACKOFF);
+        }
+        PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
+        _ if !recorded => {}
+        PushOutcome::RetryAfter(_) => {}
+        _ if !state.draining.is_empty() => flush_now(myself, state).await,
+        _ => {}
+    }
+    finish_drain(state);
+}
+
+/// Answers the drain requests once no push is in flight (a burst the drain could not flush
+/// — postponed, or a failed read — stays in the store for the next owner).
+pub(super) fn finish_drain(state: &mut SubState) {
+    if !state.in_flight {
+        for reply in state.draining.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Whether `outcome` kills `record`: a dead token does, unless the provider says it died
+/// before the registration was made (APNs `Unregistered` carries that time).
+fn kills(outcome: &PushOutcome, record: &RegistrationRecord) -> bool {
+    match outcome {
+        PushOutcome::TokenDead { since_ms, .. } => {
+            since_ms.is_none_or(|since| record.created_at.0 < since)
+        }
+        _ => false,
+    }
+}
+
+/// Writes what became of a push; the part of the burst it covered is done.
+async fn record_push(
+    state: &mut SubState,
+    request: &PushRequest,
+    outcome: &PushOutcome,
+    flushed: Burst,
+) -> bool {
+    let metrics = state.deps.metrics.subscriptions.clone();
+    metrics.flush(outcome.name());
+    let now = UnixMillis::now();
+    if !matches!(outcome, PushOutcome::RetryAfter(_)) {
+        metrics.events_per_push.observe(f64::from(flushed.events));
+        metrics
+            .flush_latency
+            .observe(now.0.saturating_sub(flushed.first_at.0) as f64 / 1000.0);
+    }
+    let killed = state.copy.as_ref().is_some_and(|c| kills(outcome, c));
+    let written = commit(state, |r| {
+        r.last_push_at = Some(now);
+        r.last_push_outcome = Some(outcome.name().to_owned());
+        match outcome {
+            PushOutcome::Delivered => r.badge = request.badge,
+            PushOutcome::TokenDead { reason, .. } if killed => {
+                r.state = RegState::Dead;
+                r.dead_reason = Some(format!(
+                    "push provider: the device token is dead ({reason})"
+                ));
+            }
+            // Apple's Unregistered predates this registration: the app registered again since.
+            PushOutcome::TokenDead { .. } => r.last_push_outcome = Some("failed".to_owned()),
+            PushOutcome::RetryAfter(_) => return,
+            PushOutcome::Failed { .. } => {}
+        }
+        r.progress.burst = match r.progress.burst {
+            Some(b) if b == flushed || r.state == RegState::Dead => None,
+            // Events arrived while the push was in flight: they make the next burst.
+            Some(b) => Some(Burst {
+                new_mail: b.new_mail.saturating_sub(flushed.new_mail),
+                events: b.events.saturating_sub(flushed.events),
+                ..b
+            }),
+            None => None,
+        };
+    })
+    .await;
+    match written {
+        Ok(()) if killed => {
+            tracing::info!(registration = %state.id, "device token dead: registration marked dead");
+            publish_dead(state, outcome, now).await;
+            true
+        }
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(registration = %state.id, ?error, "cannot record a push outcome; the flush is retried later");
+            false
+        }
+    }
+}
+
+/// Tells internal services that the provider killed this registration's token, and the
+/// device's other registrations that its badge changed. The registration is already dead in
+/// the store; a lost event is logged and counted.
+async fn publish_dead(state: &SubState, outcome: &PushOutcome, now: UnixMillis) {
+    let (PushOutcome::TokenDead { reason, since_ms }, Some(copy)) = (outcome, &state.copy) else {
+        return;
+    };
+    let event = DeadToken {
+        registration_id: state.id.clone(),
+        device_token: copy.device_token.clone(),
+        platform: copy.platform,
+        app_id: copy.app_id.clone(),
+        reason: reason.clone(),
+        dead_at: now,
+        provider_since_ms: *since_ms,
+    };
+    if let Err(error) = state.deps.store.publish_feedback(&event).await {
+        state.deps.metrics.subscriptions.feedback_lost.inc();
+        tracing::error!(registration = %state.id, %error, "cannot publish the dead-token feedback event");
+    }
+    nudge_siblings(state, copy).await;
+}
