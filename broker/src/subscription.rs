@@ -214,6 +214,22 @@ impl Subscriptions {
         }
     }
 
+    /// Stops every actor that can be stopped now (those with work are parked until it is
+    /// due), as a full shard would; returns how many were stopped (tests of passivation).
+    #[cfg(feature = "testsuite")]
+    pub async fn passivate_all(&self) -> usize {
+        let mut stopped = 0;
+        for supervisor in self.deps.shards.started() {
+            if let Ok(ractor::rpc::CallResult::Success(n)) = supervisor
+                .call(ShardMsg::PassivateAll, Some(Duration::from_secs(5)))
+                .await
+            {
+                stopped += n;
+            }
+        }
+        stopped
+    }
+
     /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
     /// pushes are recorded. What is left stays in the store for the next owner.
     pub async fn drain(&self, grace: Duration) {

@@ -33,6 +33,10 @@ pub struct Burst {
     pub events: u32,
     /// The latest notification said more pages follow.
     pub more_events: bool,
+    /// The device must hear its badge whatever it was last pushed: the registration moved
+    /// to it, or another registration left it (the push that set what it shows may be
+    /// recorded on a registration that is gone).
+    pub announce: bool,
 }
 
 impl Progress {

@@ -323,12 +323,18 @@ impl RegistrationStore for MemoryStore {
         inner.check_fence(fence)?;
         inner.current(fence.shard, &stored.id, stored.version)?;
         inner.drop_copy(fence.shard, &stored.id);
-        if let Some(location) = inner.locations.get_mut(&stored.id) {
-            // Kept, saying the registration is gone: see `RegistrationStore::delete`.
-            *location = Location {
-                shard: None,
-                version: stored.version + 1,
-            };
+        // Say the registration is gone for as long as a copy of it is left in another shard
+        // (an unfinished move's): see `RegistrationStore::delete`.
+        if inner.copies.keys().any(|(_, id)| *id == stored.id) {
+            inner.locations.insert(
+                stored.id.clone(),
+                Location {
+                    shard: None,
+                    version: stored.version + 1,
+                },
+            );
+        } else {
+            inner.locations.remove(&stored.id);
         }
         if let Some(sub) = &stored.subscription_id
             && inner.subscriptions.get(sub) == Some(&stored.id)

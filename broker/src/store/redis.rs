@@ -172,6 +172,9 @@ impl RedisStore {
     }
 }
 
+/// How many times `get` follows a location that changed under it.
+const GET_ATTEMPTS: usize = 4;
+
 /// Where registration `id` lives, given its location entry `<shard> <version>` (read for
 /// `key`): the entry's shard when there is one (a moved registration; `-`: deleted), else
 /// the id's birth shard.
@@ -257,7 +260,7 @@ impl RegistrationStore for RedisStore {
         let location_key = self.keys.location(id);
         // One round trip for a registration in its birth shard: its location entry (absent
         // unless it moved) and its hash there, pipelined.
-        let (location, read) = match id.birth_shard() {
+        let (mut location, mut birth_read) = match id.birth_shard() {
             Some(birth) => {
                 let key = self.keys.registration(birth, id);
                 let (location, fields): (Option<String>, HashMap<String, String>) = redis::pipe()
@@ -269,13 +272,38 @@ impl RegistrationStore for RedisStore {
             }
             None => (conn.get(&location_key).await?, None),
         };
-        match (located(&location_key, id, location.as_deref())?, read) {
-            (None, _) => Ok(None),
-            (Some(shard), Some((birth, key, fields))) if shard == birth => {
-                codec::decode(&key, id, fields)
+        // A move commits between two of these reads when it points the location elsewhere
+        // and drops the old copy: a copy missing where the location pointed is looked for
+        // again where it points now, so a registration that exists is always found.
+        for _ in 0..GET_ATTEMPTS {
+            let Some(shard) = located(&location_key, id, location.as_deref())? else {
+                return Ok(None);
+            };
+            let found = match birth_read.take() {
+                Some((birth, key, fields)) if birth == shard => codec::decode(&key, id, fields)?,
+                _ => self.read(shard, id).await?,
+            };
+            if found.is_some() {
+                return Ok(found);
             }
-            (Some(shard), _) => self.read(shard, id).await,
+            let again: Option<String> = conn.get(&location_key).await?;
+            if again == location {
+                return match location {
+                    // Never moved, and not in its birth shard: it does not exist.
+                    None => Ok(None),
+                    Some(location) => Err(StoreError::Corrupt {
+                        key: location_key,
+                        reason: format!(
+                            "the location {location:?} names a shard without the registration"
+                        ),
+                    }),
+                };
+            }
+            location = again;
         }
+        Err(StoreError::Unavailable(
+            "the registration kept moving while it was read".into(),
+        ))
     }
 
     async fn get_in(

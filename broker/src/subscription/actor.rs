@@ -65,6 +65,17 @@ pub(super) enum SubMsg {
 }
 
 impl SubMsg {
+    /// Whether the caller stopped waiting for the answer (it timed out): such a request is
+    /// not worth applying any more; Exchange sends it again.
+    pub(super) fn abandoned(&self) -> bool {
+        match self {
+            Self::Deliver { reply, .. } => reply.is_closed(),
+            Self::Command { reply, .. } => reply.is_closed(),
+            Self::Adopt { reply, .. } => reply.is_closed(),
+            _ => false,
+        }
+    }
+
     /// Whether the message came through the supervisor's routing (which counts them).
     fn routed(&self) -> bool {
         matches!(
@@ -102,12 +113,15 @@ pub(super) struct SubState {
     supervisor: ActorRef<ShardMsg>,
     activity: Arc<Activity>,
     generation: u64,
+    /// When the armed timer fires, if one is armed.
+    armed: Option<UnixMillis>,
     /// A push is on its way to the provider.
     in_flight: bool,
     /// Retries of the current burst's push so far (the back-off grows with them).
     retries: u32,
-    /// Do not push, nor finish a move, before this (a provider's or our own back-off).
-    retry_at: Option<Instant>,
+    /// Do not push, nor finish a move, before this: a provider's "retry after", our own
+    /// back-off after a store error, a device's minimum interval between pushes.
+    not_before: Option<Instant>,
     /// Failed attempts to finish the move out of this shard so far.
     move_failures: u32,
     /// Set while the node drains: flush without waiting, answer these when done.
@@ -151,9 +165,10 @@ impl Actor for SubscriptionActor {
             supervisor: args.supervisor,
             activity: args.activity,
             generation: 0,
+            armed: None,
             in_flight: false,
             retries: 0,
-            retry_at: None,
+            not_before: None,
             move_failures: 0,
             draining: Vec::new(),
             stale: false,
@@ -193,6 +208,10 @@ async fn on_message(
     state: &mut SubState,
 ) -> Result<(), ActorProcessingErr> {
     let routed = message.routed();
+    if routed {
+        // Asked to be stopped, and given work since: ask again once it is done.
+        state.done = false;
+    }
     let mut stop_after = false;
     match message {
         SubMsg::Deliver {
@@ -216,6 +235,7 @@ async fn on_message(
         }
         SubMsg::DeviceChanged => commands::device_changed(state).await,
         SubMsg::Flush { generation } if generation == state.generation => {
+            state.armed = None;
             work_now(&myself, state).await
         }
         // An earlier timer, replaced since: nothing changed, nothing to re-arm.
@@ -242,7 +262,7 @@ async fn on_message(
 /// Does the work that is due: finish a move out, or flush the burst.
 async fn work_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     if state.copy.as_ref().is_some_and(|c| c.moving_to.is_some()) {
-        let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
+        let backing_off = state.not_before.is_some_and(|at| Instant::now() < at);
         if !backing_off || !state.draining.is_empty() {
             let _ = handoff::finish(myself, state).await;
         }
@@ -264,8 +284,11 @@ fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         return;
     }
     match due {
+        // A timer armed for no later is enough: when it fires early, it arms the next.
+        Some(at) if state.armed.is_some_and(|armed| armed <= at) => {}
         Some(at) => {
             let wait = Duration::from_millis(at.0.saturating_sub(UnixMillis::now().0));
+            state.armed = Some(at);
             schedule_in(myself, state, wait);
         }
         None => {
@@ -283,7 +306,7 @@ fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
 /// When the work left here is due, if there is any.
 fn due(state: &SubState) -> Option<UnixMillis> {
     let copy = state.copy.as_ref()?;
-    let backing_off = state.retry_at.map(|at| {
+    let backing_off = state.not_before.map(|at| {
         let wait = at.saturating_duration_since(Instant::now());
         plus(UnixMillis::now(), wait)
     });
@@ -306,6 +329,12 @@ fn schedule_in(myself: &ActorRef<SubMsg>, state: &mut SubState, wait: Duration) 
     state.generation += 1;
     let generation = state.generation;
     myself.send_after(wait, move || SubMsg::Flush { generation });
+}
+
+/// Holds the work off for `wait` (a back-off of our own, a device's minimum interval).
+fn hold(state: &mut SubState, wait: Duration) {
+    let until = Instant::now().checked_add(wait);
+    state.not_before = state.not_before.max(until);
 }
 
 fn ask_to_stop(state: &mut SubState) {
@@ -408,7 +437,12 @@ async fn commit<T>(
                 state.stale = true;
                 return Err(error.into());
             }
-            Err(other) => return Err(other.into()),
+            Err(other) => {
+                // The write may have landed all the same (an answer lost, a claim step that
+                // failed after it): read the copy again before the next one.
+                state.stale = true;
+                return Err(other.into());
+            }
         }
     }
     Err(StoreError::Conflict.into())
@@ -424,10 +458,12 @@ async fn refresh(state: &mut SubState) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Takes `record` as the stored copy, and publishes it.
+/// Takes `record` as the stored copy, and publishes it (listing this actor if it had no
+/// copy before: it adopted one). Only a running actor calls it, and its successor starts
+/// only once it is gone, so no stopped actor is listed again.
 fn remember(state: &mut SubState, record: RegistrationRecord) {
     let record = Arc::new(record);
-    state.deps.live.publish(state.actor, &record, false);
+    state.deps.live.publish(state.actor, &record, true);
     state.copy = Some(record);
 }
 

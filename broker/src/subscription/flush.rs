@@ -82,7 +82,8 @@ pub fn plan(
     let new_mail = flusher.progress.burst.map_or(0, |b| b.new_mail);
     let already_shown = last_push.is_some_and(|(_, shown, delivered)| delivered && shown == badge);
     let announces_mail = new_mail > 0 && flusher.platform == Platform::Fcm;
-    if already_shown && !announces_mail {
+    let announced = flusher.progress.burst.is_some_and(|b| b.announce);
+    if already_shown && !announces_mail && !announced {
         return FlushPlan::Skip { badge };
     }
     FlushPlan::Send(PushRequest {
@@ -142,6 +143,7 @@ mod tests {
             new_mail,
             events: new_mail + 1,
             more_events: more,
+            announce: false,
         }
     }
 

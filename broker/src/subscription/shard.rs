@@ -24,7 +24,7 @@ use parked::Parked;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// Most requests that wait for room in a full shard; beyond, a request is refused (503).
-const MAX_WAITING: usize = 4_096;
+const MAX_WAITING: usize = 256;
 
 /// Shortest wait before the parked registrations are looked at again after a round that
 /// could not start one.
@@ -52,6 +52,10 @@ pub(super) enum ShardMsg {
     /// Makes a live actor fail, to test supervision.
     #[cfg(feature = "testsuite")]
     Fail(RegistrationId),
+    /// Stops every actor that can be stopped now, as a full shard would (those with work
+    /// are parked until due), to test passivation. Answers how many were stopped.
+    #[cfg(feature = "testsuite")]
+    PassivateAll(RpcReplyPort<usize>),
 }
 
 #[derive(Debug)]
@@ -205,6 +209,14 @@ impl Actor for ShardSupervisor {
                     let _ = child.actor.send_message(SubMsg::Fail);
                 }
             }
+            #[cfg(feature = "testsuite")]
+            ShardMsg::PassivateAll(reply) => {
+                let mut stopped = 0;
+                while evict_one(&myself, state) {
+                    stopped += 1;
+                }
+                let _ = reply.send(stopped);
+            }
         }
         Ok(())
     }
@@ -315,6 +327,7 @@ async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pen
         message,
     };
     if state.children.len() >= state.capacity && !evict_one(myself, state) {
+        state.waiting.retain(|p| !p.message.abandoned());
         if state.waiting.len() < MAX_WAITING {
             state.waiting.push_back(pending);
         } else {
@@ -339,6 +352,9 @@ async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pen
 /// Routes the requests that waited for room, while there is room.
 async fn admit_waiting(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
     while let Some(pending) = state.waiting.pop_front() {
+        if pending.message.abandoned() {
+            continue;
+        }
         if state.children.len() >= state.capacity
             && !state.children.contains_key(&pending.id)
             && !evict_one(myself, state)
@@ -384,9 +400,15 @@ fn stop_child(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: &Registra
 /// Starts the parked registrations that are due, as room allows.
 async fn wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
     let now = UnixMillis::now().0;
+    let mut stopping = Vec::new();
     while let Some((id, failures)) = state.parked.pop_due(now) {
-        if state.children.contains_key(&id) || state.stopping.contains_key(&id) {
-            // Live (it handles its own work) or about to be succeeded.
+        if state.children.contains_key(&id) {
+            // Live: it handles its own work.
+            continue;
+        }
+        if state.stopping.contains_key(&id) {
+            // Its actor is not gone yet: start a successor once it is.
+            stopping.push(id);
             continue;
         }
         if state.children.len() >= state.capacity && !evict_one(myself, state) {
@@ -399,6 +421,11 @@ async fn wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
             state.parked.retry(id, failures, now);
             break;
         }
+    }
+    for id in stopping {
+        state
+            .parked
+            .park(id, now.saturating_add(millis(WAKE_RETRY)));
     }
     schedule_wake(myself, state);
 }

@@ -106,6 +106,7 @@ pub fn apply(record: &mut RegistrationRecord, n: &Notification, now: UnixMillis)
                 new_mail: 0,
                 events: 0,
                 more_events: false,
+                announce: false,
             }),
             &applied,
             now,

@@ -99,6 +99,17 @@ impl TestNode {
         sender: Arc<dyn herald_workers::PushSender>,
     ) -> Self {
         let store = build_store(config).expect("store");
+        Self::on_store(config, store, pushes, sender).await
+    }
+
+    /// A node on `store` (a restart on the same in-memory store, say) that pushes through
+    /// `sender`, which records what it sends in `pushes`.
+    pub async fn on_store(
+        config: &Config,
+        store: Arc<dyn RegistrationStore>,
+        pushes: RecordingSender,
+        sender: Arc<dyn herald_workers::PushSender>,
+    ) -> Self {
         let node = RunningNode::start_with_sender(
             config,
             store.clone(),

@@ -25,6 +25,7 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         new_mail: 1,
         events: 3,
         more_events: false,
+        announce: false,
     });
     let stored = node.store.get(&id).await.unwrap().unwrap();
     let mut record = node.store.update(fence, &stored, &record).await.unwrap();
@@ -47,6 +48,7 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
         new_mail: 0,
         events: 1,
         more_events: false,
+        announce: false,
     });
     let again = node.store.update(fence, &record, &again).await.unwrap();
     node.store.delete(fence, &again).await.unwrap();
@@ -84,6 +86,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
         new_mail: 1,
         events: 3,
         more_events: false,
+        announce: false,
     });
     let written = store.update(fence, &stored, &changed).await.unwrap();
     assert_eq!(written.version, stored.version + 1);

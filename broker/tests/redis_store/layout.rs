@@ -140,10 +140,15 @@ async fn only_a_moved_registration_has_a_location_entry_and_it_only_moves_forwar
     assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
     assert!(registry.list_device(OTHER_TOKEN).await.unwrap().is_empty());
 
-    // A registration that never moved leaves no key behind.
+    // A registration that never moved leaves only that week-long entry behind.
     let second = registry.register(new_registration()).await.unwrap().record;
     registry.unregister(second.id.as_str()).await.unwrap();
-    assert!(keys_naming(&redis, &second.id).await.is_empty());
+    assert_eq!(
+        keys_naming(&redis, &second.id).await,
+        vec![format!("herald:loc:{}", second.id)]
+    );
+    let (entry, ttl) = location(&redis, &second.id).await;
+    assert!(entry.unwrap().starts_with("- ") && ttl > 0);
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ impl Fields {
     }
 }
 
-/// A burst as `first,last,new mail,events,more events`.
+/// A burst as `first,last,new mail,events,more events,announce`.
 struct BurstField(Burst);
 
 impl std::fmt::Display for BurstField {
@@ -120,12 +120,13 @@ impl std::fmt::Display for BurstField {
         let b = &self.0;
         write!(
             f,
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{}",
             b.first_at.0,
             b.last_at.0,
             b.new_mail,
             b.events,
-            u8::from(b.more_events)
+            u8::from(b.more_events),
+            u8::from(b.announce)
         )
     }
 }
@@ -261,6 +262,7 @@ fn decode_burst(raw: &str) -> Option<Burst> {
         new_mail: parts.next()?.parse().ok()?,
         events: parts.next()?.parse().ok()?,
         more_events: parts.next()? == "1",
+        announce: parts.next()? == "1",
     };
     parts.next().is_none().then_some(burst)
 }
@@ -297,6 +299,7 @@ mod tests {
                     new_mail: 2,
                     events: 5,
                     more_events: true,
+                    announce: true,
                 }),
             },
             callback_hash: CallbackSecretHash([5; 32]),

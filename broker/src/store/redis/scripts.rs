@@ -148,8 +148,7 @@ return 'OK'
 
 /// Points a registration's location at a shard from a version on, unless it already points
 /// somewhere from a version as large. KEYS: the location key. ARGV: shard (`-`: the
-/// registration is deleted — written only over an existing entry, expiring), version, time
-/// to live in ms (empty: none).
+/// registration is deleted), version, time to live in ms (empty: none).
 pub(super) fn locate() -> Script {
     Script::new(
         r#"
@@ -157,8 +156,6 @@ local current = redis.call('GET', KEYS[1])
 if current then
   local at = tonumber(string.match(current, ' (%d+)$'))
   if at and at >= tonumber(ARGV[2]) then return 'OLDER' end
-elseif ARGV[1] == '-' then
-  return 'NOTFOUND'
 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
 else redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3]) end

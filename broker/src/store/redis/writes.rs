@@ -11,8 +11,8 @@ use super::{RedisStore, codec, fenced_or_corrupt, located};
 use crate::domain::{RegistrationId, RegistrationRecord, UnixMillis};
 use crate::store::{Adopted, Location, StoreError};
 
-/// How long the location entry of a deleted registration that had moved stays, saying it is
-/// gone: longer than any unfinished move's old copy can wait for its shard's owner to drop it
+/// How long the location entry of a deleted registration stays, saying it is gone: longer
+/// than any unfinished move's other copy can wait for its shard's owner to drop it
 /// (docs/subscriptions.md).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -201,15 +201,15 @@ impl RedisStore {
         }
     }
 
-    /// Marks a deleted registration's location entry, if it has one, as gone from `version`
-    /// on: a copy an unfinished move left in another shard can then never be taken for it.
+    /// Marks a deleted registration's location as gone from `version` on, for a week: a copy
+    /// an unfinished move left in another shard can then never be taken for it.
     pub(super) async fn bury(&self, id: &RegistrationId, version: u64) -> Result<(), StoreError> {
         let mut inv = self.scripts.locate.key(self.keys.location(id));
         inv.arg("-")
             .arg(version)
             .arg(TOMBSTONE_TTL.as_millis() as u64);
         match self.run(inv).await? {
-            Status::Ok | Status::Older | Status::NotFound => Ok(()),
+            Status::Ok | Status::Older => Ok(()),
             other => Err(super::unexpected("location", other)),
         }
     }

@@ -21,7 +21,9 @@ pub(super) async fn run(
         // A frozen copy: the move finishes first. Asking again for the same token is how a
         // caller whose first call timed out learns it is done.
         return match command {
-            Command::SetToken(raw) if raw.eq_ignore_ascii_case(moving_to.as_str()) => {
+            Command::SetToken(raw)
+                if DeviceToken::parse(copy.platform, &raw).as_ref() == Ok(moving_to) =>
+            {
                 handoff::finish(myself, state).await.map(Some)
             }
             _ => Err(CommandError::Unavailable(DeliverError::Moving)),
@@ -78,7 +80,7 @@ async fn retoken(
     let now = UnixMillis::now();
     commit(state, |r| {
         r.device_token = token.clone();
-        announce(r, now);
+        new_device(r, now);
     })
     .await?;
     tracing::info!(registration = %state.id, device = %token.fingerprint(), "device token changed");
@@ -90,16 +92,32 @@ async fn retoken(
         .ok_or(CommandError::Unavailable(DeliverError::Elsewhere))
 }
 
-/// Gives a registration that changed device a burst, so the new device hears the badge
-/// (unless the registration is dead).
-pub(super) fn announce(record: &mut RegistrationRecord, now: UnixMillis) {
+/// A registration that changed device: what was pushed to the old device says nothing of
+/// what the new one shows, and the new device hears the badge at once (unless the
+/// registration is dead).
+pub(super) fn new_device(record: &mut RegistrationRecord, now: UnixMillis) {
+    record.badge = 0;
+    record.last_push_at = None;
+    record.last_push_outcome = None;
+    announce(record, now);
+}
+
+/// Gives the registration a burst that its device hears the badge from, whatever it was
+/// pushed last.
+fn announce(record: &mut RegistrationRecord, now: UnixMillis) {
     if record.state != RegState::Dead {
-        record.progress.burst.get_or_insert(Burst {
+        if let Some(burst) = record.progress.burst.as_mut() {
+            burst.announce = true;
+            burst.last_at = burst.last_at.max(now);
+            return;
+        }
+        record.progress.burst = Some(Burst {
             first_at: now,
             last_at: now,
             new_mail: 0,
             events: 0,
             more_events: false,
+            announce: true,
         });
     }
 }
@@ -137,7 +155,7 @@ pub(super) async fn device_changed(state: &mut SubState) {
     let Some(copy) = state.copy.as_ref() else {
         return;
     };
-    if copy.moving_to.is_some() || copy.state == RegState::Dead || copy.progress.burst.is_some() {
+    if copy.moving_to.is_some() || copy.state == RegState::Dead {
         return;
     }
     let now = UnixMillis::now();

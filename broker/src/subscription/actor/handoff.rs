@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
 
-use super::commands::announce;
+use super::commands::new_device;
 use super::{SubMsg, SubState, commit, fence, forget, nudge_siblings, refresh, remember};
 use crate::domain::{DeviceToken, RegistrationRecord, UnixMillis};
 use crate::store::{Adopted, StoreError};
@@ -48,6 +48,9 @@ pub(super) async fn finish(
     _myself: &ActorRef<SubMsg>,
     state: &mut SubState,
 ) -> Result<RegistrationRecord, CommandError> {
+    if state.stale {
+        refresh(state).await.map_err(DeliverError::from)?;
+    }
     let frozen = state
         .copy
         .clone()
@@ -56,23 +59,28 @@ pub(super) async fn finish(
         return Ok(RegistrationRecord::clone(&frozen));
     };
     let metrics = state.deps.metrics.subscriptions.clone();
-    match complete(state, &frozen, &target).await {
-        Ok(moved) => {
+    let result = complete(state, &frozen, &target).await;
+    let left = match &result {
+        // Committed, and the old copy is gone: done.
+        Ok(_) if state.copy.is_none() => {
             metrics.moves.get_or_create(&outcome("done")).inc();
-            (state.move_failures, state.retry_at) = (0, None);
-            Ok(moved)
+            (state.move_failures, state.not_before) = (0, None);
+            return result;
         }
-        Err(error) => {
-            metrics.moves.get_or_create(&outcome("retrying")).inc();
-            state.move_failures = state.move_failures.saturating_add(1);
-            let wait = Duration::from_millis(100)
-                .saturating_mul(1 << state.move_failures.min(16))
-                .min(MAX_MOVE_BACKOFF);
-            state.retry_at = Instant::now().checked_add(wait);
-            tracing::warn!(registration = %state.id, %error, retry_ms = wait.as_millis() as u64, "cannot finish moving a registration to its new shard yet; requests for it answer 503 meanwhile");
-            Err(error)
-        }
-    }
+        // Committed; the old copy is still here.
+        Ok(_) => "cannot remove a moved registration's old copy yet; retried".to_owned(),
+        Err(error) => format!(
+            "cannot finish moving a registration to its new shard yet ({error}); requests for it answer 503 meanwhile"
+        ),
+    };
+    metrics.moves.get_or_create(&outcome("retrying")).inc();
+    state.move_failures = state.move_failures.saturating_add(1);
+    let wait = Duration::from_millis(100)
+        .saturating_mul(1 << state.move_failures.min(16))
+        .min(MAX_MOVE_BACKOFF);
+    state.not_before = Instant::now().checked_add(wait);
+    tracing::warn!(registration = %state.id, retry_ms = wait.as_millis() as u64, "{left}");
+    result
 }
 
 fn outcome(name: &'static str) -> crate::subscription::metrics::OutcomeLabels {
@@ -90,17 +98,31 @@ async fn complete(
         version: frozen.version + 1,
         ..frozen.clone()
     };
-    announce(&mut moved, UnixMillis::now());
-    let answer = match state.deps.shards.adopt(&state.deps, moved.clone()).await? {
-        AdoptOutcome::Held(copy) => *copy,
-        AdoptOutcome::Superseded => moved.clone(),
-    };
-    state
+    new_device(&mut moved, UnixMillis::now());
+    // Committed already (an earlier attempt got that far): only the old copy is left to
+    // drop. Asking the target again would wait on an actor that may be waiting on us.
+    let committed = state
         .deps
         .store
-        .set_location(&state.id, target.shard(), moved.version)
+        .location(&state.id)
         .await
-        .map_err(DeliverError::Store)?;
+        .map_err(DeliverError::Store)?
+        .is_some_and(|location| location.version >= moved.version);
+    let answer = if committed {
+        moved.clone()
+    } else {
+        let answer = match state.deps.shards.adopt(&state.deps, moved.clone()).await? {
+            AdoptOutcome::Held(copy) => *copy,
+            AdoptOutcome::Superseded => moved.clone(),
+        };
+        state
+            .deps
+            .store
+            .set_location(&state.id, target.shard(), moved.version)
+            .await
+            .map_err(DeliverError::Store)?;
+        answer
+    };
     // Committed: from here on the move is done whatever happens to the old copy. A removal
     // that fails leaves it frozen and pending here, and it is removed at the next attempt.
     match state.deps.store.remove(fence(state)?, frozen).await {
@@ -109,9 +131,11 @@ async fn complete(
             nudge_siblings(state, frozen).await;
         }
         Err(error) => {
-            tracing::warn!(registration = %state.id, %error, "a moved registration's old copy could not be removed yet; retried");
-            state.move_failures = state.move_failures.saturating_add(1);
-            state.retry_at = Instant::now().checked_add(Duration::from_secs(1));
+            if matches!(error, StoreError::Conflict) {
+                // This is not the copy the shard holds: read it again.
+                state.stale = true;
+            }
+            tracing::debug!(registration = %state.id, %error, "a moved registration's old copy was not removed");
         }
     }
     Ok(answer)

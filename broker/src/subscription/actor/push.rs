@@ -9,7 +9,7 @@ use futures_util::FutureExt as _;
 use herald_workers::{PushOutcome, PushRequest};
 use ractor::ActorRef;
 
-use super::{SubMsg, SubState, commit, nudge_siblings, schedule_in, siblings};
+use super::{SubMsg, SubState, commit, hold, nudge_siblings, siblings};
 use crate::domain::{Burst, DeadToken, RegState, RegistrationRecord, UnixMillis};
 use crate::subscription::flush::{self, FlushPlan};
 
@@ -43,28 +43,24 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         return;
     }
     let now = UnixMillis::now();
-    let backing_off = state.retry_at.is_some_and(|at| Instant::now() < at);
+    let backing_off = state.not_before.is_some_and(|at| Instant::now() < at);
     if (backing_off || now < flush::due(&burst, &state.deps.rules)) && state.draining.is_empty() {
         return;
     }
     if expired(state, &burst, now) {
-        return give_up(myself, state, burst).await;
+        return give_up(state, burst).await;
     }
     let device = match siblings(state, &copy.device_token).await {
         Ok(device) => device,
         Err(error) => {
             tracing::warn!(registration = %state.id, %error, "cannot read the device's registrations; flush retried");
-            return schedule_in(myself, state, STORE_BACKOFF);
+            return hold(state, STORE_BACKOFF);
         }
     };
     match flush::plan(&copy, &device, now, &state.deps.rules) {
         FlushPlan::Postpone(at) => {
             state.deps.metrics.subscriptions.flush("postponed");
-            schedule_in(
-                myself,
-                state,
-                Duration::from_millis(at.0.saturating_sub(now.0)),
-            );
+            hold(state, Duration::from_millis(at.0.saturating_sub(now.0)));
         }
         FlushPlan::Skip { .. } => {
             state.deps.metrics.subscriptions.flush("skipped");
@@ -76,12 +72,15 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             .await;
             if let Err(error) = cleared {
                 tracing::warn!(registration = %state.id, ?error, "cannot clear a flushed burst; retried");
-                schedule_in(myself, state, STORE_BACKOFF);
+                hold(state, STORE_BACKOFF);
             }
         }
         FlushPlan::Send(mut request) => {
             request.attempt = state.retries;
             state.in_flight = true;
+            // Before the push leaves: the supervisor must not stop an actor whose push is
+            // on its way (its outcome would be lost).
+            state.activity.set_due(crate::subscription::activity::BUSY);
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
             let pushed = request.clone();
             tokio::spawn(async move {
@@ -111,7 +110,7 @@ fn expired(state: &SubState, burst: &Burst, now: UnixMillis) -> bool {
 }
 
 /// Drops a burst whose push kept failing past its lifetime, recording it.
-async fn give_up(myself: &ActorRef<SubMsg>, state: &mut SubState, burst: Burst) {
+async fn give_up(state: &mut SubState, burst: Burst) {
     state.deps.metrics.subscriptions.flush("expired");
     let now = UnixMillis::now();
     let recorded = commit(state, |r| {
@@ -125,11 +124,11 @@ async fn give_up(myself: &ActorRef<SubMsg>, state: &mut SubState, burst: Burst) 
     match recorded {
         Ok(()) => {
             tracing::warn!(registration = %state.id, "a burst's push kept failing past delivery.badge_lifetime: given up");
-            (state.retries, state.retry_at) = (0, None);
+            (state.retries, state.not_before) = (0, None);
         }
         Err(error) => {
             tracing::warn!(registration = %state.id, ?error, "cannot record a given-up burst; retried");
-            schedule_in(myself, state, STORE_BACKOFF);
+            hold(state, STORE_BACKOFF);
         }
     }
 }
@@ -151,11 +150,11 @@ pub(super) async fn done(myself: &ActorRef<SubMsg>, state: &mut SubState, done: 
         // away): the outcome is the old device's. The burst stays (here, or in the copy the
         // registration moved to), so the new token gets the badge.
         state.deps.metrics.subscriptions.flush("superseded");
-        (state.retries, state.retry_at) = (0, None);
+        (state.retries, state.not_before) = (0, None);
         finish_drain(state);
         return;
     }
-    (state.retries, state.retry_at) = match outcome {
+    (state.retries, state.not_before) = match outcome {
         PushOutcome::RetryAfter(wait) => (
             state.retries.saturating_add(1),
             Instant::now().checked_add(wait.max(MIN_RETRY)),
@@ -166,7 +165,7 @@ pub(super) async fn done(myself: &ActorRef<SubMsg>, state: &mut SubState, done: 
     match outcome {
         // The store is failing: do not push again at once.
         _ if !recorded && state.draining.is_empty() => {
-            state.retry_at = Instant::now().checked_add(STORE_BACKOFF);
+            state.not_before = Instant::now().checked_add(STORE_BACKOFF);
         }
         PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
         _ if !recorded => {}
@@ -237,6 +236,7 @@ async fn record_push(
             Some(b) => Some(Burst {
                 new_mail: b.new_mail.saturating_sub(flushed.new_mail),
                 events: b.events.saturating_sub(flushed.events),
+                announce: b.announce && b.last_at > flushed.last_at,
                 ..b
             }),
             None => None,
