@@ -230,6 +230,21 @@ impl Subscriptions {
         stopped
     }
 
+    /// How many actors the shard supervisors hold now (tests of `actors.max_live`).
+    #[cfg(feature = "testsuite")]
+    pub async fn actor_count(&self) -> usize {
+        let mut count = 0;
+        for supervisor in self.deps.shards.started() {
+            if let Ok(ractor::rpc::CallResult::Success(children)) = supervisor
+                .call(ShardMsg::Children, Some(Duration::from_secs(5)))
+                .await
+            {
+                count += children.len();
+            }
+        }
+        count
+    }
+
     /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
     /// pushes are recorded. What is left stays in the store for the next owner.
     pub async fn drain(&self, grace: Duration) {

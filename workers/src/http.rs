@@ -150,3 +150,25 @@ pub(crate) fn describe(error: reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_replaced_at_most_once_a_second() {
+        let reconnects = Reconnects::default();
+        let mut made = 0;
+        let mut replace = || {
+            made += 1;
+            Ok(())
+        };
+        assert!(reconnects.replace("fcm", &mut replace));
+        assert!(!reconnects.replace("fcm", &mut replace), "too soon");
+        assert_eq!(made, 1);
+        // A failed replacement does not count: the next one is tried at once.
+        let fresh = Reconnects::default();
+        assert!(!fresh.replace("apns", || Err(DeliveryError::Client("refused".into()))));
+        assert!(fresh.replace("apns", || Ok(())));
+    }
+}

@@ -210,6 +210,29 @@ mod tests {
     }
 
     #[test]
+    fn an_announce_burst_is_pushed_even_if_the_records_say_the_badge_was_shown() {
+        // The device's last push (7) was recorded on a registration that has left it; the
+        // one left still says it showed 3.
+        let mut flusher = reg(1, "mail", Some(3), Platform::Apns);
+        flusher.badge = 3;
+        flusher.last_push_at = Some(UnixMillis(1_000));
+        flusher.last_push_outcome = Some("delivered".into());
+        flusher.progress.burst = Some(Burst {
+            announce: true,
+            ..burst(9_000, 9_000, 0, false)
+        });
+        assert!(matches!(
+            plan(&flusher, &[], UnixMillis(10_000), &RULES),
+            FlushPlan::Send(push) if push.badge == 3
+        ));
+        flusher.progress.burst = Some(burst(9_000, 9_000, 0, false));
+        assert_eq!(
+            plan(&flusher, &[], UnixMillis(10_000), &RULES),
+            FlushPlan::Skip { badge: 3 }
+        );
+    }
+
+    #[test]
     fn no_badge_is_sent_before_any_inbox_count_is_known() {
         let mut flusher = reg(1, "mail", None, Platform::Fcm);
         flusher.progress.burst = Some(burst(0, 0, 2, false));

@@ -8,41 +8,46 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    /// Writes every command to its append-only file before answering, so a restart keeps
+    /// everything.
+    durable: bool,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    /// Starts a server and waits until it answers PING.
+    /// Starts a server that keeps nothing on disk and waits until it answers PING.
     ///
     /// # Panics
     /// If `redis-server` is not installed or does not come up within 10 s.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts a server that survives [`kill`](Self::kill) and [`restart`](Self::restart)
+    /// with everything it answered (append-only file, fsync on every write).
+    pub fn start_durable() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(durable: bool) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for redis");
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
+        let child = spawn(port, durable, dir.path());
         let server = Self {
             child,
             port,
-            _dir: dir,
+            durable,
+            dir,
         };
         server.wait_ready();
         server
+    }
+
+    /// Starts the server again on its port and directory (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, self.durable, self.dir.path());
+        self.wait_ready();
     }
 
     pub fn port(&self) -> u16 {
@@ -81,6 +86,30 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn spawn(port: u16, durable: bool, dir: &std::path::Path) -> Child {
+    let persistence: &[&str] = if durable {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(persistence)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (apt-get install redis-server)")
 }
 
 fn free_port() -> u16 {
