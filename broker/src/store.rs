@@ -63,7 +63,7 @@ impl StateCounts {
 /// Where a moved registration lives: what [`RegistrationStore::set_location`] recorded last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
-    /// `None`: the registration was deleted.
+    /// `None`: the registration was deleted (the in-memory store says so here).
     pub shard: Option<ShardId>,
     /// The version of the copy it lives in from (or was deleted at).
     pub version: u64,
@@ -77,6 +77,8 @@ pub enum Adopted {
     Written(Box<RegistrationRecord>),
     /// The shard already holds this copy or a newer one (an adoption retried).
     AlreadyThere,
+    /// The shard holds the registration's tombstone: it was deleted.
+    Deleted,
 }
 
 /// The registration store. Each registration has one writer, its subscription actor (see
@@ -174,16 +176,16 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         version: u64,
     ) -> Result<(), StoreError>;
 
-    /// What the last commit of a move (or the deletion of a moved registration) recorded;
-    /// `None` for a registration that never moved, or does not exist.
+    /// What the last commit of a move recorded; `None` for a registration that never moved,
+    /// or does not exist.
     async fn location(&self, id: &RegistrationId) -> Result<Option<Location>, StoreError>;
 
     /// Drops the copy `stored` from its shard (the old copy of a completed move). `Ok(false)`
     /// if it was gone already.
     async fn remove(&self, fence: Fence, stored: &RegistrationRecord) -> Result<bool, StoreError>;
 
-    /// Deletes registration `stored` (unregistered): its copy and its subscription binding;
-    /// a location entry is kept a while to say the registration is gone.
+    /// Deletes registration `stored` (unregistered): its copy, replaced by a tombstone kept a
+    /// while to say the registration is gone, and its subscription binding.
     async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError>;
 
     /// Registrations by state over the whole store.

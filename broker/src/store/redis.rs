@@ -176,8 +176,8 @@ impl RedisStore {
 const GET_ATTEMPTS: usize = 4;
 
 /// Where registration `id` lives, given its location entry `<shard> <version>` (read for
-/// `key`): the entry's shard when there is one (a moved registration; `-`: deleted), else
-/// the id's birth shard.
+/// `key`): the entry's shard when there is one (a moved registration), else the id's birth
+/// shard.
 fn located(
     key: &str,
     id: &RegistrationId,
@@ -186,9 +186,6 @@ fn located(
     let Some(location) = location else {
         return Ok(id.birth_shard());
     };
-    if location.starts_with("- ") {
-        return Ok(None);
-    }
     location
         .split_once(' ')
         .and_then(|(shard, _)| shard.parse().ok())
@@ -279,12 +276,20 @@ impl RegistrationStore for RedisStore {
             let Some(shard) = located(&location_key, id, location.as_deref())? else {
                 return Ok(None);
             };
-            let found = match birth_read.take() {
-                Some((birth, key, fields)) if birth == shard => codec::decode(&key, id, fields)?,
-                _ => self.read(shard, id).await?,
+            let (key, fields) = match birth_read.take() {
+                Some((birth, key, fields)) if birth == shard => (key, fields),
+                _ => {
+                    let key = self.keys.registration(shard, id);
+                    let fields: HashMap<String, String> = conn.hgetall(&key).await?;
+                    (key, fields)
+                }
             };
-            if found.is_some() {
-                return Ok(found);
+            if codec::is_tombstone(&fields) {
+                // Deleted: its tombstone says so, wherever another copy may be.
+                return Ok(None);
+            }
+            if let Some(found) = codec::decode(&key, id, fields)? {
+                return Ok(Some(found));
             }
             let again: Option<String> = conn.get(&location_key).await?;
             if again == location {
@@ -400,17 +405,16 @@ impl RegistrationStore for RedisStore {
     }
 
     async fn remove(&self, fence: Fence, stored: &RegistrationRecord) -> Result<bool, StoreError> {
-        self.remove_copy(fence, stored).await
+        self.remove_copy(fence, stored, false).await
     }
 
     async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError> {
-        // The copy first: from then on no reader finds the registration, whatever is left
-        // of its location entry or binding (both are dropped next, and a binding whose
-        // registration is gone is taken over by the next claim).
-        if !self.remove_copy(fence, stored).await? {
+        // One script: the copy becomes the registration's tombstone, so no reader finds it
+        // from then on, nor can a move's other copy bring it back. A binding left behind if
+        // the release below fails is taken over by the next claim (its owner is gone).
+        if !self.remove_copy(fence, stored, true).await? {
             return Err(StoreError::NotFound);
         }
-        self.bury(&stored.id, stored.version + 1).await?;
         if let Some(sub) = &stored.subscription_id {
             self.release_claim(sub, &stored.id).await?;
         }

@@ -59,6 +59,11 @@ pub(super) enum SubMsg {
     PushDone(Box<PushDone>),
     /// Shutdown: flush the pending burst now, and answer once no push is in flight.
     Drain(RpcReplyPort<()>),
+    /// The move into this shard was committed: readers find this copy now.
+    Committed,
+    /// Work was parked for this registration while this actor was live (it may have started
+    /// from an older read): read the copy again and take up what is due.
+    Refresh,
     /// Fails the actor, to test its supervision.
     #[cfg(feature = "testsuite")]
     Fail,
@@ -124,6 +129,8 @@ pub(super) struct SubState {
     not_before: Option<Instant>,
     /// Failed attempts to finish the move out of this shard so far.
     move_failures: u32,
+    /// Store failures in a row while flushing (the back-off grows with them).
+    store_failures: u32,
     /// Set while the node drains: flush without waiting, answer these when done.
     draining: Vec<RpcReplyPort<()>>,
     /// The copy may differ from the stored one (a write was refused by fencing): read it
@@ -143,6 +150,7 @@ impl Actor for SubscriptionActor {
         myself: ActorRef<SubMsg>,
         args: SubArgs,
     ) -> Result<SubState, ActorProcessingErr> {
+        let listed = args.record.is_some();
         let copy = match args.record.filter(|r| r.shard() == args.shard) {
             Some(record) => Some(record),
             None => args
@@ -153,7 +161,10 @@ impl Actor for SubscriptionActor {
                 .map(Arc::new),
         };
         args.deps.metrics.subscriptions.live_actors.inc();
-        if let Some(copy) = &copy {
+        // Listed for the gateway only when started from a reader's copy, which readers found
+        // where the registration lives (a copy read here by recovery may be a move's
+        // uncommitted or frozen one; readers then find the right one in the store).
+        if let Some(copy) = copy.as_ref().filter(|c| listed && c.moving_to.is_none()) {
             args.deps.live.publish(myself.get_id(), copy, true);
         }
         let mut state = SubState {
@@ -170,12 +181,16 @@ impl Actor for SubscriptionActor {
             retries: 0,
             not_before: None,
             move_failures: 0,
+            store_failures: 0,
             draining: Vec::new(),
             stale: false,
             done: false,
         };
         // A burst or a move left by a passivated or crashed predecessor is taken up when due.
         schedule(&myself, &mut state);
+        if finished(&state) {
+            ask_to_stop(&mut state);
+        }
         Ok(state)
     }
 
@@ -241,6 +256,16 @@ async fn on_message(
         // An earlier timer, replaced since: nothing changed, nothing to re-arm.
         SubMsg::Flush { .. } => return Ok(()),
         SubMsg::PushDone(done) => push::done(&myself, state, *done).await,
+        SubMsg::Committed => {
+            if let Some(copy) = state.copy.as_ref().filter(|c| c.moving_to.is_none()) {
+                state.deps.live.publish(state.actor, copy, true);
+            }
+        }
+        SubMsg::Refresh => {
+            if let Err(error) = refresh(state).await {
+                tracing::warn!(registration = %state.id, ?error, "cannot read the registration again; its work is taken up at its next request");
+            }
+        }
         SubMsg::Drain(reply) => {
             state.draining.push(reply);
             work_now(&myself, state).await;
@@ -249,11 +274,13 @@ async fn on_message(
         #[cfg(feature = "testsuite")]
         SubMsg::Fail => return Err("failure injected by a test".into()),
     }
+    // The work left is published before the message counts as handled: the supervisor
+    // stops an actor only once both say it can (nothing on its way, nothing due).
+    schedule(&myself, state);
     if routed {
         state.activity.count_handled();
     }
-    schedule(&myself, state);
-    if stop_after && state.activity.due() == 0 {
+    if finished(state) || (stop_after && state.activity.due() == 0) {
         ask_to_stop(state);
     }
     Ok(())
@@ -271,8 +298,8 @@ async fn work_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     }
 }
 
-/// Arms the timer for the work left (a burst, a retry, a move), publishes when it is due for
-/// the supervisor, and asks to be stopped when nothing is left to do here.
+/// Arms the timer for the work left (a burst, a retry, a move) and publishes when it is due
+/// for the supervisor.
 fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     let due = due(state);
     state.activity.set_due(match (state.in_flight, due) {
@@ -291,16 +318,19 @@ fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             state.armed = Some(at);
             schedule_in(myself, state, wait);
         }
-        None => {
-            let dead = state
-                .copy
-                .as_ref()
-                .is_none_or(|c| c.state == RegState::Dead);
-            if dead && state.draining.is_empty() {
-                ask_to_stop(state);
-            }
-        }
+        None => {}
     }
+}
+
+/// Whether nothing is left for this actor to do: no copy here any more, or a dead
+/// registration with nothing in flight.
+fn finished(state: &SubState) -> bool {
+    !state.in_flight
+        && state.draining.is_empty()
+        && state
+            .copy
+            .as_ref()
+            .is_none_or(|c| c.state == RegState::Dead && c.moving_to.is_none())
 }
 
 /// When the work left here is due, if there is any.
@@ -458,12 +488,15 @@ async fn refresh(state: &mut SubState) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Takes `record` as the stored copy, and publishes it (listing this actor if it had no
-/// copy before: it adopted one). Only a running actor calls it, and its successor starts
-/// only once it is gone, so no stopped actor is listed again.
+/// Takes `record` as the stored copy, and publishes it if this actor is listed (a frozen
+/// copy is taken out: readers find the copy that is live in the store).
 fn remember(state: &mut SubState, record: RegistrationRecord) {
     let record = Arc::new(record);
-    state.deps.live.publish(state.actor, &record, true);
+    if record.moving_to.is_some() {
+        state.deps.live.unlist(&state.id, state.actor);
+    } else {
+        state.deps.live.publish(state.actor, &record, false);
+    }
     state.copy = Some(record);
 }
 

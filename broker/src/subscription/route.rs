@@ -90,6 +90,20 @@ impl Shards {
         }
     }
 
+    /// Sends registration `id`'s actor in `shard` a message that needs no answer, if the
+    /// actor is live.
+    pub(super) async fn tell(
+        &self,
+        shared: &Arc<Shared>,
+        shard: ShardId,
+        id: RegistrationId,
+        message: SubMsg,
+    ) {
+        if let Ok(supervisor) = self.supervisor(shared, shard).await {
+            let _ = supervisor.send_message(ShardMsg::Tell { id, message });
+        }
+    }
+
     /// Hands `record`, a registration moving in, to its new shard's actor (step 2 of a move).
     pub(super) async fn adopt(
         &self,

@@ -39,6 +39,8 @@ pub(super) enum ShardMsg {
         record: Option<Arc<RegistrationRecord>>,
         message: SubMsg,
     },
+    /// A message for registration `id`'s actor if it is live (none is started for it).
+    Tell { id: RegistrationId, message: SubMsg },
     /// The actor has nothing left to do here (its copy is gone, or it is dead and idle).
     Done { id: RegistrationId, actor: ActorId },
     /// Every live actor, for the drain at shutdown.
@@ -159,11 +161,16 @@ impl Actor for ShardSupervisor {
                 };
                 route(&myself, state, pending).await;
             }
+            ShardMsg::Tell { id, message } => {
+                if let Some(child) = state.children.get(&id) {
+                    let _ = child.actor.send_message(message);
+                }
+            }
             ShardMsg::Done { id, actor } => {
-                let done = state
-                    .children
-                    .get(&id)
-                    .is_some_and(|c| c.actor.get_id() == actor && c.stoppable());
+                // Asked before it got more work: it asks again once that is done.
+                let done = state.children.get(&id).is_some_and(|c| {
+                    c.actor.get_id() == actor && c.stoppable() && c.activity.due() == 0
+                });
                 if done {
                     stop_child(&myself, state, &id);
                     state.deps.metrics.subscriptions.passivations.inc();
@@ -284,12 +291,14 @@ async fn restart(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: Regist
 }
 
 /// Once `id`'s stopping actor is gone, hands the messages that came for it meanwhile to a
-/// successor.
+/// successor, which reads the copy from the store: the records those messages carry were
+/// read before the predecessor's last writes.
 async fn successor(myself: &ActorRef<ShardMsg>, state: &mut ShardState, id: &RegistrationId) {
     if state.by_actor.values().any(|other| other == id) {
         return;
     }
-    for pending in state.stopping.remove(id).unwrap_or_default() {
+    for mut pending in state.stopping.remove(id).unwrap_or_default() {
+        pending.record = None;
         route(myself, state, pending).await;
     }
 }
@@ -402,8 +411,10 @@ async fn wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
     let now = UnixMillis::now().0;
     let mut stopping = Vec::new();
     while let Some((id, failures)) = state.parked.pop_due(now) {
-        if state.children.contains_key(&id) {
-            // Live: it handles its own work.
+        if let Some(child) = state.children.get(&id) {
+            // Live: it takes the work up, after reading its copy again (it may have started
+            // from a read older than the work).
+            let _ = child.actor.send_message(SubMsg::Refresh);
             continue;
         }
         if state.stopping.contains_key(&id) {

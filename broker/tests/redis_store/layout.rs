@@ -129,26 +129,29 @@ async fn only_a_moved_registration_has_a_location_entry_and_it_only_moves_forwar
     );
     assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
     registry.unregister(id.as_str()).await.unwrap();
-    assert_eq!(
-        keys_naming(&redis, &id).await,
-        vec![loc.clone(), hash(birth)]
-    );
-    let (entry, ttl) = location(&redis, &id).await;
-    assert!(entry.unwrap().starts_with("- "));
+    let mut expected = vec![loc.clone(), hash(birth), hash(other)];
+    expected.sort();
+    assert_eq!(keys_naming(&redis, &id).await, expected);
+    let mut conn = redis_conn(&redis).await;
+    let tombstone: Vec<(String, String)> = conn.hgetall(hash(other)).await.unwrap();
+    assert!(tombstone.iter().any(|(f, _)| f == "gone"), "{tombstone:?}");
+    let ttl: i64 = conn.pttl(hash(other)).await.unwrap();
     assert!(ttl > 6 * 24 * 3_600_000, "{ttl}");
     assert!(store.get(&id).await.unwrap().is_none());
     assert!(registry.list_device(APNS_TOKEN).await.unwrap().is_empty());
     assert!(registry.list_device(OTHER_TOKEN).await.unwrap().is_empty());
 
-    // A registration that never moved leaves only that week-long entry behind.
+    // A registration that never moved leaves only its week-long tombstone behind.
     let second = registry.register(new_registration()).await.unwrap().record;
     registry.unregister(second.id.as_str()).await.unwrap();
+    let second_hash = format!("herald:{{{birth}}}:r:{}", second.id);
     assert_eq!(
         keys_naming(&redis, &second.id).await,
-        vec![format!("herald:loc:{}", second.id)]
+        vec![second_hash.clone()]
     );
-    let (entry, ttl) = location(&redis, &second.id).await;
-    assert!(entry.unwrap().starts_with("- ") && ttl > 0);
+    let ttl: i64 = conn.pttl(&second_hash).await.unwrap();
+    assert!(ttl > 0, "{ttl}");
+    assert!(store.get(&second.id).await.unwrap().is_none());
 }
 
 #[tokio::test]

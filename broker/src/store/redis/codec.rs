@@ -31,6 +31,9 @@ const LAST_PUSH_OUTCOME: &str = "lpo";
 const CALLBACK_HASH: &str = "cb";
 const MOVING_TO: &str = "mv";
 pub(super) const VERSION: &str = "v";
+/// Set on the hash a deleted registration leaves in its shard for a while: the registration
+/// is gone, whatever copy of it an unfinished move left elsewhere.
+pub(super) const GONE: &str = "gone";
 
 /// A record's fields, every value written into one buffer: a write costs two allocations
 /// per record rather than one per field, and comparing two records' fields costs none.
@@ -167,13 +170,19 @@ pub(super) fn encode_changes(
     (set, delete)
 }
 
-/// The record stored in `fields` (an `HGETALL` answer); `None` for an empty answer.
+/// Whether `fields` are the tombstone of a deleted registration.
+pub(super) fn is_tombstone(fields: &HashMap<String, String>) -> bool {
+    fields.contains_key(GONE)
+}
+
+/// The record stored in `fields` (an `HGETALL` answer); `None` for an empty answer or a
+/// tombstone.
 pub(super) fn decode(
     key: &str,
     id: &RegistrationId,
     mut fields: HashMap<String, String>,
 ) -> Result<Option<RegistrationRecord>, StoreError> {
-    if fields.is_empty() {
+    if fields.is_empty() || is_tombstone(&fields) {
         return Ok(None);
     }
     let corrupt = |reason: String| StoreError::Corrupt {

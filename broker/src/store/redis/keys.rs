@@ -4,12 +4,12 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
-//! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration (fields in `codec.rs`) |
+//! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration's copy (fields in `codec.rs`); for a week after the registration is deleted, its tombstone (`v`, `gone`) |
 //! | `{prefix}:{s<n>}:devices:<x>` | hash | the registrations of the shard's device tokens whose digest starts with hex digit `<x>`: the digest (base64url) as field, the registration ids separated by spaces as value |
 //! | `{prefix}:{s<n>}:stats` | hash | the shard's copies by state (`moving` for a copy being moved out) |
 //! | `{prefix}:{s<n>}:pending` | sorted set | copies with work left in the shard — a burst not yet flushed (by its first event time, ms) or a move to finish (0) |
 //! | `{prefix}:{s<n>}:seen:<x>` | sorted set | pending and active registrations whose id ends in hex digit `<x>`, by when Exchange was last heard for them (ms) |
-//! | `{prefix}:loc:<registration id>` | string | `<shard> <version>`: the shard a moved registration lives in, from its copy at that version on; absent for a registration that never left the shard its id names |
+//! | `{prefix}:loc:<registration id>` | string | `<shard> <version>`: the shard a moved registration lives in, from its copy at that version on; absent for a registration that never left the shard its id names (kept after a delete: the copy there is a tombstone) |
 //! | `{prefix}:subs:{<b>}` | hash | bound subscription ids whose digest starts with the four hex digits `<b>`: the rest of the digest (base64url) as field, the registration as value |
 //! | `{prefix}:claim:{<b>}:<rest of digest>` | string | a registration's pending claim on a subscription id, expiring unless the registration write confirms it |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |

@@ -103,13 +103,14 @@ return 'OK'
 /// the replaced copy's stat (empty: none), the new stat, pending score (empty: none),
 /// last-heard score (empty: not watched), the new copy's device field, the replaced copy's
 /// device field (empty: none), then field/value pairs. Answers `EXISTS` if the shard holds
-/// this version or a newer one.
+/// this version or a newer one, `GONE` if it holds the registration's tombstone.
 pub(super) fn adopt() -> Script {
     Script::new(fenced!(
         device_index!(),
         r#"
 local stored = redis.call('HGET', KEYS[2], 'v')
 local version = tonumber(ARGV[4])
+if redis.call('HEXISTS', KEYS[2], 'gone') == 1 then return 'GONE' end
 if stored and tonumber(stored) >= version then return 'EXISTS' end
 if (stored or '') ~= ARGV[3] then return 'CONFLICT' end
 redis.call('DEL', KEYS[2])
@@ -127,16 +128,22 @@ return 'OK'
     ))
 }
 
-/// Removes a registration hash at the version its writer knows. KEYS: as `create`'s. ARGV:
-/// epoch, id, version read, its stat, the device's field in the index.
+/// Removes a registration hash at the version its writer knows — or, for a deleted
+/// registration, replaces it with a tombstone (`v`, `gone`) expiring after ARGV[6] ms.
+/// KEYS: as `create`'s. ARGV: epoch, id, version read, its stat, the device's field in the
+/// index, the tombstone's time to live (empty: no tombstone).
 pub(super) fn remove() -> Script {
     Script::new(fenced!(
         device_index!(),
         r#"
 local stored = redis.call('HGET', KEYS[2], 'v')
-if not stored then return 'NOTFOUND' end
+if not stored or redis.call('HEXISTS', KEYS[2], 'gone') == 1 then return 'NOTFOUND' end
 if stored ~= ARGV[3] then return 'CONFLICT' end
 redis.call('DEL', KEYS[2])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], 'v', tonumber(stored) + 1, 'gone', '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
 index_remove(KEYS[6], ARGV[5], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
@@ -147,8 +154,7 @@ return 'OK'
 }
 
 /// Points a registration's location at a shard from a version on, unless it already points
-/// somewhere from a version as large. KEYS: the location key. ARGV: shard (`-`: the
-/// registration is deleted), version, time to live in ms (empty: none).
+/// somewhere from a version as large. KEYS: the location key. ARGV: shard, version.
 pub(super) fn locate() -> Script {
     Script::new(
         r#"
@@ -157,8 +163,7 @@ if current then
   local at = tonumber(string.match(current, ' (%d+)$'))
   if at and at >= tonumber(ARGV[2]) then return 'OLDER' end
 end
-if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
-else redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
 return 'OK'
 "#,
     )
@@ -232,6 +237,8 @@ pub(super) enum Status {
     Owned(String),
     /// A location already recorded for a version as large.
     Older,
+    /// The registration's tombstone.
+    Gone,
 }
 
 impl Status {
@@ -246,6 +253,7 @@ impl Status {
             "PENDING" => Self::Pending(rest.to_owned()),
             "OWNED" => Self::Owned(rest.to_owned()),
             "OLDER" => Self::Older,
+            "GONE" => Self::Gone,
             _ => return None,
         })
     }

@@ -11,7 +11,7 @@ use super::{RedisStore, codec, fenced_or_corrupt, located};
 use crate::domain::{RegistrationId, RegistrationRecord, UnixMillis};
 use crate::store::{Adopted, Location, StoreError};
 
-/// How long the location entry of a deleted registration stays, saying it is gone: longer
+/// How long a deleted registration's tombstone stays in its shard, saying it is gone: longer
 /// than any unfinished move's other copy can wait for its shard's owner to drop it
 /// (docs/subscriptions.md).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -48,7 +48,7 @@ impl RedisStore {
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<Status, StoreError> {
         match self.run(inv).await? {
-            status @ (Status::Ok | Status::Exists | Status::NotFound) => Ok(status),
+            status @ (Status::Ok | Status::Exists | Status::NotFound | Status::Gone) => Ok(status),
             Status::Conflict => Err(StoreError::Conflict),
             other => Err(fenced_or_corrupt(fence, other)),
         }
@@ -162,15 +162,18 @@ impl RedisStore {
         }
         Ok(match self.shard_write(fence, inv).await? {
             Status::Ok => Adopted::Written(Box::new(record.clone())),
+            Status::Gone => Adopted::Deleted,
             _ => Adopted::AlreadyThere,
         })
     }
 
-    /// Drops the copy `stored`; `Ok(false)` if it was gone.
+    /// Drops the copy `stored` — leaving the registration's tombstone if `deleted` — in one
+    /// script; `Ok(false)` if it was gone.
     pub(super) async fn remove_copy(
         &self,
         fence: Fence,
         stored: &RegistrationRecord,
+        deleted: bool,
     ) -> Result<bool, StoreError> {
         debug_assert_eq!(stored.shard(), fence.shard);
         let device = self.keys.device(fence.shard, &stored.device_token);
@@ -181,7 +184,12 @@ impl RedisStore {
             .arg(stored.id.as_str())
             .arg(stored.version)
             .arg(stat(stored))
-            .arg(device.field);
+            .arg(device.field)
+            .arg(if deleted {
+                TOMBSTONE_TTL.as_millis().to_string()
+            } else {
+                String::new()
+            });
         Ok(matches!(self.shard_write(fence, inv).await?, Status::Ok))
     }
 
@@ -194,20 +202,7 @@ impl RedisStore {
         version: u64,
     ) -> Result<(), StoreError> {
         let mut inv = self.scripts.locate.key(self.keys.location(id));
-        inv.arg(shard.number()).arg(version).arg("");
-        match self.run(inv).await? {
-            Status::Ok | Status::Older => Ok(()),
-            other => Err(super::unexpected("location", other)),
-        }
-    }
-
-    /// Marks a deleted registration's location as gone from `version` on, for a week: a copy
-    /// an unfinished move left in another shard can then never be taken for it.
-    pub(super) async fn bury(&self, id: &RegistrationId, version: u64) -> Result<(), StoreError> {
-        let mut inv = self.scripts.locate.key(self.keys.location(id));
-        inv.arg("-")
-            .arg(version)
-            .arg(TOMBSTONE_TTL.as_millis() as u64);
+        inv.arg(shard.number()).arg(version);
         match self.run(inv).await? {
             Status::Ok | Status::Older => Ok(()),
             other => Err(super::unexpected("location", other)),

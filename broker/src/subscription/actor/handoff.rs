@@ -48,21 +48,11 @@ pub(super) async fn finish(
     _myself: &ActorRef<SubMsg>,
     state: &mut SubState,
 ) -> Result<RegistrationRecord, CommandError> {
-    if state.stale {
-        refresh(state).await.map_err(DeliverError::from)?;
-    }
-    let frozen = state
-        .copy
-        .clone()
-        .ok_or(CommandError::Unavailable(DeliverError::Elsewhere))?;
-    let Some(target) = frozen.moving_to.clone() else {
-        return Ok(RegistrationRecord::clone(&frozen));
-    };
     let metrics = state.deps.metrics.subscriptions.clone();
-    let result = complete(state, &frozen, &target).await;
+    let result = attempt(state).await;
     let left = match &result {
-        // Committed, and the old copy is gone: done.
-        Ok(_) if state.copy.is_none() => {
+        // Committed, and the old copy is gone (or was never frozen here): done.
+        Ok(_) if state.copy.as_ref().is_none_or(|c| c.moving_to.is_none()) => {
             metrics.moves.get_or_create(&outcome("done")).inc();
             (state.move_failures, state.not_before) = (0, None);
             return result;
@@ -75,12 +65,31 @@ pub(super) async fn finish(
     };
     metrics.moves.get_or_create(&outcome("retrying")).inc();
     state.move_failures = state.move_failures.saturating_add(1);
-    let wait = Duration::from_millis(100)
+    // Jittered, so that two moves of one registration waiting on each other (each side's
+    // actor asking the other's) do not keep meeting.
+    let ceiling = Duration::from_millis(100)
         .saturating_mul(1 << state.move_failures.min(16))
         .min(MAX_MOVE_BACKOFF);
+    let wait = ceiling / 2 + ceiling.mul_f64(fastrand::f64() / 2.0);
     state.not_before = Instant::now().checked_add(wait);
     tracing::warn!(registration = %state.id, retry_ms = wait.as_millis() as u64, "{left}");
     result
+}
+
+/// Steps 2–4 once, from the copy as stored.
+async fn attempt(state: &mut SubState) -> Result<RegistrationRecord, CommandError> {
+    if state.stale {
+        refresh(state).await.map_err(DeliverError::from)?;
+    }
+    let frozen = state
+        .copy
+        .clone()
+        .ok_or(CommandError::Unavailable(DeliverError::Elsewhere))?;
+    match frozen.moving_to.clone() {
+        Some(target) => complete(state, &frozen, &target).await,
+        // Read again, the copy is not frozen (the registration moved back in since).
+        None => Ok(RegistrationRecord::clone(&frozen)),
+    }
 }
 
 fn outcome(name: &'static str) -> crate::subscription::metrics::OutcomeLabels {
@@ -121,6 +130,11 @@ async fn complete(
             .set_location(&state.id, target.shard(), moved.version)
             .await
             .map_err(DeliverError::Store)?;
+        // The target's copy is the live one now: its actor may list it for the gateway.
+        let deps = state.deps.clone();
+        deps.shards
+            .tell(&deps, target.shard(), state.id.clone(), SubMsg::Committed)
+            .await;
         answer
     };
     // Committed: from here on the move is done whatever happens to the old copy. A removal
@@ -178,6 +192,8 @@ pub(super) async fn adopt(
                 remember(state, RegistrationRecord::clone(&written));
                 return Ok(AdoptOutcome::Held(written));
             }
+            // Deleted since the move committed: it must not come back.
+            Ok(Adopted::Deleted) => return Ok(AdoptOutcome::Superseded),
             Ok(Adopted::AlreadyThere) | Err(StoreError::Conflict) => state.stale = true,
             Err(other) => return Err(other.into()),
         }

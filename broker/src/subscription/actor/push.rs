@@ -20,8 +20,20 @@ const PUSH_GUARD: Duration = Duration::from_secs(60);
 /// The shortest wait a provider's "retry after" is honoured with.
 const MIN_RETRY: Duration = Duration::from_millis(500);
 
-/// How long a flush waits after the store failed.
+/// How long a flush waits after the store failed once; doubled while it goes on failing, up
+/// to [`MAX_STORE_BACKOFF`] (a store that reads but cannot write must not turn into a push a
+/// second for every pending burst).
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Holds the work off after a store failure, longer with each one in a row.
+fn store_failed(state: &mut SubState) {
+    let wait = STORE_BACKOFF
+        .saturating_mul(1 << state.store_failures.min(6))
+        .min(MAX_STORE_BACKOFF);
+    state.store_failures = state.store_failures.saturating_add(1);
+    hold(state, wait);
+}
 
 /// What the push task reports.
 #[derive(Debug)]
@@ -50,11 +62,14 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     if expired(state, &burst, now) {
         return give_up(state, burst).await;
     }
+    // From here the push may leave: the supervisor must not stop this actor meanwhile (its
+    // outcome would be lost). `schedule` publishes the real due time when the handler ends.
+    state.activity.set_due(crate::subscription::activity::BUSY);
     let device = match siblings(state, &copy.device_token).await {
         Ok(device) => device,
         Err(error) => {
             tracing::warn!(registration = %state.id, %error, "cannot read the device's registrations; flush retried");
-            return hold(state, STORE_BACKOFF);
+            return store_failed(state);
         }
     };
     match flush::plan(&copy, &device, now, &state.deps.rules) {
@@ -72,15 +87,12 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             .await;
             if let Err(error) = cleared {
                 tracing::warn!(registration = %state.id, ?error, "cannot clear a flushed burst; retried");
-                hold(state, STORE_BACKOFF);
+                store_failed(state);
             }
         }
         FlushPlan::Send(mut request) => {
             request.attempt = state.retries;
             state.in_flight = true;
-            // Before the push leaves: the supervisor must not stop an actor whose push is
-            // on its way (its outcome would be lost).
-            state.activity.set_due(crate::subscription::activity::BUSY);
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
             let pushed = request.clone();
             tokio::spawn(async move {
@@ -128,7 +140,7 @@ async fn give_up(state: &mut SubState, burst: Burst) {
         }
         Err(error) => {
             tracing::warn!(registration = %state.id, ?error, "cannot record a given-up burst; retried");
-            hold(state, STORE_BACKOFF);
+            store_failed(state);
         }
     }
 }
@@ -162,11 +174,12 @@ pub(super) async fn done(myself: &ActorRef<SubMsg>, state: &mut SubState, done: 
         _ => (0, None),
     };
     let recorded = record_push(state, &request, &outcome, burst).await;
+    if recorded {
+        state.store_failures = 0;
+    }
     match outcome {
         // The store is failing: do not push again at once.
-        _ if !recorded && state.draining.is_empty() => {
-            state.not_before = Instant::now().checked_add(STORE_BACKOFF);
-        }
+        _ if !recorded && state.draining.is_empty() => store_failed(state),
         PushOutcome::RetryAfter(_) if !state.draining.is_empty() => {}
         _ if !recorded => {}
         PushOutcome::RetryAfter(_) => {}
@@ -213,8 +226,13 @@ async fn record_push(
             .flush_latency
             .observe(now.0.saturating_sub(flushed.first_at.0) as f64 / 1000.0);
     }
-    let killed = state.copy.as_ref().is_some_and(|c| kills(outcome, c));
     let written = commit(state, |r| {
+        // The copy written may have been read again since the push left: the outcome is
+        // its only if the token is still the one pushed to.
+        if r.device_token.as_str() != request.device_token {
+            return false;
+        }
+        let killed = kills(outcome, r);
         r.last_push_at = Some(now);
         r.last_push_outcome = Some(outcome.name().to_owned());
         match outcome {
@@ -227,13 +245,15 @@ async fn record_push(
             }
             // Apple's Unregistered predates this registration: the app registered again since.
             PushOutcome::TokenDead { .. } => r.last_push_outcome = Some("failed".to_owned()),
-            PushOutcome::RetryAfter(_) => return,
+            PushOutcome::RetryAfter(_) => return false,
             PushOutcome::Failed { .. } => {}
         }
         r.progress.burst = match r.progress.burst {
             Some(b) if b == flushed || r.state == RegState::Dead => None,
-            // Events arrived while the push was in flight: they make the next burst.
+            // Events arrived while the push was in flight: they make the next burst, which
+            // starts where the flushed one ended.
             Some(b) => Some(Burst {
+                first_at: b.first_at.max(flushed.last_at),
                 new_mail: b.new_mail.saturating_sub(flushed.new_mail),
                 events: b.events.saturating_sub(flushed.events),
                 announce: b.announce && b.last_at > flushed.last_at,
@@ -241,15 +261,16 @@ async fn record_push(
             }),
             None => None,
         };
+        killed
     })
     .await;
     match written {
-        Ok(()) if killed => {
+        Ok(true) => {
             tracing::info!(registration = %state.id, "device token dead: registration marked dead");
             publish_dead(state, outcome, now).await;
             true
         }
-        Ok(()) => true,
+        Ok(false) => true,
         Err(error) => {
             tracing::warn!(registration = %state.id, ?error, "cannot record a push outcome; the flush is retried later");
             false
