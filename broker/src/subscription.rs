@@ -103,11 +103,6 @@ impl Subscriptions {
         }
     }
 
-    /// The node's live actors' records.
-    pub fn live(&self) -> &LiveIndex {
-        &self.deps.live
-    }
-
     /// Hands a gateway request and the effect decided for each of its messages to `record`'s
     /// actor (in the shard of that copy) and waits until they are applied and durably
     /// written; returns the effects that held. `Elsewhere`/`Moving` ask the caller to

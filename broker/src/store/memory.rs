@@ -46,11 +46,6 @@ impl MemoryStore {
         self.lock().epochs.insert(shard, epoch);
     }
 
-    /// The feedback events published so far, oldest first.
-    pub fn feedback(&self) -> Vec<DeadToken> {
-        self.lock().feedback.iter().cloned().collect()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied write: every write
         // below checks first and mutates last. So a poisoned lock is still consistent.
