@@ -24,7 +24,7 @@ pub struct SubscriptionMetrics {
     pub gaps: Counter,
     /// Flushes, by `delivered`, `token_dead`, `retrying`, `failed`, `skipped`, `postponed`,
     /// `expired` (given up after `delivery.badge_lifetime`), `superseded` (the outcome of a
-    /// push to a token the registration no longer has).
+    /// push to a token the registration does not have now).
     pub flushes: Family<OutcomeLabels, Counter>,
     /// Attempts to finish moving a registration to another shard, by `done`, `retrying`.
     pub moves: Family<OutcomeLabels, Counter>,

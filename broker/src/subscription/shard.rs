@@ -309,31 +309,8 @@ async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pen
         queue.push(pending);
         return;
     }
-    let Pending {
-        id,
-        record,
-        message,
-    } = pending;
-    let message = match state.children.get_mut(&id) {
-        Some(child) => {
-            child.routed += 1;
-            child.last_routed = Instant::now();
-            match child.actor.send_message(message) {
-                Ok(()) => return,
-                // It stopped between our bookkeeping and the send: a successor takes it.
-                Err(ractor::MessagingErr::SendErr(back)) => {
-                    state.children.remove(&id);
-                    back
-                }
-                Err(_) => return,
-            }
-        }
-        None => message,
-    };
-    let pending = Pending {
-        id,
-        record,
-        message,
+    let Some(pending) = send_to_live(state, pending) else {
+        return;
     };
     if state.children.len() >= state.capacity && !evict_one(myself, state) {
         state.waiting.retain(|p| !p.message.abandoned());
@@ -345,16 +322,39 @@ async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pen
         }
         return;
     }
+    if let Some(actor) = start(myself, state, &pending.id, pending.record).await {
+        if let Some(child) = state.children.get_mut(&pending.id) {
+            child.routed += 1;
+        }
+        let _ = actor.send_message(pending.message);
+    }
+}
+
+/// Sends `pending` to its registration's live actor; gives it back when there is none (or
+/// the actor stopped between the supervisor's bookkeeping and the send).
+fn send_to_live(state: &mut ShardState, pending: Pending) -> Option<Pending> {
+    if !state.children.contains_key(&pending.id) {
+        return Some(pending);
+    }
     let Pending {
         id,
         record,
         message,
     } = pending;
-    if let Some(actor) = start(myself, state, &id, record).await {
-        if let Some(child) = state.children.get_mut(&id) {
-            child.routed += 1;
+    let child = state.children.get_mut(&id)?;
+    child.routed += 1;
+    child.last_routed = Instant::now();
+    match child.actor.send_message(message) {
+        Ok(())
+        | Err(ractor::MessagingErr::ChannelClosed | ractor::MessagingErr::InvalidActorType) => None,
+        Err(ractor::MessagingErr::SendErr(message)) => {
+            state.children.remove(&id);
+            Some(Pending {
+                id,
+                record,
+                message,
+            })
         }
-        let _ = actor.send_message(message);
     }
 }
 

@@ -156,8 +156,8 @@ async fn zscore(
         .unwrap()
 }
 
-/// A frozen copy (a move under way) is work left in its shard — pending at once — no longer
-/// watched for silence, and counted as `moving` rather than by its state.
+/// A frozen copy (a move under way) is work left in its shard — pending at once — out of the
+/// silence index, and counted as `moving` rather than by its state.
 #[tokio::test]
 async fn a_copy_being_moved_out_is_pending_unwatched_and_counted_apart() {
     use herald_broker::domain::{DeviceToken, UnixMillis};

@@ -74,7 +74,7 @@ pub(super) async fn deliver(
     if held.iter().any(|e| matches!(e, MessageEffect::Kill { .. }))
         && let Some(dead) = state.copy.clone()
     {
-        // Exchange ended the subscription: the device's badge no longer counts it.
+        // Exchange ended the subscription: the device's badge stops counting it.
         super::nudge_siblings(state, &dead).await;
     }
     Ok(held)

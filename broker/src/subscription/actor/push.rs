@@ -158,7 +158,7 @@ pub(super) async fn done(myself: &ActorRef<SubMsg>, state: &mut SubState, done: 
         .as_ref()
         .is_some_and(|c| c.device_token.as_str() == request.device_token && c.moving_to.is_none());
     if !current {
-        // Sent to a token the registration no longer has (or from a copy that is moving
+        // Sent to a token the registration does not have now (or from a copy that is moving
         // away): the outcome is the old device's. The burst stays (here, or in the copy the
         // registration moved to), so the new token gets the badge.
         state.deps.metrics.subscriptions.flush("superseded");
