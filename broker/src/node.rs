@@ -18,10 +18,10 @@ use crate::api::{ApiTokens, RegistrationsApi};
 use crate::config::{Config, ConfigError};
 use crate::ews_sink::EwsSink;
 use crate::metrics::Metrics;
-use crate::registry::{KnownApp, Registry, RegistrySettings, SoloFencing};
+use crate::registry::{KnownApp, Registry, RegistrySettings};
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use crate::subscription::{Coalescing, Deps, Subscriptions};
-use herald_cluster::ShardId;
+use herald_cluster::{Epoch, Ownership, ShardId};
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -109,7 +109,7 @@ fn build_sender(
 fn subscriptions(
     config: &Config,
     store: &Arc<dyn RegistrationStore>,
-    fencing: Arc<SoloFencing>,
+    fencing: Arc<Ownership>,
     sender: Arc<dyn PushSender>,
     metrics: &Arc<Metrics>,
 ) -> Subscriptions {
@@ -326,7 +326,8 @@ impl RunningNode {
             Some(sender) => sender,
             None => build_sender(config, &store, &metrics)?,
         };
-        let fencing = Arc::new(SoloFencing);
+        // A node alone holds every shard (the cluster's lease keeper takes this over).
+        let fencing = Arc::new(Ownership::every_shard(Epoch(0)));
         let subscriptions = subscriptions(config, &store, fencing.clone(), sender, &metrics);
         let registry = Registry::new(
             store.clone(),

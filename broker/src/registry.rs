@@ -4,10 +4,11 @@
 //! sink call it and map [`RegistryError`] to their own codes.
 
 mod error;
-mod fencing;
 mod notification;
 
 use std::sync::Arc;
+
+use herald_cluster::Fencing;
 
 use crate::domain::{
     CallbackToken, DeviceToken, FieldError, Platform, RegState, RegistrationId, RegistrationRecord,
@@ -17,7 +18,6 @@ use crate::store::RegistrationStore;
 use crate::subscription::{Command, Subscriptions};
 
 pub use error::RegistryError;
-pub use fencing::{Fencing, NotOwner, SoloFencing};
 pub(crate) use notification::apply_effect;
 pub use notification::{Binding, MessageEffect, decide};
 

@@ -31,7 +31,9 @@ pub use metrics::SubscriptionMetrics;
 use crate::config::ActorsConfig;
 use crate::domain::{RegistrationId, RegistrationRecord};
 use crate::metrics::Metrics;
-use crate::registry::{Fencing, MessageEffect};
+use herald_cluster::Fencing;
+
+use crate::registry::MessageEffect;
 use crate::store::{RegistrationStore, StoreError};
 use actor::SubMsg;
 use route::Shards;

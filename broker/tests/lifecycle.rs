@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_broker::domain::{Burst, RegState, RegistrationId, UnixMillis};
-use herald_broker::registry::{NewRegistration, SoloFencing};
+use herald_broker::registry::NewRegistration;
 use herald_broker::testsuite::{
     Cast, IOS_APP, RedisServer, TestNode, authed, eventually, fixture, registry_on, test_config,
 };
-use herald_cluster::{Epoch, Fence};
+use herald_cluster::{Epoch, Fence, Ownership};
 use herald_proto::v1::{GetRegistrationRequest, Platform, RegisterRequest};
 use herald_workers::PushOutcome;
 
@@ -185,7 +185,7 @@ async fn pending_work_is_finished_when_the_store_comes_back_after_the_node_start
     // What a node that crashed mid-burst leaves: a registration with a burst accepted and
     // not pushed.
     let store = herald_broker::node::build_store(&config).unwrap();
-    let (registry, _) = registry_on(store.clone(), Arc::new(SoloFencing));
+    let (registry, _) = registry_on(store.clone(), Arc::new(Ownership::every_shard(Epoch(0))));
     let token = "cd".repeat(32);
     let created = registry
         .register(NewRegistration {

@@ -8,7 +8,11 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod lease;
+mod ownership;
 mod shard;
 
 pub use config::{ClusterConfig, DEFAULT_REGIONS};
+pub use lease::{Fencing, NotOwner};
+pub use ownership::Ownership;
 pub use shard::{Epoch, Fence, SHARD_COUNT, ShardId};

@@ -2,10 +2,10 @@
 
 use tonic::{Code, Status};
 
-use super::fencing::NotOwner;
 use crate::domain::FieldError;
 use crate::store::StoreError;
 use crate::subscription::{CommandError, DeliverError};
+use herald_cluster::NotOwner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

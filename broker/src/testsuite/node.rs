@@ -188,7 +188,7 @@ impl TestNode {
 /// instead of sending them. Its settings are [`test_config`]'s.
 pub fn registry_on(
     store: Arc<dyn RegistrationStore>,
-    fencing: Arc<dyn crate::registry::Fencing>,
+    fencing: Arc<dyn herald_cluster::Fencing>,
 ) -> (crate::registry::Registry, RecordingSender) {
     let config = test_config(None);
     let pushes = RecordingSender::new();

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_broker::domain::{Platform, RegistrationId};
-use herald_broker::registry::{Fencing, NewRegistration, Registry, RegistryError};
+use herald_broker::registry::{NewRegistration, Registry, RegistryError};
 use herald_broker::store::{RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use herald_broker::testsuite::{
     RedisServer, TestNode, authed, eventually, http_get, registry_on, test_config,
 };
-use herald_cluster::{Epoch, Fence, ShardId};
+use herald_cluster::{Epoch, Fence, Ownership, ShardId};
 use herald_proto::v1::{GetRegistrationRequest, Platform as ProtoPlatform, RegisterRequest};
 use tonic::Code;
 
@@ -33,19 +33,6 @@ fn register_request() -> RegisterRequest {
     }
 }
 
-/// Writes at a fixed epoch, like a node that has lost its lease without noticing.
-#[derive(Debug)]
-struct StaleFencing(Epoch);
-
-impl Fencing for StaleFencing {
-    fn fence(&self, shard: ShardId) -> Result<Fence, herald_broker::registry::NotOwner> {
-        Ok(Fence {
-            shard,
-            epoch: self.0,
-        })
-    }
-}
-
 fn store(redis: &RedisServer) -> RedisStore {
     RedisStore::connect(&RedisStoreConfig {
         url: redis.url(),
@@ -56,9 +43,10 @@ fn store(redis: &RedisServer) -> RedisStore {
     .unwrap()
 }
 
-/// A registry whose writes (through its own subscription actors) carry `epoch`.
+/// A registry whose writes (through its own subscription actors) carry `epoch` — like a
+/// node that has lost its leases without noticing, when the store holds a newer one.
 fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
-    registry_on(store, Arc::new(StaleFencing(Epoch(epoch)))).0
+    registry_on(store, Arc::new(Ownership::every_shard(Epoch(epoch)))).0
 }
 
 fn new_registration() -> NewRegistration {

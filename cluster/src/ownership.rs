@@ -1,0 +1,137 @@
+//! The shards this node holds, each with the epoch of its lease, and a way to follow the
+//! changes. One writer keeps it — the lease keeper of a clustered node, or nobody for a node
+//! alone, which holds every shard from the start — and the rest of the node reads it: the
+//! writes take their fence from it, the subscription layer starts and stops shards as it
+//! changes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use crate::lease::{Fencing, NotOwner};
+use crate::shard::{Epoch, Fence, SHARD_COUNT, ShardId};
+
+/// `held` of a shard this node does not hold.
+const NOT_HELD: u64 = 0;
+
+#[derive(Debug)]
+pub struct Ownership {
+    /// Per shard: the epoch held, plus one; [`NOT_HELD`] when not held.
+    held: Box<[AtomicU64]>,
+    /// Bumped after every change, so a follower wakes and compares [`Ownership::held`]
+    /// with what it acted on (no change is missed, however many happen meanwhile).
+    changes: watch::Sender<u64>,
+}
+
+impl Ownership {
+    /// A node that holds no shard (yet).
+    pub fn none() -> Self {
+        Self {
+            held: (0..SHARD_COUNT).map(|_| AtomicU64::new(NOT_HELD)).collect(),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    /// A node alone: a lease on every shard at `epoch`, for good.
+    pub fn every_shard(epoch: Epoch) -> Self {
+        let ownership = Self::none();
+        for shard in ShardId::all() {
+            ownership.set(shard, Some(epoch));
+        }
+        ownership
+    }
+
+    /// Records that this node holds `shard` at `epoch` (acquired or renewed at a new one).
+    pub fn acquire(&self, shard: ShardId, epoch: Epoch) {
+        self.set(shard, Some(epoch));
+        self.changed();
+    }
+
+    /// Records that this node does not hold `shard` any more (released, or lost).
+    pub fn drop_shard(&self, shard: ShardId) {
+        self.set(shard, None);
+        self.changed();
+    }
+
+    /// The epoch this node holds `shard` at, if it does.
+    pub fn epoch(&self, shard: ShardId) -> Option<Epoch> {
+        match self.held[usize::from(shard.number())].load(Ordering::Acquire) {
+            NOT_HELD => None,
+            plus_one => Some(Epoch(plus_one - 1)),
+        }
+    }
+
+    /// Every shard held, with its epoch.
+    pub fn held(&self) -> Vec<(ShardId, Epoch)> {
+        ShardId::all()
+            .filter_map(|shard| self.epoch(shard).map(|epoch| (shard, epoch)))
+            .collect()
+    }
+
+    /// How many shards are held.
+    pub fn count(&self) -> usize {
+        self.held
+            .iter()
+            .filter(|h| h.load(Ordering::Acquire) != NOT_HELD)
+            .count()
+    }
+
+    /// Wakes whenever the shards held change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn set(&self, shard: ShardId, epoch: Option<Epoch>) {
+        let value = epoch.map_or(NOT_HELD, |e| e.0.saturating_add(1));
+        self.held[usize::from(shard.number())].store(value, Ordering::Release);
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Fencing for Ownership {
+    fn fence(&self, shard: ShardId) -> Result<Fence, NotOwner> {
+        self.epoch(shard)
+            .map(|epoch| Fence { shard, epoch })
+            .ok_or(NotOwner(shard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(n: u16) -> ShardId {
+        ShardId::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_node_alone_holds_every_shard_and_fences_with_its_epoch() {
+        let ownership = Ownership::every_shard(Epoch(0));
+        assert_eq!(ownership.count(), usize::from(SHARD_COUNT));
+        assert_eq!(
+            ownership.fence(shard(17)),
+            Ok(Fence {
+                shard: shard(17),
+                epoch: Epoch(0)
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn changes_are_followed_and_a_shard_not_held_is_refused() {
+        let ownership = Ownership::none();
+        let mut changes = ownership.subscribe();
+        assert_eq!(ownership.fence(shard(3)), Err(NotOwner(shard(3))));
+        ownership.acquire(shard(3), Epoch(7));
+        changes.changed().await.unwrap();
+        assert_eq!(ownership.held(), vec![(shard(3), Epoch(7))]);
+        assert_eq!(ownership.fence(shard(3)).unwrap().epoch, Epoch(7));
+        ownership.drop_shard(shard(3));
+        changes.changed().await.unwrap();
+        assert!(ownership.held().is_empty());
+        assert_eq!(ownership.fence(shard(3)), Err(NotOwner(shard(3))));
+    }
+}
