@@ -15,7 +15,8 @@ use crate::subscription::{Command, CommandError, Subscriptions};
 /// How many silent registrations are read per shard and round trip.
 const PAGE: usize = 500;
 
-/// Has every registration silent since before `threshold` marked stale by its actor;
+/// Has every registration of the shards this node holds silent since before `threshold`
+/// marked stale by its actor;
 /// returns how many were marked. A registration heard from meanwhile is left as it is (its
 /// actor checks again).
 pub async fn sweep(
@@ -24,7 +25,7 @@ pub async fn sweep(
     threshold: UnixMillis,
 ) -> Result<usize, CommandError> {
     let mut marked = 0;
-    for shard in ShardId::all() {
+    for shard in subscriptions.held() {
         marked += sweep_shard(store, subscriptions, shard, threshold).await?;
     }
     Ok(marked)

@@ -1,6 +1,8 @@
 //! Wiring: builds a node from its configuration — store, registry, gRPC API, admin
 //! listener — binds its listeners, and runs them until told to shut down.
 
+mod shard_keeper;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings};
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use crate::subscription::{Coalescing, Deps, Subscriptions};
-use herald_cluster::{Epoch, Ownership, ShardId};
+use herald_cluster::{Epoch, Ownership};
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,6 +46,8 @@ pub enum NodeError {
     Reflection(String),
     #[error("push delivery: {0}")]
     Delivery(#[from] DeliveryError),
+    #[error("cannot serve the node's shards: {0}")]
+    Shards(String),
 }
 
 /// A node whose listeners are bound and serving.
@@ -54,10 +58,12 @@ pub struct RunningNode {
     pub admin_addr: SocketAddr,
     pub registry: Registry,
     pub subscriptions: Subscriptions,
+    /// The shards this node holds (every one, for a node alone).
+    pub ownership: Arc<Ownership>,
     shutdown: watch::Sender<bool>,
     /// The listeners and the health follower.
     tasks: JoinSet<Result<(), String>>,
-    /// The liveness sweeper and the recovery: they write through the actors, so they are
+    /// The liveness sweeper and the shard keeper: they reach the actors, so they are
     /// stopped before the actors drain.
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -109,13 +115,13 @@ fn build_sender(
 fn subscriptions(
     config: &Config,
     store: &Arc<dyn RegistrationStore>,
-    fencing: Arc<Ownership>,
+    ownership: Arc<Ownership>,
     sender: Arc<dyn PushSender>,
     metrics: &Arc<Metrics>,
 ) -> Subscriptions {
     Subscriptions::new(Deps {
         store: store.clone(),
-        fencing,
+        ownership,
         sender,
         rules: Coalescing {
             quiet: config.coalesce.quiet,
@@ -203,57 +209,6 @@ async fn advise_on_settings(store: &dyn RegistrationStore) {
     }
 }
 
-/// Finishes the work a previous owner of the shards left (after a crash): every burst
-/// accepted and not pushed, every move not finished. Each shard's pending registrations are
-/// read until the read succeeds (with back-off while the store is unreachable), and each
-/// registration's actor is started, again and again if it fails to, until its work is done.
-fn spawn_recovery(
-    subscriptions: Subscriptions,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut left: Vec<ShardId> = ShardId::all().collect();
-        let (mut recovered, mut backoff) = (0, RECOVERY_BACKOFF);
-        while !left.is_empty() {
-            let mut shards = left.into_iter();
-            left = Vec::new();
-            for shard in shards.by_ref() {
-                let read = tokio::select! {
-                    read = subscriptions.recover(shard) => read,
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                match read {
-                    Ok(n) => recovered += n,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read every shard's pending work yet; retrying");
-                        left.push(shard);
-                        break;
-                    }
-                }
-            }
-            // The store failed: the shards not read yet wait for the next pass.
-            left.extend(shards);
-            if left.is_empty() {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
-        }
-        if recovered > 0 {
-            tracing::info!(
-                registrations = recovered,
-                "finishing the work left pending by a previous run"
-            );
-        }
-    })
-}
-
-const RECOVERY_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(10);
-
 pub(crate) fn registry_settings(config: &Config) -> RegistrySettings {
     RegistrySettings {
         public_url: config.public_base().to_owned(),
@@ -327,11 +282,14 @@ impl RunningNode {
             None => build_sender(config, &store, &metrics)?,
         };
         // A node alone holds every shard (the cluster's lease keeper takes this over).
-        let fencing = Arc::new(Ownership::every_shard(Epoch(0)));
-        let subscriptions = subscriptions(config, &store, fencing.clone(), sender, &metrics);
+        let ownership = Arc::new(Ownership::every_shard(Epoch(0)));
+        let subscriptions = subscriptions(config, &store, ownership.clone(), sender, &metrics);
+        shard_keeper::serve_held(&subscriptions, &ownership)
+            .await
+            .map_err(|e| NodeError::Shards(e.to_string()))?;
         let registry = Registry::new(
             store.clone(),
-            fencing,
+            ownership.clone(),
             subscriptions.clone(),
             registry_settings(config),
         );
@@ -395,16 +353,22 @@ impl RunningNode {
 
         tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
-        let recovery = spawn_recovery(subscriptions.clone(), shutdown.subscribe());
+        let keeper = shard_keeper::spawn(
+            subscriptions.clone(),
+            ownership.clone(),
+            config.node.shutdown_grace / 2,
+            shutdown.subscribe(),
+        );
         Ok(Self {
             subscriptions,
+            ownership,
             gateway_addr,
             grpc_addr,
             admin_addr,
             registry,
             shutdown,
             tasks,
-            workers: vec![sweeper, recovery],
+            workers: vec![sweeper, keeper],
         })
     }
 
@@ -425,8 +389,7 @@ impl RunningNode {
             for worker in self.workers.drain(..) {
                 let _ = worker.await;
             }
-            subscriptions.drain(grace / 2).await;
-            subscriptions.stop().await;
+            subscriptions.drain_and_stop(grace / 2).await;
             first_error.map_or(Ok(()), Err)
         })
         .await;

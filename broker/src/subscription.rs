@@ -31,7 +31,7 @@ pub use metrics::SubscriptionMetrics;
 use crate::config::ActorsConfig;
 use crate::domain::{RegistrationId, RegistrationRecord};
 use crate::metrics::Metrics;
-use herald_cluster::Fencing;
+use herald_cluster::Ownership;
 
 use crate::registry::MessageEffect;
 use crate::store::{RegistrationStore, StoreError};
@@ -50,7 +50,8 @@ pub(crate) const MOVING_WAIT: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub struct Deps {
     pub store: Arc<dyn RegistrationStore>,
-    pub fencing: Arc<dyn Fencing>,
+    /// The shards this node holds and their epochs: what every write is fenced with.
+    pub ownership: Arc<Ownership>,
     pub sender: Arc<dyn PushSender>,
     pub rules: Coalescing,
     pub actors: ActorsConfig,
@@ -179,21 +180,44 @@ impl Subscriptions {
         self.deps.live.record(id)
     }
 
+    /// The shards this node holds.
+    pub fn held(&self) -> Vec<ShardId> {
+        self.deps
+            .ownership
+            .held()
+            .into_iter()
+            .map(|(shard, _)| shard)
+            .collect()
+    }
+
+    /// Starts serving `shard`, which this node now holds: requests for its registrations
+    /// are taken from now on. Its pending work is picked up by [`recover`](Self::recover).
+    pub async fn acquire(&self, shard: ShardId) -> Result<(), DeliverError> {
+        self.deps.shards.start(&self.deps, shard).await.map(drop)
+    }
+
+    /// Stops serving `shard`: requests for it answer `NotOwner` from now on, its actors
+    /// flush what is due within `grace` (the rest stays in the store for the next owner),
+    /// and they stop.
+    pub async fn release(&self, shard: ShardId, grace: Duration) {
+        if let Some(supervisor) = self.deps.shards.take(shard) {
+            drain_and_stop(&[supervisor], grace).await;
+        }
+    }
+
     /// Has `shard`'s supervisor start the actors of its registrations with work left — a
     /// burst accepted and not pushed, a move not finished (after a crash, say); each is
-    /// started when due, and started again later if it fails to. Returns how many.
+    /// started when due, and started again later if it fails to. Returns how many; nothing
+    /// for a shard not served here.
     pub async fn recover(&self, shard: ShardId) -> Result<usize, StoreError> {
+        let Ok(supervisor) = self.deps.shards.supervisor(shard) else {
+            return Ok(0);
+        };
         let pending = self.deps.store.pending_bursts(shard).await?;
         if pending.is_empty() {
             return Ok(0);
         }
         let count = pending.len();
-        let supervisor = self
-            .deps
-            .shards
-            .supervisor(&self.deps, shard)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string().into()))?;
         let _ = supervisor.send_message(ShardMsg::Recover(pending));
         Ok(count)
     }
@@ -201,12 +225,7 @@ impl Subscriptions {
     /// Makes `record`'s live actor fail (tests of supervision).
     #[cfg(feature = "testsuite")]
     pub async fn inject_failure(&self, record: &RegistrationRecord) {
-        if let Ok(supervisor) = self
-            .deps
-            .shards
-            .supervisor(&self.deps, record.shard())
-            .await
-        {
+        if let Ok(supervisor) = self.deps.shards.supervisor(record.shard()) {
             let _ = supervisor.send_message(ShardMsg::Fail(record.id.clone()));
         }
     }
@@ -242,30 +261,31 @@ impl Subscriptions {
         count
     }
 
-    /// Flushes every live actor's pending burst now and waits, up to `grace`, until their
-    /// pushes are recorded. What is left stays in the store for the next owner.
-    pub async fn drain(&self, grace: Duration) {
-        let mut actors = Vec::new();
-        for supervisor in self.deps.shards.started() {
-            if let Ok(ractor::rpc::CallResult::Success(children)) =
-                supervisor.call(ShardMsg::Children, Some(grace)).await
-            {
-                actors.extend(children);
-            }
-        }
-        let drains = actors
-            .iter()
-            .map(|actor| actor.call(SubMsg::Drain, Some(grace)));
-        let _ = tokio::time::timeout(grace, futures_util::future::join_all(drains)).await;
+    /// Flushes every live actor's pending burst now, waits up to `grace` until their pushes
+    /// are recorded, and stops every actor. What is left stays in the store for the next
+    /// owner of its shard.
+    pub async fn drain_and_stop(&self, grace: Duration) {
+        drain_and_stop(&self.deps.shards.started(), grace).await;
     }
+}
 
-    /// Stops every actor. Pending bursts stay in the store and are flushed by the next
-    /// owner of their shard.
-    pub async fn stop(&self) {
-        for supervisor in self.deps.shards.started() {
-            let _ = supervisor
-                .stop_and_wait(None, Some(Duration::from_secs(5)))
-                .await;
+/// Flushes the pending bursts of `supervisors`' actors within `grace`, then stops them.
+async fn drain_and_stop(supervisors: &[ractor::ActorRef<ShardMsg>], grace: Duration) {
+    let mut actors = Vec::new();
+    for supervisor in supervisors {
+        if let Ok(ractor::rpc::CallResult::Success(children)) =
+            supervisor.call(ShardMsg::Children, Some(grace)).await
+        {
+            actors.extend(children);
         }
+    }
+    let drains = actors
+        .iter()
+        .map(|actor| actor.call(SubMsg::Drain, Some(grace)));
+    let _ = tokio::time::timeout(grace, futures_util::future::join_all(drains)).await;
+    for supervisor in supervisors {
+        let _ = supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
     }
 }

@@ -185,7 +185,8 @@ async fn pending_work_is_finished_when_the_store_comes_back_after_the_node_start
     // What a node that crashed mid-burst leaves: a registration with a burst accepted and
     // not pushed.
     let store = herald_broker::node::build_store(&config).unwrap();
-    let (registry, _) = registry_on(store.clone(), Arc::new(Ownership::every_shard(Epoch(0))));
+    let (registry, _) =
+        registry_on(store.clone(), Arc::new(Ownership::every_shard(Epoch(0)))).await;
     let token = "cd".repeat(32);
     let created = registry
         .register(NewRegistration {

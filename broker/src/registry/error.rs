@@ -63,6 +63,9 @@ impl From<CommandError> for RegistryError {
             CommandError::Invalid(field) => Self::InvalidArgument(field),
             CommandError::Refused(why) => Self::AlreadyExists(why),
             CommandError::Unavailable(DeliverError::Store(store)) => store.into(),
+            CommandError::Unavailable(DeliverError::NotOwner(not_owner)) => {
+                Self::NotOwner(not_owner)
+            }
             CommandError::Unavailable(other) => Self::Unavailable(format!("{other}; retry")),
         }
     }

@@ -13,7 +13,7 @@ mod push;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_cluster::{Fence, ShardId};
+use herald_cluster::{Fence, Fencing as _, NotOwner, ShardId};
 use herald_gateway::model::SendNotification;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -384,7 +384,15 @@ enum WriteError {
     Absent,
     /// The copy is frozen: the registration is moving to another shard.
     Moving,
+    /// This node does not hold the shard's lease.
+    NotOwner(NotOwner),
     Store(StoreError),
+}
+
+impl From<NotOwner> for WriteError {
+    fn from(err: NotOwner) -> Self {
+        Self::NotOwner(err)
+    }
 }
 
 impl From<StoreError> for WriteError {
@@ -398,6 +406,7 @@ impl From<WriteError> for DeliverError {
         match err {
             WriteError::Absent => Self::Elsewhere,
             WriteError::Moving => Self::Moving,
+            WriteError::NotOwner(err) => Self::NotOwner(err),
             WriteError::Store(err) => Self::Store(err),
         }
     }
@@ -408,18 +417,15 @@ impl From<WriteError> for CommandError {
         match err {
             WriteError::Absent => Self::Unavailable(DeliverError::Elsewhere),
             WriteError::Moving => Self::Unavailable(DeliverError::Moving),
+            WriteError::NotOwner(err) => Self::Unavailable(DeliverError::NotOwner(err)),
             WriteError::Store(err) => err.into(),
         }
     }
 }
 
-/// This shard's fence.
-fn fence(state: &SubState) -> Result<Fence, StoreError> {
-    state
-        .deps
-        .fencing
-        .fence(state.shard)
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+/// This shard's fence: the epoch of the lease this node holds on it.
+fn fence(state: &SubState) -> Result<Fence, NotOwner> {
+    state.deps.ownership.fence(state.shard)
 }
 
 /// Applies `change` to the copy and writes it (one fenced, version-checked store write):

@@ -15,6 +15,9 @@ pub enum DeliverError {
     /// The registration is moving to another shard and the move is not finished.
     #[error("the registration is moving to another shard; retry")]
     Moving,
+    /// This node does not serve the registration's shard (its owner does).
+    #[error(transparent)]
+    NotOwner(#[from] herald_cluster::NotOwner),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the subscription actor did not answer: {0}")]
@@ -34,6 +37,12 @@ pub enum CommandError {
     Refused(String),
     #[error(transparent)]
     Unavailable(#[from] DeliverError),
+}
+
+impl From<herald_cluster::NotOwner> for CommandError {
+    fn from(err: herald_cluster::NotOwner) -> Self {
+        Self::Unavailable(DeliverError::NotOwner(err))
+    }
 }
 
 impl From<StoreError> for CommandError {

@@ -1,11 +1,12 @@
-//! The node's shard supervisors, each started on first use, and the one way a request
-//! reaches a registration's actor: a call through its shard's supervisor, with a timeout.
+//! The supervisors of the shards this node serves — started when it acquires a shard,
+//! taken out when it releases one — and the one way a request reaches a registration's
+//! actor: a call through its shard's supervisor, with a timeout. A shard not served here
+//! answers [`DeliverError::NotOwner`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use herald_cluster::ShardId;
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use tokio::sync::OnceCell;
 
 use super::actor::SubMsg;
 use super::shard::{ShardArgs, ShardMsg, ShardSupervisor};
@@ -14,47 +15,68 @@ use crate::domain::{RegistrationId, RegistrationRecord};
 
 #[derive(Debug)]
 pub(super) struct Shards {
-    /// One cell per shard: after the first use, finding a supervisor takes no lock.
-    cells: Box<[OnceCell<ActorRef<ShardMsg>>]>,
+    /// Each shard's supervisor while this node serves it. Read on every request, written
+    /// only when a shard is acquired or released.
+    slots: Box<[RwLock<Option<ActorRef<ShardMsg>>>]>,
 }
 
 impl Default for Shards {
     fn default() -> Self {
         Self {
-            cells: (0..herald_cluster::SHARD_COUNT)
-                .map(|_| OnceCell::new())
+            slots: (0..herald_cluster::SHARD_COUNT)
+                .map(|_| RwLock::new(None))
                 .collect(),
         }
     }
 }
 
 impl Shards {
-    pub(super) async fn supervisor(
+    fn slot(&self, shard: ShardId) -> &RwLock<Option<ActorRef<ShardMsg>>> {
+        &self.slots[usize::from(shard.number())]
+    }
+
+    /// The supervisor of `shard`, if this node serves it.
+    pub(super) fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
+        self.slot(shard)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(DeliverError::NotOwner(herald_cluster::NotOwner(shard)))
+    }
+
+    /// Starts serving `shard` (if it is not served yet); returns its supervisor.
+    pub(super) async fn start(
         &self,
         shared: &Arc<Shared>,
         shard: ShardId,
     ) -> Result<ActorRef<ShardMsg>, DeliverError> {
-        self.cells[usize::from(shard.number())]
-            .get_or_try_init(|| async {
-                let args = ShardArgs {
-                    deps: shared.clone(),
-                    shard,
-                };
-                Actor::spawn(None, ShardSupervisor, args)
-                    .await
-                    .map(|(supervisor, _)| supervisor)
-                    .map_err(|e| DeliverError::Actor(e.to_string()))
-            })
+        if let Ok(supervisor) = self.supervisor(shard) {
+            return Ok(supervisor);
+        }
+        let args = ShardArgs {
+            deps: shared.clone(),
+            shard,
+        };
+        let (supervisor, _) = Actor::spawn(None, ShardSupervisor, args)
             .await
-            .cloned()
+            .map_err(|e| DeliverError::Actor(e.to_string()))?;
+        *self.slot(shard).write().unwrap_or_else(|e| e.into_inner()) = Some(supervisor.clone());
+        Ok(supervisor)
     }
 
-    /// The supervisors started so far.
+    /// Stops routing to `shard`; returns its supervisor, for the caller to drain and stop.
+    pub(super) fn take(&self, shard: ShardId) -> Option<ActorRef<ShardMsg>> {
+        self.slot(shard)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// The supervisors of the shards served now.
     pub(super) fn started(&self) -> Vec<ActorRef<ShardMsg>> {
-        self.cells
+        self.slots
             .iter()
-            .filter_map(OnceCell::get)
-            .cloned()
+            .filter_map(|slot| slot.read().unwrap_or_else(|e| e.into_inner()).clone())
             .collect()
     }
 
@@ -69,7 +91,7 @@ impl Shards {
         record: Option<Arc<RegistrationRecord>>,
         make: impl FnOnce(RpcReplyPort<T>) -> SubMsg,
     ) -> Result<T, DeliverError> {
-        let supervisor = self.supervisor(shared, shard).await?;
+        let supervisor = self.supervisor(shard)?;
         let answer = supervisor
             .call(
                 |reply| ShardMsg::Route {
@@ -92,14 +114,8 @@ impl Shards {
 
     /// Sends registration `id`'s actor in `shard` a message that needs no answer, if the
     /// actor is live.
-    pub(super) async fn tell(
-        &self,
-        shared: &Arc<Shared>,
-        shard: ShardId,
-        id: RegistrationId,
-        message: SubMsg,
-    ) {
-        if let Ok(supervisor) = self.supervisor(shared, shard).await {
+    pub(super) fn tell(&self, shard: ShardId, id: RegistrationId, message: SubMsg) {
+        if let Ok(supervisor) = self.supervisor(shard) {
             let _ = supervisor.send_message(ShardMsg::Tell { id, message });
         }
     }

@@ -91,8 +91,6 @@ impl Child {
 pub(super) struct ShardState {
     deps: Arc<Shared>,
     shard: ShardId,
-    /// This shard's share of `actors.max_live`.
-    capacity: usize,
     children: HashMap<RegistrationId, Child>,
     /// Every actor not yet terminated: the live ones and those stopping.
     by_actor: HashMap<ActorId, RegistrationId>,
@@ -124,14 +122,12 @@ impl Actor for ShardSupervisor {
         myself: ActorRef<ShardMsg>,
         ShardArgs { deps, shard }: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
-        let capacity = (deps.actors.max_live / usize::from(herald_cluster::SHARD_COUNT)).max(1);
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
         let every = (deps.actors.idle_timeout / 2).max(Duration::from_millis(10));
         myself.send_interval(every, || ShardMsg::Sweep);
         Ok(ShardState {
             deps,
             shard,
-            capacity,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             stopping: HashMap::new(),
@@ -312,7 +308,7 @@ async fn route(myself: &ActorRef<ShardMsg>, state: &mut ShardState, pending: Pen
     let Some(pending) = send_to_live(state, pending) else {
         return;
     };
-    if state.children.len() >= state.capacity && !evict_one(myself, state) {
+    if state.children.len() >= capacity(state) && !evict_one(myself, state) {
         state.waiting.retain(|p| !p.message.abandoned());
         if state.waiting.len() < MAX_WAITING {
             state.waiting.push_back(pending);
@@ -364,7 +360,7 @@ async fn admit_waiting(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
         if pending.message.abandoned() {
             continue;
         }
-        if state.children.len() >= state.capacity
+        if state.children.len() >= capacity(state)
             && !state.children.contains_key(&pending.id)
             && !evict_one(myself, state)
         {
@@ -422,7 +418,7 @@ async fn wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
             stopping.push(id);
             continue;
         }
-        if state.children.len() >= state.capacity && !evict_one(myself, state) {
+        if state.children.len() >= capacity(state) && !evict_one(myself, state) {
             state
                 .parked
                 .park(id, now.saturating_add(millis(WAKE_RETRY)));
@@ -452,6 +448,12 @@ fn schedule_wake(myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
     state.wake_at = Some(due);
     let wait = Duration::from_millis(due.saturating_sub(now));
     myself.send_after(wait, || ShardMsg::Wake);
+}
+
+/// This shard's share of `actors.max_live`: an even share over the shards this node holds
+/// (at least one actor).
+fn capacity(state: &ShardState) -> usize {
+    (state.deps.actors.max_live / state.deps.ownership.count().max(1)).max(1)
 }
 
 fn millis(d: Duration) -> u64 {

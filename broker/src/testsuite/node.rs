@@ -184,17 +184,17 @@ impl TestNode {
 }
 
 /// A node's write path without its listeners: a registry on `store` whose subscription
-/// actors write with `fencing`'s epochs and record their pushes (in the returned sender)
-/// instead of sending them. Its settings are [`test_config`]'s.
-pub fn registry_on(
+/// actors serve the shards `ownership` holds, write with its epochs and record their pushes
+/// (in the returned sender) instead of sending them. Its settings are [`test_config`]'s.
+pub async fn registry_on(
     store: Arc<dyn RegistrationStore>,
-    fencing: Arc<dyn herald_cluster::Fencing>,
+    ownership: Arc<herald_cluster::Ownership>,
 ) -> (crate::registry::Registry, RecordingSender) {
     let config = test_config(None);
     let pushes = RecordingSender::new();
     let subscriptions = crate::subscription::Subscriptions::new(crate::subscription::Deps {
         store: store.clone(),
-        fencing: fencing.clone(),
+        ownership: ownership.clone(),
         sender: Arc::new(pushes.clone()),
         rules: crate::subscription::Coalescing {
             quiet: config.coalesce.quiet,
@@ -206,9 +206,15 @@ pub fn registry_on(
         metrics: Arc::new(crate::metrics::Metrics::default()),
         live: Default::default(),
     });
+    for (shard, _) in ownership.held() {
+        subscriptions
+            .acquire(shard)
+            .await
+            .expect("a shard is served");
+    }
     let registry = crate::registry::Registry::new(
         store,
-        fencing,
+        ownership,
         subscriptions,
         crate::node::registry_settings(&config),
     );

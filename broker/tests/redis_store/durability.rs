@@ -82,11 +82,11 @@ async fn a_write_with_an_old_epoch_is_refused_and_changes_nothing() {
     let redis = RedisServer::start();
     let store = store(&redis);
     let shard = ShardId::of_device_token(APNS_TOKEN);
-    let current = registry(Arc::new(store.clone()), 7);
+    let current = registry(Arc::new(store.clone()), 7).await;
     let kept = current.register(new_registration()).await.unwrap().record;
 
     store.set_epoch(shard, Epoch(7)).await.unwrap();
-    let stale = registry(Arc::new(store.clone()), 6);
+    let stale = registry(Arc::new(store.clone()), 6).await;
     let refused = stale.register(new_registration()).await.unwrap_err();
     assert!(
         matches!(
@@ -133,7 +133,7 @@ async fn a_write_with_an_old_epoch_is_refused_and_changes_nothing() {
 async fn a_stale_subscription_claim_is_taken_over() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     let on_sub_s = || NewRegistration {
         subscription_id: "SUB-S".into(),
         ..new_registration()

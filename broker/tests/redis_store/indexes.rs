@@ -68,6 +68,7 @@ async fn a_write_from_a_current_copy_changes_what_a_full_write_would() {
     let shard = ShardId::of_device_token(APNS_TOKEN);
     let fence = fence(shard);
     let created = registry(Arc::new(store.clone()), 0)
+        .await
         .register(new_registration())
         .await
         .unwrap()
@@ -166,6 +167,7 @@ async fn a_copy_being_moved_out_is_pending_unwatched_and_counted_apart() {
     let store = store(&redis);
     let shard = ShardId::of_device_token(APNS_TOKEN);
     let created = registry(Arc::new(store.clone()), 0)
+        .await
         .register(new_registration())
         .await
         .unwrap()

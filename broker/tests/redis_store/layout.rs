@@ -9,7 +9,7 @@ use super::*;
 async fn an_interrupted_registration_leaves_nothing_visible() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     let created = registry.register(new_registration()).await.unwrap().record;
     // Simulate a crash part-way through a delete: the hash is gone, its index entries not.
     drop_registration(&redis, &created.id).await;
@@ -47,7 +47,7 @@ async fn only_a_moved_registration_has_a_location_entry_and_it_only_moves_forwar
     const OTHER_TOKEN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     let birth = ShardId::of_device_token(APNS_TOKEN);
     let other = ShardId::of_device_token(OTHER_TOKEN);
     assert_ne!(birth, other);
@@ -158,7 +158,7 @@ async fn only_a_moved_registration_has_a_location_entry_and_it_only_moves_forwar
 async fn a_flush_reads_only_the_other_registrations_of_its_device() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     let first = registry.register(new_registration()).await.unwrap().record;
     let token = first.device_token.clone();
     assert!(
@@ -227,7 +227,7 @@ fn subscription_keys(sub: &str) -> (String, String) {
 async fn a_bound_subscription_id_is_a_field_of_its_bucket() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     let on_sub = NewRegistration {
         subscription_id: "SUB-B".into(),
         ..new_registration()
@@ -256,7 +256,7 @@ async fn a_bound_subscription_id_is_a_field_of_its_bucket() {
 async fn a_device_with_many_registrations_keeps_every_one_in_its_index_entry() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let registry = registry(Arc::new(store.clone()), 0);
+    let registry = registry(Arc::new(store.clone()), 0).await;
     // Ten ids are longer than a listpack value may be (256 bytes): the part turns into a
     // hashtable and loses nothing.
     let mut ids = Vec::new();

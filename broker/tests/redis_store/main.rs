@@ -45,8 +45,10 @@ fn store(redis: &RedisServer) -> RedisStore {
 
 /// A registry whose writes (through its own subscription actors) carry `epoch` — like a
 /// node that has lost its leases without noticing, when the store holds a newer one.
-fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
-    registry_on(store, Arc::new(Ownership::every_shard(Epoch(epoch)))).0
+async fn registry(store: Arc<dyn RegistrationStore>, epoch: u64) -> Registry {
+    registry_on(store, Arc::new(Ownership::every_shard(Epoch(epoch))))
+        .await
+        .0
 }
 
 fn new_registration() -> NewRegistration {

@@ -131,10 +131,10 @@ async fn complete(
             .await
             .map_err(DeliverError::Store)?;
         // The target's copy is the live one now: its actor may list it for the gateway.
-        let deps = state.deps.clone();
-        deps.shards
-            .tell(&deps, target.shard(), state.id.clone(), SubMsg::Committed)
-            .await;
+        state
+            .deps
+            .shards
+            .tell(target.shard(), state.id.clone(), SubMsg::Committed);
         answer
     };
     // Committed: from here on the move is done whatever happens to the old copy. A removal
