@@ -11,13 +11,14 @@ use herald_gateway::{Callback, NotificationSink, Verdict};
 use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
-use crate::subscription::{DeliverError, MOVING_WAIT, ROUTE_ATTEMPTS, Subscriptions};
+use crate::routing::{MOVING_WAIT, ROUTE_ATTEMPTS, Router};
+use crate::subscription::DeliverError;
 
 /// Hands gateway requests to the subscription actors.
 #[derive(Clone, Debug)]
 pub struct EwsSink {
     registry: Registry,
-    subscriptions: Subscriptions,
+    router: Router,
     /// The home regions whose data this node reaches.
     served_regions: Arc<[String]>,
     metrics: Arc<Metrics>,
@@ -26,13 +27,13 @@ pub struct EwsSink {
 impl EwsSink {
     pub fn new(
         registry: Registry,
-        subscriptions: Subscriptions,
+        router: Router,
         served_regions: Vec<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             registry,
-            subscriptions,
+            router,
             served_regions: served_regions.into(),
             metrics,
         }
@@ -45,7 +46,7 @@ impl EwsSink {
         raw_token: &str,
     ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
         self.registry
-            .resolve_callback_from(raw_token, |id| self.subscriptions.live_record(id))
+            .resolve_callback_from(raw_token, |id| self.router.live_record(id))
             .await
     }
 
@@ -77,11 +78,7 @@ impl EwsSink {
             if !needs_actor {
                 return Ok(effects.into_iter().map(|e| verdict(&id, e)).collect());
             }
-            match self
-                .subscriptions
-                .deliver(record, effects, request.clone())
-                .await
-            {
+            match self.router.deliver(record, effects, request.clone()).await {
                 Ok(held) => return Ok(held.into_iter().map(|e| verdict(&id, e)).collect()),
                 Err(DeliverError::Elsewhere) => last = DeliverError::Elsewhere,
                 Err(DeliverError::Moving) => {

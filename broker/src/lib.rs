@@ -15,6 +15,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod node;
 pub mod registry;
+pub mod routing;
 pub mod store;
 pub mod subscription;
 pub mod telemetry;

@@ -9,8 +9,9 @@ use herald_cluster::ShardId;
 use tokio::sync::watch;
 
 use crate::domain::{RegState, UnixMillis};
+use crate::routing::Router;
 use crate::store::RegistrationStore;
-use crate::subscription::{Command, CommandError, Subscriptions};
+use crate::subscription::{Command, CommandError};
 
 /// How many silent registrations are read per shard and round trip.
 const PAGE: usize = 500;
@@ -21,19 +22,19 @@ const PAGE: usize = 500;
 /// actor checks again).
 pub async fn sweep(
     store: &dyn RegistrationStore,
-    subscriptions: &Subscriptions,
+    router: &Router,
     threshold: UnixMillis,
 ) -> Result<usize, CommandError> {
     let mut marked = 0;
-    for shard in subscriptions.held() {
-        marked += sweep_shard(store, subscriptions, shard, threshold).await?;
+    for shard in router.held() {
+        marked += sweep_shard(store, router, shard, threshold).await?;
     }
     Ok(marked)
 }
 
 async fn sweep_shard(
     store: &dyn RegistrationStore,
-    subscriptions: &Subscriptions,
+    router: &Router,
     shard: ShardId,
     threshold: UnixMillis,
 ) -> Result<usize, CommandError> {
@@ -45,10 +46,7 @@ async fn sweep_shard(
             .map_err(|e| CommandError::Unavailable(e.into()))?;
         let mut progressed = false;
         for id in &silent {
-            match subscriptions
-                .command(id, Command::MarkStale { threshold })
-                .await
-            {
+            match router.command(id, Command::MarkStale { threshold }).await {
                 // Silent registrations are pending or active: stale now means marked now.
                 Ok(Some(record)) if record.state == RegState::Stale => {
                     marked += 1;
@@ -73,7 +71,7 @@ async fn sweep_shard(
 /// Sweeps every `interval` until `stop`.
 pub fn spawn_sweeper(
     store: std::sync::Arc<dyn RegistrationStore>,
-    subscriptions: Subscriptions,
+    router: Router,
     status_frequency: Duration,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -89,7 +87,7 @@ pub fn spawn_sweeper(
             let silence = u64::try_from((status_frequency * 2).as_millis()).unwrap_or(u64::MAX);
             let threshold = UnixMillis(UnixMillis::now().0.saturating_sub(silence));
             let swept = tokio::select! {
-                swept = sweep(store.as_ref(), &subscriptions, threshold) => swept,
+                swept = sweep(store.as_ref(), &router, threshold) => swept,
                 _ = stop.wait_for(|s| *s) => return,
             };
             if let Err(error) = swept {

@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::ews_sink::EwsSink;
 use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings};
+use crate::routing::Router;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use crate::subscription::{Coalescing, Deps, Subscriptions};
 use herald_cluster::{Epoch, Ownership};
@@ -57,6 +58,7 @@ pub struct RunningNode {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub registry: Registry,
+    pub router: Router,
     pub subscriptions: Subscriptions,
     /// The shards this node holds (every one, for a node alone).
     pub ownership: Arc<Ownership>,
@@ -287,17 +289,18 @@ impl RunningNode {
         shard_keeper::serve_held(&subscriptions, &ownership)
             .await
             .map_err(|e| NodeError::Shards(e.to_string()))?;
+        let router = Router::new(subscriptions.clone(), store.clone());
         let registry = Registry::new(
             store.clone(),
             ownership.clone(),
-            subscriptions.clone(),
+            router.clone(),
             registry_settings(config),
         );
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let sweeper = crate::liveness::spawn_sweeper(
             store.clone(),
-            subscriptions.clone(),
+            router.clone(),
             config.liveness.status_frequency,
             config.liveness.sweep_interval,
             shutdown.subscribe(),
@@ -326,7 +329,7 @@ impl RunningNode {
             limits: herald_gateway::Limits::default(),
             sink: EwsSink::new(
                 registry.clone(),
-                subscriptions.clone(),
+                router.clone(),
                 config.cluster.regions.clone(),
                 metrics.clone(),
             ),
@@ -360,6 +363,7 @@ impl RunningNode {
             shutdown.subscribe(),
         );
         Ok(Self {
+            router,
             subscriptions,
             ownership,
             gateway_addr,

@@ -14,8 +14,9 @@ use crate::domain::{
     CallbackToken, DeviceToken, FieldError, Platform, RegState, RegistrationId, RegistrationRecord,
     SubscriptionId, UnixMillis, validate_folder_id, validate_region,
 };
+use crate::routing::Router;
 use crate::store::RegistrationStore;
-use crate::subscription::{Command, Subscriptions};
+use crate::subscription::Command;
 
 pub use error::RegistryError;
 pub(crate) use notification::apply_effect;
@@ -62,7 +63,7 @@ pub struct Registered {
 pub struct Registry {
     store: Arc<dyn RegistrationStore>,
     fencing: Arc<dyn Fencing>,
-    subscriptions: Subscriptions,
+    router: Router,
     settings: Arc<RegistrySettings>,
 }
 
@@ -78,13 +79,13 @@ impl Registry {
     pub fn new(
         store: Arc<dyn RegistrationStore>,
         fencing: Arc<dyn Fencing>,
-        subscriptions: Subscriptions,
+        router: Router,
         settings: RegistrySettings,
     ) -> Self {
         Self {
             store,
             fencing,
-            subscriptions,
+            router,
             settings: Arc::new(settings),
         }
     }
@@ -187,7 +188,7 @@ impl Registry {
     /// registration is gone, wherever it moved meanwhile.
     pub async fn unregister(&self, raw_id: &str) -> Result<(), RegistryError> {
         let id = RegistrationId::parse("registration_id", raw_id)?;
-        match self.subscriptions.command(&id, Command::Unregister).await {
+        match self.router.command(&id, Command::Unregister).await {
             Ok(_) | Err(crate::subscription::CommandError::NotFound) => Ok(()),
             Err(other) => Err(other.into()),
         }
@@ -199,7 +200,7 @@ impl Registry {
         id: &RegistrationId,
         command: Command,
     ) -> Result<RegistrationRecord, RegistryError> {
-        self.subscriptions
+        self.router
             .command(id, command)
             .await?
             .ok_or(RegistryError::NotFound)

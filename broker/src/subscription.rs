@@ -39,13 +39,6 @@ use actor::SubMsg;
 use route::Shards;
 use shard::ShardMsg;
 
-/// How many times a request is routed after finding its registration elsewhere (it moved
-/// since it was looked up).
-pub(crate) const ROUTE_ATTEMPTS: usize = 4;
-
-/// How long a request waits before trying again a registration that is moving.
-pub(crate) const MOVING_WAIT: Duration = Duration::from_millis(50);
-
 /// What the actors need from the node.
 #[derive(Debug)]
 pub struct Deps {
@@ -129,49 +122,22 @@ impl Subscriptions {
             .await?
     }
 
-    /// Has registration `id`'s actor apply `command`, wherever the registration lives (it
-    /// is looked up again when it moved meanwhile); returns the registration as it is now
-    /// (`None` once deleted).
+    /// Has the actor of `record` (in the shard of that copy) apply `command`; returns the
+    /// registration as it is then (`None` once deleted). `Elsewhere`/`Moving` ask the
+    /// caller to look the registration up again.
     pub async fn command(
         &self,
-        id: &RegistrationId,
+        record: Arc<RegistrationRecord>,
         command: Command,
     ) -> Result<Option<RegistrationRecord>, CommandError> {
-        let mut last = DeliverError::Elsewhere;
-        for _ in 0..ROUTE_ATTEMPTS {
-            let record = match self.deps.live.record(id) {
-                Some(record) => record,
-                None => match self.deps.store.get(id).await.map_err(DeliverError::Store)? {
-                    Some(record) => Arc::new(record),
-                    None => return Err(CommandError::NotFound),
-                },
-            };
-            let command = command.clone();
-            let answer = self
-                .deps
-                .shards
-                .call(
-                    &self.deps,
-                    record.shard(),
-                    id.clone(),
-                    Some(record),
-                    |reply| SubMsg::Command { command, reply },
-                )
-                .await
-                .map_err(CommandError::Unavailable)
-                .and_then(|answer| answer);
-            match answer {
-                Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
-                    last = DeliverError::Elsewhere;
-                }
-                Err(CommandError::Unavailable(DeliverError::Moving)) => {
-                    last = DeliverError::Moving;
-                    tokio::time::sleep(MOVING_WAIT).await;
-                }
-                other => return other,
-            }
-        }
-        Err(CommandError::Unavailable(last))
+        let (shard, id) = (record.shard(), record.id.clone());
+        self.deps
+            .shards
+            .call(&self.deps, shard, id, Some(record), |reply| {
+                SubMsg::Command { command, reply }
+            })
+            .await
+            .map_err(CommandError::Unavailable)?
     }
 
     /// The record of `id` as its live actor holds it (no store read, no message); `None`

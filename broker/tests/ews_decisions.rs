@@ -291,17 +291,16 @@ mod super_scenarios {
             soap(&post(node, &alice.path, "ews", HEARTBEAT).await).as_deref(),
             Some("OK")
         );
-        let subscriptions = &node.node.subscriptions;
+        let router = &node.node.router;
         // Nobody is silent for an hour yet.
         let an_hour_ago = UnixMillis(UnixMillis::now().0 - 3_600_000);
-        let marked =
-            herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, an_hour_ago)
-                .await
-                .unwrap();
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), router, an_hour_ago)
+            .await
+            .unwrap();
         assert_eq!(marked, 0);
         // Everything is silent since a minute from now: the four pending or active ones.
         let later = UnixMillis(UnixMillis::now().0 + 60_000);
-        let marked = herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, later)
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), router, later)
             .await
             .unwrap();
         assert_eq!(marked, 4);
@@ -323,7 +322,7 @@ mod super_scenarios {
             RegState::Active
         );
         // Stale ones are not swept again.
-        let marked = herald_broker::liveness::sweep(node.store.as_ref(), subscriptions, later)
+        let marked = herald_broker::liveness::sweep(node.store.as_ref(), router, later)
             .await
             .unwrap();
         assert_eq!(marked, 1, "only alice, active again, is silent again");

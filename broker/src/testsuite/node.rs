@@ -212,10 +212,11 @@ pub async fn registry_on(
             .await
             .expect("a shard is served");
     }
+    let router = crate::routing::Router::new(subscriptions, store.clone());
     let registry = crate::registry::Registry::new(
         store,
         ownership,
-        subscriptions,
+        router,
         crate::node::registry_settings(&config),
     );
     (registry, pushes)
