@@ -1,5 +1,5 @@
 //! The admin HTTP listener: `/healthz` (the process runs), `/readyz` (it can serve: the
-//! store answers), `/metrics` (Prometheus text).
+//! store answers and it is not shutting down), `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct AdminState {
     pub store: Arc<dyn RegistrationStore>,
     pub metrics: Arc<Metrics>,
+    /// Set when the node begins to shut down: from then on it is not ready.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -32,6 +34,14 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
+    if *state.stopping.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down
+",
+        )
+            .into_response();
+    }
     match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (
             StatusCode::OK,

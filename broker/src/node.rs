@@ -63,11 +63,23 @@ pub struct RunningNode {
     /// The shards this node holds (every one, for a node alone).
     pub ownership: Arc<Ownership>,
     shutdown: watch::Sender<bool>,
-    /// The listeners and the health follower.
+    /// The gateway and gRPC listeners and the health follower.
     tasks: JoinSet<Result<(), String>>,
+    /// The admin listener, which has a stop of its own.
+    admin: Option<AdminListener>,
     /// The liveness sweeper and the shard keeper: they reach the actors, so they are
     /// stopped before the actors drain.
     workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A listener's task: it ends with an error, or with `Ok` once told to stop.
+type Listener = tokio::task::JoinHandle<Result<(), String>>;
+
+/// The admin listener and the stop it alone listens to.
+#[derive(Debug)]
+struct AdminListener {
+    stop: watch::Sender<bool>,
+    task: Listener,
 }
 
 /// Builds the node's store from `[redis]`: Redis when a URL is configured, else in memory.
@@ -345,9 +357,13 @@ impl RunningNode {
         let admin = admin::router(AdminState {
             store: store.clone(),
             metrics,
+            stopping: shutdown.subscribe(),
         });
-        let stop = until_stopped(shutdown.subscribe());
-        tasks.spawn(async move {
+        // The admin listener answers until the end of a shutdown (readiness off first,
+        // metrics meanwhile): it has a stop of its own.
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let stop = until_stopped(admin_stopped);
+        let admin = tokio::spawn(async move {
             axum::serve(admin_listener, admin)
                 .with_graceful_shutdown(stop)
                 .await
@@ -372,11 +388,18 @@ impl RunningNode {
             registry,
             shutdown,
             tasks,
+            admin: Some(AdminListener {
+                stop: admin_stop,
+                task: admin,
+            }),
             workers: vec![sweeper, keeper],
         })
     }
 
-    /// Stops taking traffic and waits up to `grace` for the listeners to finish.
+    /// Stops, in order: readiness off (`/readyz` answers 503) and the gateway and gRPC
+    /// listeners closed, the sweeper and the shard keeper stopped, the accepted bursts
+    /// flushed (within half of `grace`) and the actors stopped, then the admin listener.
+    /// Waits up to `grace` in all.
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
         let _ = self.shutdown.send(true);
         let subscriptions = self.subscriptions.clone();
@@ -394,6 +417,12 @@ impl RunningNode {
                 let _ = worker.await;
             }
             subscriptions.drain_and_stop(grace / 2).await;
+            if let Some(admin) = self.admin.take() {
+                let _ = admin.stop.send(true);
+                if let Err(e) = admin.task.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                    first_error.get_or_insert(e);
+                }
+            }
             first_error.map_or(Ok(()), Err)
         })
         .await;
@@ -401,6 +430,9 @@ impl RunningNode {
             Ok(result) => result,
             Err(_) => {
                 self.tasks.abort_all();
+                if let Some(admin) = self.admin.take() {
+                    admin.task.abort();
+                }
                 Err(format!("listeners did not stop within {grace:?}"))
             }
         }
@@ -408,7 +440,17 @@ impl RunningNode {
 
     /// Resolves when a listener stops by itself (an error: it should run until shutdown).
     pub async fn failed(&mut self) -> String {
-        match self.tasks.join_next().await {
+        let admin = async {
+            match self.admin.as_mut() {
+                Some(admin) => (&mut admin.task).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = tokio::select! {
+            joined = self.tasks.join_next() => joined,
+            joined = admin => Some(joined),
+        };
+        match stopped {
             Some(Ok(Err(e))) => e,
             Some(Err(e)) => e.to_string(),
             Some(Ok(Ok(()))) => "a listener stopped".to_owned(),

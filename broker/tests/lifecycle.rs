@@ -11,7 +11,8 @@ use std::time::Duration;
 use herald_broker::domain::{Burst, RegState, RegistrationId, UnixMillis};
 use herald_broker::registry::NewRegistration;
 use herald_broker::testsuite::{
-    Cast, IOS_APP, RedisServer, TestNode, authed, eventually, fixture, registry_on, test_config,
+    Cast, GatedSender, IOS_APP, RedisServer, TestNode, authed, eventually, fixture, registry_on,
+    test_config,
 };
 use herald_cluster::{Epoch, Fence, Ownership};
 use herald_proto::v1::{GetRegistrationRequest, Platform, RegisterRequest};
@@ -240,4 +241,58 @@ async fn pending_work_is_finished_when_the_store_comes_back_after_the_node_start
     })
     .await;
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_node_turns_unready_first_and_answers_metrics_until_its_bursts_are_flushed() {
+    let redis = RedisServer::start();
+    let pushes = herald_workers::RecordingSender::new();
+    let gate = GatedSender::new(pushes.clone());
+    let node = TestNode::with_sender(
+        &test_config(Some(redis.url())),
+        pushes,
+        Arc::new(gate.clone()),
+    )
+    .await;
+    let cast = Cast::register(&node, true).await;
+    let alice = cast.get("alice");
+    assert_eq!(
+        soap(&node, &alice.path, &fixture("ews", BURST))
+            .await
+            .as_deref(),
+        Some("OK")
+    );
+    eventually(Duration::from_secs(5), || async {
+        (gate.arrived() == 1).then_some(())
+    })
+    .await;
+
+    // The push is held: the node's drain waits for it.
+    let admin = node.node.admin_addr;
+    let gateway = node.gateway_addr();
+    let stopping = tokio::spawn(node.node.shutdown(Duration::from_secs(10)));
+    let (status, body) = eventually(Duration::from_secs(5), || async {
+        let (status, body) = herald_broker::testsuite::http_get(admin, "/readyz").await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503);
+    assert!(body.contains("shutting down"), "{body}");
+    eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(gateway)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let (status, _) = herald_broker::testsuite::http_get(admin, "/metrics").await;
+    assert_eq!(
+        status, 200,
+        "the admin listener answers while the bursts flush"
+    );
+    assert!(!stopping.is_finished());
+
+    gate.open();
+    stopping.await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err());
 }

@@ -6,19 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald_broker::testsuite::{
-    Cast, Member, RedisServer, TestNode, authed, eventually, fixture, test_config,
+    Cast, GatedSender, Member, RedisServer, TestNode, authed, eventually, fixture, test_config,
 };
 use herald_cluster::ShardId;
 use herald_proto::v1::{
     GetRegistrationRequest, ListDeviceRegistrationsRequest, Registration, State, UnregisterRequest,
     UpdateDeviceTokenRequest,
 };
-use herald_workers::{PushOutcome, PushRequest, PushSender, RecordingSender, SendFuture};
-use tokio::sync::Semaphore;
+use herald_workers::{PushOutcome, PushSender, RecordingSender};
 
 /// An APNs token whose shard is `in_shard(shard)`.
 fn token_where(mut wanted: impl FnMut(ShardId) -> bool) -> String {
@@ -169,38 +167,12 @@ async fn a_token_change_within_the_shard_keeps_the_conversation() {
     a_token_change_keeps_the_conversation(true).await;
 }
 
-/// Holds every push until the test lets it go, then answers what the recording sender was
-/// scripted to.
-#[derive(Debug)]
-struct Gated {
-    pushes: RecordingSender,
-    gate: Arc<Semaphore>,
-    /// Pushes that reached the gate.
-    arrived: Arc<AtomicUsize>,
-}
-
-impl PushSender for Gated {
-    fn send(&self, request: PushRequest) -> SendFuture<'_> {
-        self.arrived.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            let _permit = self.gate.acquire().await;
-            self.pushes.send(request).await
-        })
-    }
-}
-
 /// A push to the old token whose outcome comes back after the change: `TokenDead` does not
 /// kill the registration, `Delivered` does not spare the new device its badge.
 async fn an_outcome_for_the_old_token_changes_nothing(same_shard: bool, outcome: PushOutcome) {
     let pushes = RecordingSender::new();
-    let gate = Arc::new(Semaphore::new(0));
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let sender = Gated {
-        pushes: pushes.clone(),
-        gate: gate.clone(),
-        arrived: arrived.clone(),
-    };
-    let (_redis, node) = node_with(Arc::new(sender), pushes.clone()).await;
+    let gate = GatedSender::new(pushes.clone());
+    let (_redis, node) = node_with(Arc::new(gate.clone()), pushes.clone()).await;
     let cast = Cast::register(&node, true).await;
     let alice = cast.get("alice");
     let old = alice.registration.device_token.clone();
@@ -212,11 +184,11 @@ async fn an_outcome_for_the_old_token_changes_nothing(same_shard: bool, outcome:
     assert_eq!(post(&node, alice, burst).await.as_deref(), Some("OK"));
     // The push to the old token is on its way (held at the gate) when the token changes.
     eventually(Duration::from_secs(5), || async {
-        (arrived.load(Ordering::SeqCst) == 1).then_some(())
+        (gate.arrived() == 1).then_some(())
     })
     .await;
     change_token(&node, alice, &new).await;
-    gate.add_permits(1_000);
+    gate.open();
 
     let to_new = badges(&pushes, &new, 1).await;
     assert_eq!(to_new, vec![4], "the new device hears the badge");
