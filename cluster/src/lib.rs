@@ -10,6 +10,7 @@
 mod config;
 mod lease;
 mod ownership;
+pub mod placement;
 mod shard;
 
 pub use config::{ClusterConfig, DEFAULT_REGIONS};
