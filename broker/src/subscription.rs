@@ -215,16 +215,9 @@ impl Subscriptions {
     /// How many actors the shard supervisors hold now (tests of `actors.max_live`).
     #[cfg(feature = "testsuite")]
     pub async fn actor_count(&self) -> usize {
-        let mut count = 0;
-        for supervisor in self.deps.shards.started() {
-            if let Ok(ractor::rpc::CallResult::Success(children)) = supervisor
-                .call(ShardMsg::Children, Some(Duration::from_secs(5)))
-                .await
-            {
-                count += children.len();
-            }
-        }
-        count
+        children(&self.deps.shards.started(), Duration::from_secs(5))
+            .await
+            .len()
     }
 
     /// Flushes every live actor's pending burst now, waits up to `grace` until their pushes
@@ -235,16 +228,25 @@ impl Subscriptions {
     }
 }
 
-/// Flushes the pending bursts of `supervisors`' actors within `grace`, then stops them.
-async fn drain_and_stop(supervisors: &[ractor::ActorRef<ShardMsg>], grace: Duration) {
+/// The live actors of `supervisors` (each asked within `timeout`).
+async fn children(
+    supervisors: &[ractor::ActorRef<ShardMsg>],
+    timeout: Duration,
+) -> Vec<ractor::ActorRef<SubMsg>> {
     let mut actors = Vec::new();
     for supervisor in supervisors {
         if let Ok(ractor::rpc::CallResult::Success(children)) =
-            supervisor.call(ShardMsg::Children, Some(grace)).await
+            supervisor.call(ShardMsg::Children, Some(timeout)).await
         {
             actors.extend(children);
         }
     }
+    actors
+}
+
+/// Flushes the pending bursts of `supervisors`' actors within `grace`, then stops them.
+async fn drain_and_stop(supervisors: &[ractor::ActorRef<ShardMsg>], grace: Duration) {
+    let actors = children(supervisors, grace).await;
     let drains = actors
         .iter()
         .map(|actor| actor.call(SubMsg::Drain, Some(grace)));

@@ -6,11 +6,13 @@
 
 mod ews;
 mod gated;
+mod logs;
 mod node;
 mod redis_server;
 
 pub use ews::{Cast, Member, callback_path, expected, expected_pushes, fixture};
 pub use gated::GatedSender;
+pub use logs::LogCapture;
 pub use node::{
     ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, registry_on, test_config,
 };

@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use herald_broker::domain::RegState;
 use herald_broker::testsuite::{Cast, RedisServer, TestNode, fixture, test_config};
 use herald_gateway::model::SoapVersion;
@@ -32,7 +29,7 @@ macro_rules! on_redis {
         $(
             #[tokio::test]
             async fn $scenario() {
-                capture_logs();
+                herald_broker::testsuite::LogCapture::install();
                 let redis = RedisServer::start();
                 let node = TestNode::start(&test_config(Some(redis.url()))).await;
                 super_scenarios::$scenario(&node).await;
@@ -365,7 +362,7 @@ mod super_scenarios {
             "11-error-readeventsfailed.xml",
         )
         .await;
-        let logs = String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned();
+        let logs = herald_broker::testsuite::LogCapture::install().text();
         assert!(
             logs.contains("registration marked dead"),
             "the scenario logged: {logs}"
@@ -395,28 +392,4 @@ async fn redis_down_answers_503_never_unsubscribe() {
         "{metrics}"
     );
     node.stop().await;
-}
-
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Sends every log line of this test binary, at debug level, into [`LOGS`].
-fn capture_logs() {
-    let buffer = LOGS.get_or_init(Default::default).clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || Capture(buffer.clone()))
-        .finish();
-    let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -5,11 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use herald_broker::testsuite::{Cast, RedisServer, TestNode, eventually, fixture, test_config};
+use herald_broker::testsuite::{
+    Cast, LogCapture, RedisServer, TestNode, eventually, fixture, test_config,
+};
 use herald_proto::v1::Platform;
 use herald_workers::mock::{Fault, MockApnsOptions, Reply, TokenRule};
 
@@ -19,28 +20,9 @@ fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn failures_on_the_way_to_the_provider_log_no_token() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = LogCapture::install();
 
     let redis = RedisServer::start();
     let node =
@@ -148,7 +130,7 @@ async fn failures_on_the_way_to_the_provider_log_no_token() {
         "{outcome:?}"
     );
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     for expected in ["push to be retried", "registration marked dead"] {
         assert!(
             text.contains(expected),
