@@ -8,6 +8,11 @@ use std::sync::Arc;
 use herald_gateway::model::SendNotification;
 use herald_gateway::{Callback, NotificationSink, Verdict};
 
+use futures_util::future::BoxFuture;
+use herald_cluster::peer::is_not_owner;
+use herald_proto::v1 as pb;
+
+use crate::cluster::{Hop, PeerCall};
 use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
@@ -50,45 +55,115 @@ impl EwsSink {
             .await
     }
 
-    /// Each message's verdict. The registration is looked up again when its actor says it
-    /// moved meanwhile; `Unsubscribe` is answered only for what Herald knows: no
-    /// registration for this token and secret, a dead one, or Exchange's own error.
+    /// Each message's verdict, decided on the node that serves the registration's shard
+    /// (this one, or its owner one hop away). `Unsubscribe` is answered only for what
+    /// Herald knows: no registration for this token and secret, a dead one, or Exchange's
+    /// own error.
     async fn decide_all(
         &self,
         callback: &Callback,
         request: SendNotification,
     ) -> Result<Vec<Verdict>, SinkError> {
         let count = request.messages.len();
-        let every = |verdict| vec![verdict; count];
+        let Some(record) = self.resolve(callback.token()).await? else {
+            // Not a token we minted, or its registration is gone.
+            return Ok(vec![Verdict::Unsubscribe; count]);
+        };
+        let home = callback.home_region();
+        if record.home_region != home || record.state == RegState::Dead {
+            return Ok(vec![Verdict::Unsubscribe; count]);
+        }
         let request = Arc::new(request);
+        let (shard, id) = (record.shard(), record.id.clone());
+        let known = std::sync::Mutex::new(Some(record));
+        let local = || -> BoxFuture<'_, _> {
+            let known = known.lock().unwrap_or_else(|e| e.into_inner()).take();
+            Box::pin(self.decide_here(&id, home, &request, known))
+        };
+        let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
+            let forwarded = call.request(pb::ForwardNotificationRequest {
+                shard: u32::from(shard.number()),
+                registration_id: id.to_string(),
+                home_region: home.to_owned(),
+                messages: crate::cluster::messages_to_wire(&request.messages),
+            });
+            Box::pin(async move {
+                match call.client.forward_notification(forwarded).await {
+                    Ok(answer) => {
+                        let decisions = answer.into_inner().decisions;
+                        if decisions.len() != count {
+                            return Err(tonic::Status::internal(
+                                "a peer decided another number of messages",
+                            ));
+                        }
+                        Ok(Hop::Done(Ok(decisions
+                            .into_iter()
+                            .map(crate::cluster::verdict_from_wire)
+                            .collect())))
+                    }
+                    Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                    Err(status) => Err(status),
+                }
+            })
+        };
+        self.router
+            .forwarder()
+            .to_owner("notification", shard, local, remote)
+            .await?
+    }
+
+    /// Each message's verdict for registration `id`, decided and recorded on this node;
+    /// `NotHere` when this node does not serve the registration's shard (a forwarding peer
+    /// tries the owner again). `known` is the caller's fresh read of the registration.
+    pub async fn decide_here(
+        &self,
+        id: &RegistrationId,
+        home: &str,
+        request: &Arc<SendNotification>,
+        mut known: Option<Arc<RegistrationRecord>>,
+    ) -> Hop<Result<Vec<Verdict>, SinkError>> {
+        let every = |verdict| Hop::Done(Ok(vec![verdict; request.messages.len()]));
         let mut last = DeliverError::Elsewhere;
         for _ in 0..ROUTE_ATTEMPTS {
-            let Some(record) = self.resolve(callback.token()).await? else {
-                // Not a token we minted, or its registration is gone.
-                return Ok(every(Verdict::Unsubscribe));
+            let record = match known.take() {
+                Some(record) => record,
+                None => match self.router.lookup(id).await {
+                    Ok(Some(record)) => record,
+                    // Deleted since the caller resolved its token.
+                    Ok(None) => return every(Verdict::Unsubscribe),
+                    Err(error) => return Hop::Done(Err(RegistryError::from(error).into())),
+                },
             };
-            if record.home_region != callback.home_region() || record.state == RegState::Dead {
-                return Ok(every(Verdict::Unsubscribe));
+            if record.home_region != home || record.state == RegState::Dead {
+                return every(Verdict::Unsubscribe);
             }
-            let effects = self.effects(&record, &request).await?;
-            let id = record.id.clone();
+            if !self.router.serves(record.shard()) {
+                return Hop::NotHere;
+            }
+            let effects = match self.effects(&record, request).await {
+                Ok(effects) => effects,
+                Err(error) => return Hop::Done(Err(error.into())),
+            };
             let needs_actor = effects
                 .iter()
                 .any(|e| matches!(e, MessageEffect::Accept { .. } | MessageEffect::Kill { .. }));
             if !needs_actor {
-                return Ok(effects.into_iter().map(|e| verdict(&id, e)).collect());
+                return Hop::Done(Ok(effects.into_iter().map(|e| verdict(id, e)).collect()));
             }
             match self.router.deliver(record, effects, request.clone()).await {
-                Ok(held) => return Ok(held.into_iter().map(|e| verdict(&id, e)).collect()),
+                Ok(held) => {
+                    return Hop::Done(Ok(held.into_iter().map(|e| verdict(id, e)).collect()));
+                }
                 Err(DeliverError::Elsewhere) => last = DeliverError::Elsewhere,
                 Err(DeliverError::Moving) => {
                     last = DeliverError::Moving;
                     tokio::time::sleep(MOVING_WAIT).await;
                 }
-                Err(other) => return Err(other.into()),
+                Err(DeliverError::NotOwner(_)) => return Hop::NotHere,
+                Err(other) => return Hop::Done(Err(other.into())),
             }
         }
-        Err(last.into())
+        Hop::Done(Err(last.into()))
     }
 
     /// What each message would do to `record` (see [`decide`]).
@@ -151,7 +226,7 @@ fn verdict(id: &RegistrationId, effect: MessageEffect) -> Verdict {
 
 /// Why a request could not be recorded: answered 503.
 #[derive(Debug, thiserror::Error)]
-enum SinkError {
+pub enum SinkError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod ews_sink;

@@ -4,6 +4,7 @@
 use herald_gateway::GatewayMetrics;
 use herald_workers::DeliveryMetrics;
 
+use crate::cluster::ClusterMetrics;
 use crate::subscription::SubscriptionMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -44,6 +45,7 @@ pub struct Metrics {
     pub gateway: GatewayMetrics,
     pub subscriptions: SubscriptionMetrics,
     pub delivery: DeliveryMetrics,
+    pub cluster: ClusterMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,7 +93,10 @@ impl Default for Metrics {
         subscriptions.register(&mut registry);
         let delivery = DeliveryMetrics::default();
         delivery.register(&mut registry);
+        let cluster = ClusterMetrics::default();
+        cluster.register(&mut registry);
         Self {
+            cluster,
             subscriptions,
             delivery,
             registry,

@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 
 use crate::admin::{self, AdminState};
 use crate::api::{ApiTokens, RegistrationsApi};
+use crate::cluster::{AdminApi, ClusterNode, ClusterSettings, Forwarder, PeerApi};
 use crate::config::{Config, ConfigError};
 use crate::ews_sink::EwsSink;
 use crate::metrics::Metrics;
@@ -24,7 +25,13 @@ use crate::registry::{KnownApp, Registry, RegistrySettings};
 use crate::routing::Router;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
 use crate::subscription::{Coalescing, Deps, Subscriptions};
-use herald_cluster::{Epoch, Ownership};
+use herald_cluster::peer::Peers;
+use herald_cluster::{Directory, Epoch, Ownership};
+use herald_proto::v1::admin_server::AdminServer;
+use herald_proto::v1::peer_server::PeerServer;
+
+/// Longest a connection to a peer may take to open.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,9 +74,11 @@ pub struct RunningNode {
     tasks: JoinSet<Result<(), String>>,
     /// The admin listener, which has a stop of its own.
     admin: Option<AdminListener>,
-    /// The liveness sweeper and the shard keeper: they reach the actors, so they are
-    /// stopped before the actors drain.
+    /// The liveness sweeper, the lease keeper and the shard keeper: they reach the actors,
+    /// so they are stopped before the actors drain.
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// This node as a cluster member (not for a node on the in-memory store).
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 /// A listener's task: it ends with an error, or with `Ok` once told to stop.
@@ -132,8 +141,10 @@ fn subscriptions(
     ownership: Arc<Ownership>,
     sender: Arc<dyn PushSender>,
     metrics: &Arc<Metrics>,
+    forwarder: Arc<Forwarder>,
 ) -> Subscriptions {
     Subscriptions::new(Deps {
+        forwarder,
         store: store.clone(),
         ownership,
         sender,
@@ -295,19 +306,45 @@ impl RunningNode {
             Some(sender) => sender,
             None => build_sender(config, &store, &metrics)?,
         };
-        // A node alone holds every shard (the cluster's lease keeper takes this over).
-        let ownership = Arc::new(Ownership::every_shard(Epoch(0)));
-        let subscriptions = subscriptions(config, &store, ownership.clone(), sender, &metrics);
+        // With a store several nodes can share, the node is a cluster member and holds the
+        // shards whose leases it acquires; on the in-memory store it holds every shard.
+        let tables = store.clone().cluster_tables();
+        let directory = Arc::new(Directory::default());
+        let (ownership, forwarder) = match &tables {
+            None => (
+                Arc::new(Ownership::every_shard(Epoch(0))),
+                Forwarder::alone(config.cluster.forward_timeout),
+            ),
+            Some((_, leases)) => {
+                let peers = Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT)
+                    .map_err(|e| NodeError::Shards(e.to_string()))?;
+                (
+                    Arc::new(Ownership::none()),
+                    Forwarder::clustered(
+                        config.node.id.clone(),
+                        peers,
+                        directory.clone(),
+                        leases.clone(),
+                        metrics.cluster.clone(),
+                        config.cluster.forward_timeout,
+                    ),
+                )
+            }
+        };
+        let forwarder = Arc::new(forwarder);
+        let subscriptions = subscriptions(
+            config,
+            &store,
+            ownership.clone(),
+            sender,
+            &metrics,
+            forwarder.clone(),
+        );
         shard_keeper::serve_held(&subscriptions, &ownership)
             .await
             .map_err(|e| NodeError::Shards(e.to_string()))?;
-        let router = Router::new(subscriptions.clone(), store.clone());
-        let registry = Registry::new(
-            store.clone(),
-            ownership.clone(),
-            router.clone(),
-            registry_settings(config),
-        );
+        let router = Router::new(subscriptions.clone(), store.clone(), forwarder);
+        let registry = Registry::new(store.clone(), router.clone(), registry_settings(config));
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let sweeper = crate::liveness::spawn_sweeper(
@@ -324,9 +361,58 @@ impl RunningNode {
         let gateway_addr = local_addr("gateway", &gateway_listener, config.gateway.listen)?;
         let grpc_addr = local_addr("grpc", &grpc_listener, config.grpc.listen)?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin.listen)?;
+        let advertise = if config.cluster.advertise.is_empty() {
+            grpc_addr.to_string()
+        } else {
+            config.cluster.advertise.clone()
+        };
+        let cluster = tables.map(|(members, leases)| {
+            Arc::new(ClusterNode::new(
+                ClusterSettings {
+                    node_id: config.node.id.clone(),
+                    region: config.node.region.clone(),
+                    address: advertise.clone(),
+                    member_ttl: config.cluster.member_ttl,
+                    heartbeat: config.cluster.heartbeat,
+                    lease_ttl: config.cluster.lease_ttl,
+                    release_grace: config.node.shutdown_grace / 2,
+                },
+                members,
+                leases,
+                ownership.clone(),
+                directory,
+                subscriptions.clone(),
+                metrics.cluster.clone(),
+            ))
+        });
+        let sink = EwsSink::new(
+            registry.clone(),
+            router.clone(),
+            config.cluster.regions.clone(),
+            metrics.clone(),
+        );
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let grpc = grpc_router(health_service, &registry, tokens, &metrics)?;
+        let peer = PeerApi::new(
+            &config.cluster.peer_secret,
+            sink.clone(),
+            router.clone(),
+            subscriptions.clone(),
+            cluster.clone(),
+        );
+        let admin_api = AdminApi::new(
+            tokens.clone(),
+            config.node.id.clone(),
+            config.node.region.clone(),
+            advertise,
+            ownership.clone(),
+            subscriptions.clone(),
+            router.clone(),
+            cluster.clone(),
+        );
+        let grpc = grpc_router(health_service, &registry, tokens, &metrics)?
+            .add_service(PeerServer::new(peer))
+            .add_service(AdminServer::new(admin_api));
         let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             // Small request/answer frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
@@ -339,12 +425,7 @@ impl RunningNode {
         let gateway = Arc::new(herald_gateway::Gateway {
             config: config.gateway.clone(),
             limits: herald_gateway::Limits::default(),
-            sink: EwsSink::new(
-                registry.clone(),
-                router.clone(),
-                config.cluster.regions.clone(),
-                metrics.clone(),
-            ),
+            sink,
             metrics: metrics.gateway.clone(),
         });
         let stop = until_stopped(shutdown.subscribe());
@@ -371,13 +452,23 @@ impl RunningNode {
         });
 
         tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
-        tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, "node started");
-        let keeper = shard_keeper::spawn(
+        let mut workers = vec![sweeper];
+        if let Some(cluster) = &cluster {
+            // Listeners up: this node counts in placement from now on and takes the free
+            // leases placement gives it.
+            cluster.join().await;
+            shard_keeper::serve_held(&subscriptions, &ownership)
+                .await
+                .map_err(|e| NodeError::Shards(e.to_string()))?;
+            workers.push(cluster.clone().spawn(shutdown.subscribe()));
+        }
+        tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, shards = ownership.count(), "node started");
+        workers.push(shard_keeper::spawn(
             subscriptions.clone(),
             ownership.clone(),
             config.node.shutdown_grace / 2,
             shutdown.subscribe(),
-        );
+        ));
         Ok(Self {
             router,
             subscriptions,
@@ -392,7 +483,8 @@ impl RunningNode {
                 stop: admin_stop,
                 task: admin,
             }),
-            workers: vec![sweeper, keeper],
+            workers,
+            cluster,
         })
     }
 
@@ -417,6 +509,10 @@ impl RunningNode {
                 let _ = worker.await;
             }
             subscriptions.drain_and_stop(grace / 2).await;
+            // Bursts flushed: give the leases to the other nodes and leave.
+            if let Some(cluster) = &self.cluster {
+                cluster.leave().await;
+            }
             if let Some(admin) = self.admin.take() {
                 let _ = admin.stop.send(true);
                 if let Err(e) = admin.task.await.map_err(|e| e.to_string()).and_then(|r| r) {

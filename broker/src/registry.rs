@@ -8,15 +8,13 @@ mod notification;
 
 use std::sync::Arc;
 
-use herald_cluster::Fencing;
-
 use crate::domain::{
     CallbackToken, DeviceToken, FieldError, Platform, RegState, RegistrationId, RegistrationRecord,
     SubscriptionId, UnixMillis, validate_folder_id, validate_region,
 };
 use crate::routing::Router;
 use crate::store::RegistrationStore;
-use crate::subscription::Command;
+use crate::subscription::{Command, CommandError};
 
 pub use error::RegistryError;
 pub(crate) use notification::apply_effect;
@@ -62,7 +60,6 @@ pub struct Registered {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn RegistrationStore>,
-    fencing: Arc<dyn Fencing>,
     router: Router,
     settings: Arc<RegistrySettings>,
 }
@@ -78,13 +75,11 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub fn new(
         store: Arc<dyn RegistrationStore>,
-        fencing: Arc<dyn Fencing>,
         router: Router,
         settings: RegistrySettings,
     ) -> Self {
         Self {
             store,
-            fencing,
             router,
             settings: Arc::new(settings),
         }
@@ -134,8 +129,11 @@ impl Registry {
             moving_to: None,
             version: 0,
         };
-        let fence = self.fencing.fence(record.device_token.shard())?;
-        let record = self.store.create(fence, &record).await?;
+        let record = self
+            .router
+            .create(record)
+            .await
+            .map_err(|e| RegistryError::from(CommandError::Unavailable(e)))?;
         let callback_url = format!(
             "{}/ews/v1/{}/{}",
             self.settings.public_url,

@@ -1,14 +1,20 @@
 //! Where a request for a registration goes — the one place that decides. A registration's
-//! requests go to the actor of the shard its copy lives in: on this node when it holds the
-//! shard (the only case until nodes forward to each other), else to the shard's owner.
-//! The gateway's sink, the gRPC API and the liveness sweep all come through here, and a
-//! request that finds the registration moved meanwhile is looked up and routed again.
+//! requests go to the actor of the shard its copy lives in: on this node when it serves the
+//! shard, else on the shard's owner, one hop away over `herald.v1.Peer` (see
+//! [`Forwarder`]). The gateway's sink, the gRPC API and the liveness sweep all come
+//! through here, and a request that finds the registration moved meanwhile is looked up
+//! and routed again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use herald_cluster::ShardId;
+use herald_cluster::peer::is_not_owner;
 use herald_gateway::model::SendNotification;
+use herald_proto::v1 as pb;
 
+use crate::cluster::{Forwarder, Hop, PeerCall, record_to_wire};
 use crate::domain::{RegistrationId, RegistrationRecord};
 use crate::registry::MessageEffect;
 use crate::store::{RegistrationStore, StoreError};
@@ -25,14 +31,24 @@ pub const MOVING_WAIT: Duration = Duration::from_millis(50);
 pub struct Router {
     subscriptions: Subscriptions,
     store: Arc<dyn RegistrationStore>,
+    forwarder: Arc<Forwarder>,
 }
 
 impl Router {
-    pub fn new(subscriptions: Subscriptions, store: Arc<dyn RegistrationStore>) -> Self {
+    pub fn new(
+        subscriptions: Subscriptions,
+        store: Arc<dyn RegistrationStore>,
+        forwarder: Arc<Forwarder>,
+    ) -> Self {
         Self {
             subscriptions,
             store,
+            forwarder,
         }
+    }
+
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
     }
 
     /// The registration `id` as this node best knows it now: its live actor's copy (no
@@ -48,8 +64,13 @@ impl Router {
     }
 
     /// The shards this node holds.
-    pub fn held(&self) -> Vec<herald_cluster::ShardId> {
+    pub fn held(&self) -> Vec<ShardId> {
         self.subscriptions.held()
+    }
+
+    /// Whether this node serves `shard` now.
+    pub fn serves(&self, shard: ShardId) -> bool {
+        self.subscriptions.serves(shard)
     }
 
     /// The live actor's copy of `id`, if its actor is live here.
@@ -58,8 +79,8 @@ impl Router {
     }
 
     /// Hands a gateway request and the effect decided for each of its messages to the actor
-    /// of `record`'s shard, once; `Elsewhere`/`Moving` ask the caller to decide again on a
-    /// fresh lookup.
+    /// of `record`'s shard on this node, once; `Elsewhere`/`Moving` ask the caller to
+    /// decide again on a fresh lookup, `NotOwner` to forward it.
     pub async fn deliver(
         &self,
         record: Arc<RegistrationRecord>,
@@ -67,6 +88,45 @@ impl Router {
         request: Arc<SendNotification>,
     ) -> Result<Vec<MessageEffect>, DeliverError> {
         self.subscriptions.deliver(record, effects, request).await
+    }
+
+    /// Creates `record` in its shard, on the node that holds the shard.
+    pub async fn create(
+        &self,
+        record: RegistrationRecord,
+    ) -> Result<RegistrationRecord, DeliverError> {
+        let shard = record.shard();
+        let local = || -> BoxFuture<'_, _> { Box::pin(self.create_here(&record)) };
+        let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
+            let request = call.request(pb::ForwardCreateRequest {
+                shard: u32::from(shard.number()),
+                record: Some(record_to_wire(&record)),
+            });
+            Box::pin(async move {
+                match call.client.forward_create(request).await {
+                    Ok(answer) => Ok(Hop::Done(crate::cluster::created_from_wire(
+                        answer.into_inner(),
+                    ))),
+                    Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                    Err(status) => Err(status),
+                }
+            })
+        };
+        Ok(self
+            .forwarder
+            .to_owner("create", shard, local, remote)
+            .await??)
+    }
+
+    /// Creates `record` in its shard if this node holds the shard's lease.
+    pub async fn create_here(
+        &self,
+        record: &RegistrationRecord,
+    ) -> Hop<Result<RegistrationRecord, StoreError>> {
+        let Ok(fence) = self.subscriptions.fence(record.shard()) else {
+            return Hop::NotHere;
+        };
+        Hop::Done(self.store.create(fence, record).await)
     }
 
     /// Has registration `id`'s actor apply `command`, wherever the registration lives;
@@ -81,6 +141,69 @@ impl Router {
             let Some(record) = self.lookup(id).await.map_err(DeliverError::Store)? else {
                 return Err(CommandError::NotFound);
             };
+            let shard = record.shard();
+            let local = || -> BoxFuture<'_, _> {
+                let (record, command) = (record.clone(), command.clone());
+                Box::pin(async move {
+                    if !self.serves(shard) {
+                        return Hop::NotHere;
+                    }
+                    match self.subscriptions.command(record, command).await {
+                        Err(CommandError::Unavailable(DeliverError::NotOwner(_))) => Hop::NotHere,
+                        answer => Hop::Done(answer),
+                    }
+                })
+            };
+            let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
+                let request = call.request(pb::ForwardCommandRequest {
+                    shard: u32::from(shard.number()),
+                    registration_id: id.to_string(),
+                    command: Some(crate::cluster::command_to_wire(&command)),
+                });
+                Box::pin(async move {
+                    match call.client.forward_command(request).await {
+                        Ok(answer) => Ok(Hop::Done(crate::cluster::command_outcome_from_wire(
+                            answer.into_inner(),
+                        ))),
+                        Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                        Err(status) => Err(status),
+                    }
+                })
+            };
+            let answer = self
+                .forwarder
+                .to_owner("command", shard, local, remote)
+                .await
+                .map_err(CommandError::Unavailable)?;
+            match answer {
+                Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
+                    last = DeliverError::Elsewhere;
+                }
+                Err(CommandError::Unavailable(DeliverError::Moving)) => {
+                    last = DeliverError::Moving;
+                    tokio::time::sleep(MOVING_WAIT).await;
+                }
+                other => return other,
+            }
+        }
+        Err(CommandError::Unavailable(last))
+    }
+
+    /// [`command`](Self::command) for a peer that forwarded it: applied here, never
+    /// forwarded again (`NotOwner` when this node does not serve the registration's shard).
+    pub async fn command_here(
+        &self,
+        id: &RegistrationId,
+        command: Command,
+    ) -> Result<Option<RegistrationRecord>, CommandError> {
+        let mut last = DeliverError::Elsewhere;
+        for _ in 0..ROUTE_ATTEMPTS {
+            let Some(record) = self.lookup(id).await.map_err(DeliverError::Store)? else {
+                return Err(CommandError::NotFound);
+            };
+            if !self.serves(record.shard()) {
+                return Err(herald_cluster::NotOwner(record.shard()).into());
+            }
             match self.subscriptions.command(record, command.clone()).await {
                 Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
                     last = DeliverError::Elsewhere;

@@ -29,7 +29,7 @@ use crate::domain::{
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, RedisStoreConfig};
+pub use redis::{RedisStore, RedisStoreConfig, record_fields, record_from_fields};
 
 /// How many registrations are in each state, summed over every shard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -211,7 +211,19 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Where the nodes sharing this store share their APNs provider tokens.
     fn token_share(self: Arc<Self>) -> Arc<dyn TokenShare>;
+
+    /// The member and lease tables of the nodes sharing this store; `None` for a store only
+    /// one node can use (in memory), whose node holds every shard.
+    fn cluster_tables(self: Arc<Self>) -> Option<ClusterTables> {
+        None
+    }
 }
+
+/// Where a cluster's nodes find each other and hold their shards.
+pub type ClusterTables = (
+    Arc<dyn herald_cluster::MemberTable>,
+    Arc<dyn herald_cluster::LeaseTable>,
+);
 
 /// How many feedback events a store keeps (Redis: approximately).
 pub const FEEDBACK_KEPT: usize = 100_000;

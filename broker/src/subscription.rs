@@ -55,6 +55,8 @@ pub struct Deps {
     /// Every live actor's record, so a request finds its registration without a store read
     /// or a message to the actor.
     pub live: LiveIndex,
+    /// Where a registration moving to a shard this node does not serve is handed.
+    pub forwarder: Arc<crate::cluster::Forwarder>,
 }
 
 /// What the target shard said to a registration moving in.
@@ -144,6 +146,30 @@ impl Subscriptions {
     /// when its actor is not live.
     pub fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
         self.deps.live.record(id)
+    }
+
+    /// Whether this node serves `shard` now (holds its lease and runs its supervisor).
+    pub fn serves(&self, shard: ShardId) -> bool {
+        self.deps.shards.supervisor(shard).is_ok()
+    }
+
+    /// The fence this node writes `shard` with, while it holds the shard's lease.
+    pub fn fence(&self, shard: ShardId) -> Result<herald_cluster::Fence, herald_cluster::NotOwner> {
+        herald_cluster::Fencing::fence(self.deps.ownership.as_ref(), shard)
+    }
+
+    /// How many actors are live on this node.
+    pub fn live_count(&self) -> i64 {
+        self.deps.metrics.subscriptions.live_actors.get()
+    }
+
+    /// Has the actor of `record`'s registration in `record`'s shard, which this node serves,
+    /// adopt it (a move from another node's shard; see [`AdoptOutcome`]).
+    pub async fn adopt_here(
+        &self,
+        record: RegistrationRecord,
+    ) -> Result<AdoptOutcome, DeliverError> {
+        self.deps.shards.adopt_here(&self.deps, record).await
     }
 
     /// The shards this node holds.

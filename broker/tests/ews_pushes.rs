@@ -186,8 +186,10 @@ async fn a_node_whose_shard_epoch_was_raised_cannot_accept_and_answers_503() {
             connect_timeout: Duration::from_secs(1),
         })
         .unwrap();
+    let shard = before.device_token.shard();
+    let held = node.node.ownership.epoch(shard).unwrap();
     other
-        .set_epoch(before.device_token.shard(), herald_cluster::Epoch(1))
+        .set_epoch(shard, herald_cluster::Epoch(held.0 + 1))
         .await
         .unwrap();
     let answer = node
@@ -204,6 +206,14 @@ async fn a_node_whose_shard_epoch_was_raised_cannot_accept_and_answers_503() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(node.pushes.sent().is_empty());
+    // The node finds its lease passed, drops it and takes the shard anew at a larger epoch.
+    eventually(Duration::from_secs(10), || async {
+        node.node
+            .ownership
+            .epoch(shard)
+            .filter(|e| e.0 > held.0 + 1)
+    })
+    .await;
     node.stop().await;
 }
 

@@ -1,6 +1,6 @@
-//! A node serves only the shards it holds: a shard it lets go answers 503 and UNAVAILABLE
-//! (never `Unsubscribe`, never NOT_FOUND) until it holds the shard again, and then the work
-//! left in the shard is taken up.
+//! A node serves only the shards whose leases it holds: a shard whose lease another holder
+//! took answers 503 and UNAVAILABLE (never `Unsubscribe`, never NOT_FOUND) until the node
+//! holds the lease again, and then the work left in the shard is taken up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,8 +12,32 @@ use herald_broker::testsuite::{
 use herald_cluster::{Epoch, ShardId};
 use herald_proto::v1::{GetRegistrationRequest, UpdateDeviceTokenRequest};
 
+/// Another holder takes `shard`'s lease in Redis at a larger epoch, as a node that took over
+/// while this one was paused would have.
+async fn take_lease(redis: &RedisServer, shard: ShardId) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n = shard.number();
+    let () = redis::pipe()
+        .set(format!("herald:{{s{n}}}:lease"), "intruder/1 999")
+        .set(format!("herald:{{s{n}}}:epoch"), 999)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn free_lease(redis: &RedisServer, shard: ShardId) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("DEL")
+        .arg(format!("herald:{{s{}}}:lease", shard.number()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn a_shard_let_go_is_unavailable_until_it_is_held_again() {
+async fn a_shard_whose_lease_is_taken_is_unavailable_until_its_lease_is_held_again() {
     let redis = RedisServer::start();
     let node = TestNode::start(&test_config(Some(redis.url()))).await;
     let cast = Cast::register(&node, true).await;
@@ -23,7 +47,7 @@ async fn a_shard_let_go_is_unavailable_until_it_is_held_again() {
     let answer = node.post_ews(&alice.path, &heartbeat).await;
     assert_eq!(answer.soap_status().unwrap().1, "OK");
 
-    node.node.ownership.drop_shard(shard);
+    take_lease(&redis, shard).await;
     let refused = eventually(Duration::from_secs(5), || async {
         let answer = node.post_ews(&alice.path, &heartbeat).await;
         (answer.status == 503).then_some(answer)
@@ -56,13 +80,20 @@ async fn a_shard_let_go_is_unavailable_until_it_is_held_again() {
     let answer = node.post_ews(&bob.path, &bobs).await;
     assert_eq!(answer.soap_status().unwrap().1, "OK");
 
-    // Held again: served again, and a burst accepted before is still flushed.
-    node.node.ownership.acquire(shard, Epoch(0));
+    eventually(Duration::from_secs(5), || async {
+        node.node.ownership.epoch(shard).is_none().then_some(())
+    })
+    .await;
+
+    // The lease free again: the node takes it (at a larger epoch), serves the shard again,
+    // and a burst accepted before is still flushed.
+    free_lease(&redis, shard).await;
     eventually(Duration::from_secs(5), || async {
         let answer = node.post_ews(&alice.path, &heartbeat).await;
         (answer.status == 200).then_some(())
     })
     .await;
+    assert!(node.node.ownership.epoch(shard).unwrap() > Epoch(999));
     let burst = fixture("ews", "03-burst-created-newmail-modified.xml");
     let answer = node.post_ews(&alice.path, &burst).await;
     assert_eq!(answer.soap_status().unwrap().1, "OK");

@@ -8,12 +8,17 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod lease;
+pub mod directory;
+pub mod lease;
+pub mod membership;
 mod ownership;
+pub mod peer;
 pub mod placement;
 mod shard;
 
 pub use config::{ClusterConfig, DEFAULT_REGIONS};
-pub use lease::{Fencing, NotOwner};
+pub use directory::{Directory, Snapshot};
+pub use lease::{Claim, Fencing, LeaseTable, NotOwner};
+pub use membership::{Member, MemberTable, MemberView, TableError};
 pub use ownership::Ownership;
 pub use shard::{Epoch, Fence, SHARD_COUNT, ShardId};

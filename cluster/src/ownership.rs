@@ -1,10 +1,12 @@
-//! The shards this node holds, each with the epoch of its lease, and a way to follow the
-//! changes. One writer keeps it — the lease keeper of a clustered node, or nobody for a node
-//! alone, which holds every shard from the start — and the rest of the node reads it: the
-//! writes take their fence from it, the subscription layer starts and stops shards as it
-//! changes.
+//! The shards this node holds, each with the epoch of its lease and how long the lease can
+//! be trusted, and a way to follow the changes. One writer keeps it — the lease keeper of a
+//! clustered node, or nobody for a node alone, which holds every shard from the start — and
+//! the rest of the node reads it: the writes and pushes take their fence from it (refused
+//! once the lease is past its trusted time, even before the keeper notices), the
+//! subscription layer starts and stops shards as it changes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -14,10 +16,16 @@ use crate::shard::{Epoch, Fence, SHARD_COUNT, ShardId};
 /// `held` of a shard this node does not hold.
 const NOT_HELD: u64 = 0;
 
+/// `until` of a lease that never lapses (a node alone).
+const FOREVER: u64 = u64::MAX;
+
 #[derive(Debug)]
 pub struct Ownership {
     /// Per shard: the epoch held, plus one; [`NOT_HELD`] when not held.
     held: Box<[AtomicU64]>,
+    /// Per shard: until when the lease is trusted, in ms since `base`.
+    until: Box<[AtomicU64]>,
+    base: Instant,
     /// Bumped after every change, so a follower wakes and compares [`Ownership::held`]
     /// with what it acted on (no change is missed, however many happen meanwhile).
     changes: watch::Sender<u64>,
@@ -28,6 +36,8 @@ impl Ownership {
     pub fn none() -> Self {
         Self {
             held: (0..SHARD_COUNT).map(|_| AtomicU64::new(NOT_HELD)).collect(),
+            until: (0..SHARD_COUNT).map(|_| AtomicU64::new(0)).collect(),
+            base: Instant::now(),
             changes: watch::Sender::new(0),
         }
     }
@@ -37,14 +47,48 @@ impl Ownership {
         let ownership = Self::none();
         for shard in ShardId::all() {
             ownership.set(shard, Some(epoch));
+            ownership.until[usize::from(shard.number())].store(FOREVER, Ordering::Release);
         }
         ownership
     }
 
-    /// Records that this node holds `shard` at `epoch` (acquired or renewed at a new one).
-    pub fn acquire(&self, shard: ShardId, epoch: Epoch) {
+    /// Records that this node holds `shard` at `epoch`, trusted until `until`.
+    pub fn acquire(&self, shard: ShardId, epoch: Epoch, until: Instant) {
+        self.trust_until(shard, until);
         self.set(shard, Some(epoch));
         self.changed();
+    }
+
+    /// Records that the lease of `shard` was renewed: trusted until `until`.
+    pub fn trust_until(&self, shard: ShardId, until: Instant) {
+        let ms = u64::try_from(until.saturating_duration_since(self.base).as_millis())
+            .unwrap_or(FOREVER - 1);
+        self.until[usize::from(shard.number())].store(ms, Ordering::Release);
+    }
+
+    /// The shards held whose lease is past its trusted time at `now` (the keeper drops
+    /// them).
+    pub fn lapsed(&self, now: Instant) -> Vec<ShardId> {
+        let now = self.millis(now);
+        ShardId::all()
+            .filter(|s| {
+                self.epoch(*s).is_some()
+                    && self.until[usize::from(s.number())].load(Ordering::Acquire) <= now
+            })
+            .collect()
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(FOREVER - 1)
+    }
+
+    /// How long the lease of `shard` is still trusted; `None` when not held.
+    pub fn remaining(&self, shard: ShardId) -> Option<Duration> {
+        self.epoch(shard)?;
+        let until = self.until[usize::from(shard.number())].load(Ordering::Acquire);
+        Some(Duration::from_millis(
+            until.saturating_sub(self.millis(Instant::now())),
+        ))
     }
 
     /// Records that this node does not hold `shard` any more (released, or lost).
@@ -92,10 +136,14 @@ impl Ownership {
 }
 
 impl Fencing for Ownership {
+    /// The fence of `shard` while its lease is held and trusted.
     fn fence(&self, shard: ShardId) -> Result<Fence, NotOwner> {
-        self.epoch(shard)
-            .map(|epoch| Fence { shard, epoch })
-            .ok_or(NotOwner(shard))
+        let epoch = self.epoch(shard).ok_or(NotOwner(shard))?;
+        let until = self.until[usize::from(shard.number())].load(Ordering::Acquire);
+        if until != FOREVER && until <= self.millis(Instant::now()) {
+            return Err(NotOwner(shard));
+        }
+        Ok(Fence { shard, epoch })
     }
 }
 
@@ -125,7 +173,7 @@ mod tests {
         let ownership = Ownership::none();
         let mut changes = ownership.subscribe();
         assert_eq!(ownership.fence(shard(3)), Err(NotOwner(shard(3))));
-        ownership.acquire(shard(3), Epoch(7));
+        ownership.acquire(shard(3), Epoch(7), Instant::now() + Duration::from_secs(60));
         changes.changed().await.unwrap();
         assert_eq!(ownership.held(), vec![(shard(3), Epoch(7))]);
         assert_eq!(ownership.fence(shard(3)).unwrap().epoch, Epoch(7));
@@ -133,5 +181,19 @@ mod tests {
         changes.changed().await.unwrap();
         assert!(ownership.held().is_empty());
         assert_eq!(ownership.fence(shard(3)), Err(NotOwner(shard(3))));
+    }
+
+    #[test]
+    fn a_lease_past_its_trusted_time_fences_nothing_before_the_keeper_drops_it() {
+        let ownership = Ownership::none();
+        let now = Instant::now();
+        ownership.acquire(shard(9), Epoch(2), now + Duration::from_secs(60));
+        ownership.acquire(shard(4), Epoch(1), now);
+        assert_eq!(ownership.fence(shard(4)), Err(NotOwner(shard(4))));
+        assert_eq!(ownership.lapsed(now), vec![shard(4)]);
+        assert!(ownership.fence(shard(9)).is_ok());
+        ownership.trust_until(shard(4), now + Duration::from_secs(60));
+        assert!(ownership.fence(shard(4)).is_ok());
+        assert!(ownership.lapsed(now).is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! subscription claims in `claims.rs`.
 
 mod claims;
+mod cluster_tables;
 mod codec;
 mod compact;
 mod keys;
@@ -46,6 +47,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
+    cluster_scripts: std::sync::Arc<cluster_tables::ClusterScripts>,
 }
 
 struct Scripts {
@@ -140,6 +142,7 @@ impl RedisStore {
                 release_claim: scripts::release_claim(),
                 offer_token: scripts::offer_token(),
             }),
+            cluster_scripts: std::sync::Arc::new(cluster_tables::ClusterScripts::new()),
         })
     }
 
@@ -170,6 +173,27 @@ impl RedisStore {
         let fields: HashMap<String, String> = conn.hgetall(&key).await?;
         codec::decode(&key, id, fields)
     }
+}
+
+/// `record` as the fields of its stored hash: how the Peer calls carry records between
+/// nodes (one encoding of a record, whatever carries it).
+pub fn record_fields(record: &RegistrationRecord) -> HashMap<String, String> {
+    let (set, _) = codec::encode(record);
+    let mut fields: HashMap<String, String> =
+        set.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    fields.insert(codec::VERSION.to_owned(), record.version.to_string());
+    fields
+}
+
+/// The record [`record_fields`] wrote.
+pub fn record_from_fields(
+    id: &RegistrationId,
+    fields: HashMap<String, String>,
+) -> Result<RegistrationRecord, StoreError> {
+    codec::decode("a peer's record", id, fields)?.ok_or_else(|| StoreError::Corrupt {
+        key: "a peer's record".into(),
+        reason: "no fields".into(),
+    })
 }
 
 /// How many times `get` follows a location that changed under it.
@@ -240,6 +264,10 @@ impl RegistrationStore for RedisStore {
         self: std::sync::Arc<Self>,
     ) -> std::sync::Arc<dyn herald_workers::apns::TokenShare> {
         self
+    }
+
+    fn cluster_tables(self: std::sync::Arc<Self>) -> Option<super::ClusterTables> {
+        Some((self.clone(), self))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

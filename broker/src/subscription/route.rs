@@ -5,8 +5,13 @@
 
 use std::sync::{Arc, RwLock};
 
+use futures_util::future::BoxFuture;
 use herald_cluster::ShardId;
+use herald_cluster::peer::is_not_owner;
+use herald_proto::v1 as pb;
 use ractor::{Actor, ActorRef, RpcReplyPort};
+
+use crate::cluster::{Hop, PeerCall};
 
 use super::actor::SubMsg;
 use super::shard::{ShardArgs, ShardMsg, ShardSupervisor};
@@ -120,8 +125,46 @@ impl Shards {
         }
     }
 
-    /// Hands `record`, a registration moving in, to its new shard's actor (step 2 of a move).
+    /// Hands `record`, a registration moving in, to its new shard's actor (step 2 of a move):
+    /// here when this node serves the shard, else on the shard's owner.
     pub(super) async fn adopt(
+        &self,
+        shared: &Arc<Shared>,
+        record: RegistrationRecord,
+    ) -> Result<AdoptOutcome, DeliverError> {
+        let shard = record.shard();
+        let local = || -> BoxFuture<'_, _> {
+            let record = record.clone();
+            Box::pin(async move {
+                match self.adopt_here(shared, record).await {
+                    Err(DeliverError::NotOwner(_)) => Hop::NotHere,
+                    answer => Hop::Done(answer),
+                }
+            })
+        };
+        let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
+            let request = call.request(pb::AdoptRequest {
+                shard: u32::from(shard.number()),
+                record: Some(crate::cluster::record_to_wire(&record)),
+            });
+            Box::pin(async move {
+                match call.client.adopt(request).await {
+                    Ok(answer) => Ok(Hop::Done(crate::cluster::adopt_from_wire(
+                        answer.into_inner(),
+                    ))),
+                    Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                    Err(status) => Err(status),
+                }
+            })
+        };
+        shared
+            .forwarder
+            .to_owner("adopt", shard, local, remote)
+            .await?
+    }
+
+    /// [`adopt`](Self::adopt) on this node only.
+    pub(super) async fn adopt_here(
         &self,
         shared: &Arc<Shared>,
         record: RegistrationRecord,

@@ -34,6 +34,11 @@ pub fn test_config(redis_url: Option<String>) -> Config {
         quiet = "150ms"
         max_delay = "600ms"
         min_interval = "0s"
+        [cluster]
+        peer_secret = "test-peer-secret-0123456789"
+        heartbeat = "200ms"
+        member_ttl = "2s"
+        lease_ttl = "3s"
     "#;
     let mut config: Config = toml::from_str(toml).expect("test configuration");
     config.redis.url = redis_url;
@@ -192,6 +197,9 @@ pub async fn registry_on(
 ) -> (crate::registry::Registry, RecordingSender) {
     let config = test_config(None);
     let pushes = RecordingSender::new();
+    let forwarder = Arc::new(crate::cluster::Forwarder::alone(
+        config.cluster.forward_timeout,
+    ));
     let subscriptions = crate::subscription::Subscriptions::new(crate::subscription::Deps {
         store: store.clone(),
         ownership: ownership.clone(),
@@ -205,6 +213,7 @@ pub async fn registry_on(
         give_up_after: config.delivery.badge_lifetime,
         metrics: Arc::new(crate::metrics::Metrics::default()),
         live: Default::default(),
+        forwarder: forwarder.clone(),
     });
     for (shard, _) in ownership.held() {
         subscriptions
@@ -212,13 +221,9 @@ pub async fn registry_on(
             .await
             .expect("a shard is served");
     }
-    let router = crate::routing::Router::new(subscriptions, store.clone());
-    let registry = crate::registry::Registry::new(
-        store,
-        ownership,
-        router,
-        crate::node::registry_settings(&config),
-    );
+    let router = crate::routing::Router::new(subscriptions, store.clone(), forwarder);
+    let registry =
+        crate::registry::Registry::new(store, router, crate::node::registry_settings(&config));
     (registry, pushes)
 }
 

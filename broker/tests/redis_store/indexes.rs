@@ -16,7 +16,8 @@ async fn registrations_with_a_pending_burst_are_indexed_by_shard() {
     let id = RegistrationId::parse("id", &created.registration_id).unwrap();
     let mut record = node.store.get(&id).await.unwrap().unwrap();
     let shard = record.device_token.shard();
-    let fence = fence(shard);
+    // The node's own fence: this test writes beside the node's actors, as one of them.
+    let fence = herald_cluster::Fencing::fence(node.node.ownership.as_ref(), shard).unwrap();
     assert!(node.store.pending_bursts(shard).await.unwrap().is_empty());
 
     record.progress.burst = Some(herald_broker::domain::Burst {

@@ -3,7 +3,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0) |
+//! | `{prefix}:{s<n>}:epoch` | string | the shard's fencing epoch (absent = 0), incremented by every lease acquisition |
+//! | `{prefix}:{s<n>}:lease` | string | `<holder> <epoch>`: the node (id/incarnation) serving the shard and the epoch it acquired it at; expires unless renewed |
 //! | `{prefix}:{s<n>}:r:<registration id>` | hash | one registration's copy (fields in `codec.rs`); for a week after the registration is deleted, its tombstone (`v`, `gone`) |
 //! | `{prefix}:{s<n>}:devices:<x>` | hash | the registrations of the shard's device tokens whose digest starts with hex digit `<x>`: the digest (base64url) as field, the registration ids separated by spaces as value |
 //! | `{prefix}:{s<n>}:stats` | hash | the shard's copies by state (`moving` for a copy being moved out) |
@@ -13,6 +14,7 @@
 //! | `{prefix}:subs:{<b>}` | hash | bound subscription ids whose digest starts with the four hex digits `<b>`: the rest of the digest (base64url) as field, the registration as value |
 //! | `{prefix}:claim:{<b>}:<rest of digest>` | string | a registration's pending claim on a subscription id, expiring unless the registration write confirms it |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
+//! | `{prefix}:members` | hash | the cluster's member rows: node id → `<heartbeat ms> <ready> <draining> <shards> <actors> <region> <address>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
 //!
 //! A device index entry lives in one of sixteen hashes per shard rather than a hash of its
@@ -57,6 +59,7 @@ pub(super) struct Keys {
 #[derive(Debug)]
 struct ShardKeys {
     epoch: String,
+    lease: String,
     stats: String,
     pending: String,
     devices: [String; PARTS],
@@ -92,6 +95,7 @@ impl Keys {
             shards: ShardId::all()
                 .map(|shard| ShardKeys {
                     epoch: format!("{prefix}:{{{shard}}}:epoch"),
+                    lease: format!("{prefix}:{{{shard}}}:lease"),
                     stats: format!("{prefix}:{{{shard}}}:stats"),
                     pending: format!("{prefix}:{{{shard}}}:pending"),
                     devices: std::array::from_fn(|part| {
@@ -109,6 +113,14 @@ impl Keys {
 
     pub(super) fn epoch(&self, shard: ShardId) -> &str {
         &self.shard(shard).epoch
+    }
+
+    pub(super) fn lease(&self, shard: ShardId) -> &str {
+        &self.shard(shard).lease
+    }
+
+    pub(super) fn members(&self) -> String {
+        format!("{}:members", self.prefix)
     }
 
     pub(super) fn registration(&self, shard: ShardId, id: &RegistrationId) -> String {

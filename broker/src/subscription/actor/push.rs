@@ -91,6 +91,12 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             }
         }
         FlushPlan::Send(mut request) => {
+            // The last moment before a push leaves: a node whose lease lapsed (paused past
+            // it, cut off from Redis) sends nothing for the shard; its next owner does.
+            if let Err(not_owner) = super::fence(state) {
+                tracing::debug!(registration = %state.id, %not_owner, "not pushing: the shard's lease is not held");
+                return;
+            }
             request.attempt = state.retries;
             state.in_flight = true;
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());

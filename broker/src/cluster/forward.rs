@@ -1,0 +1,198 @@
+//! Getting a request to the node that holds its shard: this node when it serves the shard,
+//! else one hop over `herald.v1.Peer` to the owner placement names (or, when that node
+//! says it is not the owner, to the holder the lease table names). A request is retried,
+//! with a short back-off, while the shard changes hands, until `cluster.forward_timeout`;
+//! then it fails as unavailable (503 to Exchange, `UNAVAILABLE` to an API caller) — never
+//! as anything that would tell Exchange to stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use herald_cluster::lease::holder_node;
+use herald_cluster::peer::Peers;
+use herald_cluster::{Directory, LeaseTable, NotOwner, ShardId};
+use herald_proto::v1::peer_client::PeerClient;
+use tonic::transport::Channel;
+
+use super::metrics::{ClusterMetrics, ForwardLabels, KindLabels};
+use crate::subscription::DeliverError;
+
+/// First wait before trying a shard again while it changes hands; doubled up to
+/// [`MAX_RETRY_WAIT`].
+const RETRY_WAIT: Duration = Duration::from_millis(25);
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(250);
+
+/// What one try at a node gave.
+#[derive(Debug)]
+pub enum Hop<R> {
+    /// The node that holds the shard answered.
+    Done(R),
+    /// The node tried does not hold the shard (now).
+    NotHere,
+}
+
+/// One call to a peer: its client, and how to make a request of it.
+#[derive(Debug)]
+pub struct PeerCall {
+    pub client: PeerClient<Channel>,
+    peers: Peers,
+    deadline: Duration,
+}
+
+impl PeerCall {
+    /// `message` as an authenticated request, with what is left of the forward's time.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.peers.request(message, self.deadline)
+    }
+}
+
+/// The other nodes, as far as forwarding needs them.
+#[derive(Debug)]
+struct Remote {
+    node_id: String,
+    peers: Peers,
+    directory: Arc<Directory>,
+    leases: Arc<dyn LeaseTable>,
+    metrics: ClusterMetrics,
+}
+
+/// Routes a request for a shard to the node that holds it.
+#[derive(Debug)]
+pub struct Forwarder {
+    remote: Option<Remote>,
+    timeout: Duration,
+}
+
+impl Forwarder {
+    /// A node alone, which serves every shard itself from its start: a request for a shard
+    /// it does not serve is refused at once.
+    pub fn alone(timeout: Duration) -> Self {
+        Self {
+            remote: None,
+            timeout,
+        }
+    }
+
+    pub fn clustered(
+        node_id: String,
+        peers: Peers,
+        directory: Arc<Directory>,
+        leases: Arc<dyn LeaseTable>,
+        metrics: ClusterMetrics,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            remote: Some(Remote {
+                node_id,
+                peers,
+                directory,
+                leases,
+                metrics,
+            }),
+            timeout,
+        }
+    }
+
+    /// Runs `local` while this node serves `shard`, else `remote` on the shard's owner, until
+    /// one of them is answered by the shard's holder or `cluster.forward_timeout` passes.
+    /// `remote`'s `Err` is a transport failure or a refusal of the peer (a dead node, an
+    /// overloaded one): another try follows, after the owner is looked up again.
+    pub async fn to_owner<'f, R: Send>(
+        &self,
+        kind: &'static str,
+        shard: ShardId,
+        local: impl Fn() -> BoxFuture<'f, Hop<R>> + Send + Sync,
+        remote: impl Fn(PeerCall) -> BoxFuture<'f, Result<Hop<R>, tonic::Status>> + Send + Sync,
+    ) -> Result<R, DeliverError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut wait = RETRY_WAIT;
+        let mut ask_the_lease_table = false;
+        loop {
+            if let Hop::Done(answer) = local().await {
+                return Ok(answer);
+            }
+            let Some(cluster) = &self.remote else {
+                // Alone, this node serves every shard it will ever serve from its start.
+                return Err(DeliverError::NotOwner(NotOwner(shard)));
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                cluster.count(kind, "unavailable");
+                return Err(DeliverError::NotOwner(NotOwner(shard)));
+            }
+            if let Some(address) = cluster.owner(shard, ask_the_lease_table).await {
+                match cluster.peers.client(&address) {
+                    Ok(client) => {
+                        let started = Instant::now();
+                        let answer = remote(PeerCall {
+                            client,
+                            peers: cluster.peers.clone(),
+                            deadline: remaining,
+                        })
+                        .await;
+                        cluster
+                            .metrics
+                            .forward_duration
+                            .get_or_create(&KindLabels { kind })
+                            .observe(started.elapsed().as_secs_f64());
+                        match answer {
+                            Ok(Hop::Done(answer)) => {
+                                cluster.count(kind, "ok");
+                                return Ok(answer);
+                            }
+                            Ok(Hop::NotHere) => cluster.count(kind, "not_owner"),
+                            Err(status) => {
+                                cluster.count(kind, "error");
+                                tracing::debug!(%shard, %address, code = ?status.code(), message = status.message(), "a forwarded request failed; the owner is looked up again");
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "a member advertises an address that cannot be called")
+                    }
+                }
+                ask_the_lease_table = !ask_the_lease_table;
+            }
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+            wait = (wait * 2).min(MAX_RETRY_WAIT);
+        }
+    }
+
+    /// The address of `node_id`, if it is a member (for `DrainNode` of another node).
+    pub fn address_of(&self, node_id: &str) -> Option<(PeerClient<Channel>, &Peers)> {
+        let remote = self.remote.as_ref()?;
+        let address = remote.directory.snapshot().address(node_id)?.to_owned();
+        Some((remote.peers.client(&address).ok()?, &remote.peers))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl Remote {
+    /// The address of the node that holds `shard` by placement or, with
+    /// `ask_the_lease_table`, by its lease; `None` when that is this node or nobody.
+    async fn owner(&self, shard: ShardId, ask_the_lease_table: bool) -> Option<String> {
+        let snapshot = self.directory.snapshot();
+        let node = if ask_the_lease_table {
+            let holders = self.leases.holders(&[shard]).await.ok()?;
+            let (holder, _) = holders.into_iter().next()??;
+            holder_node(&holder).to_owned()
+        } else {
+            snapshot.owner(shard)?.to_owned()
+        };
+        if node == self.node_id {
+            return None;
+        }
+        snapshot.address(&node).map(str::to_owned)
+    }
+
+    fn count(&self, kind: &'static str, outcome: &'static str) {
+        self.metrics
+            .forwards
+            .get_or_create(&ForwardLabels { kind, outcome })
+            .inc();
+    }
+}
