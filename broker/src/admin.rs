@@ -23,6 +23,9 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Set when the node begins to shut down: from then on it is not ready.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The shards this node holds: the registrations gauge counts theirs, so that summing
+    /// it over a cluster's nodes gives the region's total.
+    pub ownership: Arc<herald_cluster::Ownership>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -68,7 +71,13 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    match tokio::time::timeout(PROBE_TIMEOUT, state.store.count_by_state()).await {
+    let held: Vec<herald_cluster::ShardId> = state
+        .ownership
+        .held()
+        .into_iter()
+        .map(|(shard, _)| shard)
+        .collect();
+    match tokio::time::timeout(PROBE_TIMEOUT, state.store.count_by_state_in(&held)).await {
         Ok(Ok(counts)) => {
             for s in RegState::ALL {
                 state

@@ -14,6 +14,7 @@ use herald_broker::config::Config;
 use herald_broker::node::{self, RunningNode};
 use herald_broker::telemetry;
 
+mod cluster_cli;
 mod demo;
 
 // glibc's allocator spent a quarter of the node's CPU under EWS load (perf); mimalloc is
@@ -53,6 +54,31 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The region's cluster, through any of its nodes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        /// The configuration of a node (its gRPC address and API token are used).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The gRPC address (`host:port`) of the node to ask; default: the configuration's.
+        #[arg(long, global = true)]
+        node: Option<String>,
+        /// An API token; default: `HERALD_API_TOKEN`, else the configuration's first.
+        #[arg(long, global = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Every member: alive, draining, shards owned, live actors, last heartbeat.
+    Status,
+    /// Move every shard off NODE and stop it taking new ones (before a deploy).
+    Drain {
+        /// The node id.
+        node_id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +87,24 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(config, &env),
         Command::Demo => run_demo(),
+        Command::Cluster {
+            action,
+            config,
+            node,
+            token,
+        } => {
+            let config = match load(config, &env) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            run_cluster(
+                &config,
+                action,
+                node,
+                token,
+                env.get("HERALD_API_TOKEN").cloned(),
+            )
+        }
         Command::Serve { config } => {
             let config = match load(config, &env) {
                 Ok(config) => config,
@@ -87,6 +131,36 @@ fn run_demo() -> ExitCode {
     match runtime.block_on(demo::run(&mut out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("demo failed: {e:#}"), EXIT_FAILURE),
+    }
+}
+
+fn run_cluster(
+    config: &Config,
+    action: ClusterAction,
+    node: Option<String>,
+    token: Option<String>,
+    env_token: Option<String>,
+) -> ExitCode {
+    let target = match cluster_cli::Target::new(config, node, token, env_token) {
+        Ok(target) => target,
+        Err(e) => return fail(&e, EXIT_CONFIG),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
+    };
+    let mut out = std::io::stdout();
+    let done = runtime.block_on(async {
+        match action {
+            ClusterAction::Status => cluster_cli::status(&target, &mut out).await,
+            ClusterAction::Drain { node_id } => {
+                cluster_cli::drain(&target, node_id, &mut out).await
+            }
+        }
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e, EXIT_FAILURE),
     }
 }
 

@@ -78,7 +78,7 @@ impl Default for Metrics {
         let registrations = Family::<StateLabels, Gauge>::default();
         registry.register(
             "herald_registrations",
-            "Registrations in the store by state (refreshed at each scrape)",
+            "Registrations by state in the shards this node holds, refreshed at each scrape: summed over a cluster's nodes, the region's total",
             registrations.clone(),
         );
         let store_errors = Family::<StoreLabels, Counter>::default();

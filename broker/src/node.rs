@@ -439,6 +439,7 @@ impl RunningNode {
             store: store.clone(),
             metrics,
             stopping: shutdown.subscribe(),
+            ownership: ownership.clone(),
         });
         // The admin listener answers until the end of a shutdown (readiness off first,
         // metrics meanwhile): it has a stop of its own.

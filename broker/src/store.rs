@@ -189,7 +189,13 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, fence: Fence, stored: &RegistrationRecord) -> Result<(), StoreError>;
 
     /// Registrations by state over the whole store.
-    async fn count_by_state(&self) -> Result<StateCounts, StoreError>;
+    async fn count_by_state_in(&self, shards: &[ShardId]) -> Result<StateCounts, StoreError>;
+
+    /// Registrations by state in the whole store.
+    async fn count_by_state(&self) -> Result<StateCounts, StoreError> {
+        let shards: Vec<ShardId> = ShardId::all().collect();
+        self.count_by_state_in(&shards).await
+    }
 
     /// The registrations of `shard` with work left there — a burst accepted and not yet
     /// flushed, or a move to finish — what a node must finish when it takes the shard over

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The regions Herald runs in unless configured otherwise.
 pub const DEFAULT_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Every region of the deployment; registrations' home regions must be one of them.
@@ -31,6 +31,27 @@ pub struct ClusterConfig {
     /// 503 / `UNAVAILABLE`.
     #[serde(with = "humantime_serde")]
     pub forward_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("regions", &self.regions)
+            .field("advertise", &self.advertise)
+            .field(
+                "peer_secret",
+                &if self.peer_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("member_ttl", &self.member_ttl)
+            .field("heartbeat", &self.heartbeat)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("forward_timeout", &self.forward_timeout)
+            .finish()
+    }
 }
 
 impl Default for ClusterConfig {

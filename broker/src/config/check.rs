@@ -22,11 +22,52 @@ impl fmt::Display for Problems {
 
 impl Config {
     /// Everything wrong with this configuration that would stop a node or make it misbehave.
+    fn cluster_problems(&self, p: &mut Vec<String>) {
+        let cluster = &self.cluster;
+        if !cluster.advertise.is_empty()
+            && (cluster.advertise.contains(char::is_whitespace)
+                || cluster
+                    .advertise
+                    .rsplit_once(':')
+                    .is_none_or(|(_, port)| port.parse::<u16>().is_err()))
+        {
+            p.push(format!(
+                "cluster.advertise {:?} is not host:port",
+                cluster.advertise
+            ));
+        }
+        if cluster.peer_secret.chars().any(|c| !c.is_ascii_graphic()) {
+            p.push("cluster.peer_secret must be printable ASCII without spaces".to_owned());
+        }
+        if cluster.heartbeat.is_zero() || cluster.heartbeat >= cluster.member_ttl {
+            p.push("cluster.heartbeat must be above zero and below cluster.member_ttl".to_owned());
+        }
+        if cluster.lease_ttl < cluster.heartbeat * 3 {
+            p.push(
+                "cluster.lease_ttl must be at least three cluster.heartbeat (leases are renewed every third of it, at a heartbeat)".to_owned(),
+            );
+        }
+        if cluster.forward_timeout.is_zero() {
+            p.push("cluster.forward_timeout must be above zero".to_owned());
+        }
+    }
+
     pub fn problems(&self) -> Problems {
         let mut p = Vec::new();
         if self.node.id.trim().is_empty() {
             p.push("node.id is empty".to_owned());
+        } else if self
+            .node
+            .id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            p.push(format!(
+                "node.id {:?} must be without spaces or '/' (it names the node in the member table and its leases)",
+                self.node.id
+            ));
         }
+        self.cluster_problems(&mut p);
         if !self.cluster.regions.contains(&self.node.region) {
             p.push(format!(
                 "node.region '{}' is not one of cluster.regions ({})",

@@ -193,13 +193,53 @@ fn secrets_are_redacted_from_debug() {
             url: Some("redis://:pw-secret@10.0.0.1".into()),
             ..RedisConfig::default()
         },
+        cluster: herald_cluster::ClusterConfig {
+            peer_secret: "peer-secret-xyz".into(),
+            ..Default::default()
+        },
         ..Config::default()
     };
     let shown = format!("{config:?}");
     assert!(
-        !shown.contains("hunter2") && !shown.contains("pw-secret"),
+        !shown.contains("hunter2")
+            && !shown.contains("pw-secret")
+            && !shown.contains("peer-secret-xyz"),
         "{shown}"
     );
+}
+
+#[test]
+fn cluster_settings_that_cannot_work_are_problems() {
+    let f = file(
+        r#"
+[node]
+id = "use1 a"
+[cluster]
+advertise = "10.0.0.7"
+peer_secret = "with space"
+heartbeat = "5s"
+member_ttl = "5s"
+lease_ttl = "6s"
+"#,
+    );
+    let problems = Config::load(Some(f.path()), &HashMap::new())
+        .unwrap()
+        .problems()
+        .0;
+    let expected = [
+        "node.id \"use1 a\" must be without spaces",
+        "cluster.advertise \"10.0.0.7\" is not host:port",
+        "cluster.peer_secret must be printable ASCII",
+        "cluster.heartbeat must be above zero and below cluster.member_ttl",
+        "cluster.lease_ttl must be at least three cluster.heartbeat",
+    ];
+    for want in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
 }
 
 /// Flattens a serialised configuration into `section.key` names (`apps[].key` for lists).

@@ -339,10 +339,10 @@ impl RegistrationStore for MemoryStore {
         Ok(())
     }
 
-    async fn count_by_state(&self) -> Result<StateCounts, StoreError> {
+    async fn count_by_state_in(&self, shards: &[ShardId]) -> Result<StateCounts, StoreError> {
         let mut counts = StateCounts::default();
         for ((shard, _), record) in &self.lock().copies {
-            if record.moving_to.is_none() && *shard == record.shard() {
+            if record.moving_to.is_none() && *shard == record.shard() && shards.contains(shard) {
                 counts.add(record.state, 1);
             }
         }

@@ -449,9 +449,12 @@ impl RegistrationStore for RedisStore {
         Ok(())
     }
 
-    async fn count_by_state(&self) -> Result<StateCounts, StoreError> {
+    async fn count_by_state_in(&self, shards: &[ShardId]) -> Result<StateCounts, StoreError> {
+        if shards.is_empty() {
+            return Ok(StateCounts::default());
+        }
         let mut pipe = redis::pipe();
-        for shard in ShardId::all() {
+        for &shard in shards {
             pipe.hgetall(self.keys.stats(shard));
         }
         let mut conn = self.conn.clone();
