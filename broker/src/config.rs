@@ -103,6 +103,8 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// `url` is one node of a Redis Cluster; the client discovers the others.
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -112,6 +114,7 @@ impl Default for RedisConfig {
             key_prefix: "herald".to_owned(),
             response_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
+            cluster: false,
         }
     }
 }
@@ -124,6 +127,7 @@ impl fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }

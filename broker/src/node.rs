@@ -99,6 +99,7 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
             key_prefix: config.redis.key_prefix.clone(),
             response_timeout: config.redis.response_timeout,
             connect_timeout: config.redis.connect_timeout,
+            cluster: config.redis.cluster,
         })?),
         None => {
             tracing::warn!(

@@ -8,6 +8,7 @@ mod ews;
 mod gated;
 mod logs;
 mod node;
+mod redis_cluster;
 mod redis_server;
 
 pub use ews::{Cast, Member, callback_path, expected, expected_pushes, fixture};
@@ -16,6 +17,7 @@ pub use logs::LogCapture;
 pub use node::{
     ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, registry_on, test_config,
 };
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 
 use std::future::Future;

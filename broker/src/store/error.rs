@@ -32,3 +32,12 @@ impl From<redis::RedisError> for StoreError {
         Self::Unavailable(Box::new(err))
     }
 }
+
+impl From<redis::ParsingError> for StoreError {
+    fn from(err: redis::ParsingError) -> Self {
+        Self::Corrupt {
+            key: "a Redis answer".into(),
+            reason: err.to_string(),
+        }
+    }
+}

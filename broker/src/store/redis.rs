@@ -7,6 +7,7 @@ mod claims;
 mod cluster_tables;
 mod codec;
 mod compact;
+mod conn;
 mod keys;
 mod scripts;
 mod settings;
@@ -19,6 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use self::conn::Conn;
 use redis::{AsyncCommands as _, Script};
 
 use self::keys::Keys;
@@ -39,12 +42,14 @@ pub struct RedisStoreConfig {
     pub response_timeout: Duration,
     /// Longest wait to (re)connect.
     pub connect_timeout: Duration,
+    /// `url` is a node of a Redis Cluster (the others are discovered from it).
+    pub cluster: bool,
 }
 
 /// The Redis-backed [`RegistrationStore`].
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     cluster_scripts: std::sync::Arc<cluster_tables::ClusterScripts>,
@@ -97,15 +102,19 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(ids.len() * 2);
         for id in &ids {
-            pipe.get(self.keys.location(id))
-                .hgetall(self.keys.registration(shard, id));
+            commands.push(redis::Cmd::get(self.keys.location(id)));
+            commands.push(redis::Cmd::hgetall(self.keys.registration(shard, id)));
         }
-        let answers: Vec<(Option<String>, HashMap<String, String>)> =
-            pipe.query_async(&mut conn).await?;
+        let answers = self.conn.in_order(commands).await?;
         let mut records = Vec::with_capacity(ids.len());
-        for (id, (location, fields)) in ids.iter().zip(answers) {
+        for (id, pair) in ids.iter().zip(answers.chunks(2)) {
+            let [location, fields] = pair else {
+                break;
+            };
+            let location: Option<String> = redis::from_redis_value_ref(location)?;
+            let fields: HashMap<String, String> = redis::from_redis_value_ref(fields)?;
             // A copy counts where the registration lives: a copy left by a move that is not
             // finished yet (the old one, or the new one before the commit) is not listed.
             let key = self.keys.registration(shard, id);
@@ -121,13 +130,31 @@ impl RedisStore {
     /// A store that connects lazily: the node starts even while Redis is down, and answers
     /// `UNAVAILABLE` (and fails `/readyz`) until it is back.
     pub fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+        let conn = if config.cluster {
+            let client = redis::cluster::ClusterClient::builder([config.url.as_str()])
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(2)
+                .build()?;
+            Conn::Cluster(
+                client.get_pending_async_connection_with_config(
+                    redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(config.connect_timeout)
+                        .set_response_timeout(config.response_timeout),
+                ),
+            )
+        } else {
+            let client = redis::Client::open(config.url.as_str())?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(config.response_timeout))
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(ConnectionManager::new_lazy_with_config(
+                client,
+                manager_config,
+            )?)
+        };
         Ok(Self {
             conn,
             keys: Keys::new(&config.key_prefix),
@@ -288,11 +315,15 @@ impl RegistrationStore for RedisStore {
         let (mut location, mut birth_read) = match id.birth_shard() {
             Some(birth) => {
                 let key = self.keys.registration(birth, id);
-                let (location, fields): (Option<String>, HashMap<String, String>) = redis::pipe()
-                    .get(&location_key)
-                    .hgetall(&key)
-                    .query_async(&mut conn)
+                let answers = self
+                    .conn
+                    .in_order(vec![
+                        redis::Cmd::get(&location_key),
+                        redis::Cmd::hgetall(&key),
+                    ])
                     .await?;
+                let (location, fields): (Option<String>, HashMap<String, String>) =
+                    redis::from_redis_value(redis::Value::Array(answers))?;
                 (location, Some((birth, key, fields)))
             }
             None => (conn.get(&location_key).await?, None),
@@ -453,12 +484,15 @@ impl RegistrationStore for RedisStore {
         if shards.is_empty() {
             return Ok(StateCounts::default());
         }
-        let mut pipe = redis::pipe();
-        for &shard in shards {
-            pipe.hgetall(self.keys.stats(shard));
-        }
-        let mut conn = self.conn.clone();
-        let answers: Vec<HashMap<String, i64>> = pipe.query_async(&mut conn).await?;
+        let answers: Vec<HashMap<String, i64>> = self
+            .conn
+            .each(
+                shards
+                    .iter()
+                    .map(|&shard| redis::Cmd::hgetall(self.keys.stats(shard)))
+                    .collect(),
+            )
+            .await?;
         let mut counts = StateCounts::default();
         for (state, n) in answers.iter().flatten() {
             if let Some(state) = RegState::parse(state) {

@@ -41,7 +41,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(dir: &Path, id: &str, redis_url: &str) -> Self {
+    fn new(dir: &Path, id: &str, redis_url: &str, redis_cluster: bool) -> Self {
         let (gateway, grpc, admin) = (free_port(), free_port(), free_port());
         let pushes = dir.join(format!("{id}-pushes.jsonl"));
         let config = dir.join(format!("{id}.toml"));
@@ -59,6 +59,7 @@ listen = "127.0.0.1:{grpc}"
 listen = "127.0.0.1:{admin}"
 [redis]
 url = "{redis_url}"
+cluster = {redis_cluster}
 [auth]
 api_tokens = ["{TOKEN}"]
 [cluster]
@@ -209,16 +210,24 @@ pub(crate) struct Cluster {
     pub(crate) nodes: Vec<Node>,
     pub(crate) dir: tempfile::TempDir,
     redis_url: String,
+    redis_cluster: bool,
 }
 
 impl Cluster {
     /// Starts `n` nodes, one after the other, and waits until every shard is owned.
     pub(crate) async fn start(redis_url: &str, n: usize) -> Self {
+        Self::start_on(redis_url, false, n).await
+    }
+
+    /// [`start`](Self::start) on a Redis Cluster (`redis_cluster`: `redis_url` is one of
+    /// its nodes).
+    pub(crate) async fn start_on(redis_url: &str, redis_cluster: bool, n: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
             redis_url: redis_url.to_owned(),
+            redis_cluster,
         };
         for _ in 0..n {
             cluster.add().await;
@@ -230,7 +239,7 @@ impl Cluster {
     /// Starts one more node.
     pub(crate) async fn add(&mut self) -> usize {
         let id = format!("node-{}", self.nodes.len());
-        let mut node = Node::new(self.dir.path(), &id, &self.redis_url);
+        let mut node = Node::new(self.dir.path(), &id, &self.redis_url, self.redis_cluster);
         node.start().await;
         self.nodes.push(node);
         self.nodes.len() - 1

@@ -11,6 +11,6 @@ mod takeover;
 
 use std::time::Duration;
 
-use herald_broker::testsuite::{RedisServer, eventually};
+use herald_broker::testsuite::{RedisCluster, RedisServer, eventually};
 
 use harness::{Cluster, Device, Told, burst, heartbeat, post, post_until_ok, pushed, register};

@@ -18,7 +18,19 @@ async fn accept_bursts(cluster: &Cluster, devices: &[Device]) {
 #[tokio::test]
 async fn a_killed_node_s_shards_are_taken_over_and_its_accepted_bursts_pushed() {
     let redis = RedisServer::start();
-    let mut cluster = Cluster::start(&redis.url(), 3).await;
+    kill_one_of_three(&redis.url(), false).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_killed_node_s_shards_are_taken_over_too() {
+    let redis = RedisCluster::start();
+    kill_one_of_three(&redis.url(), true).await;
+}
+
+/// Three nodes take bursts, one is killed; the others take its shards over and push what it
+/// had accepted.
+async fn kill_one_of_three(redis_url: &str, redis_cluster: bool) {
+    let mut cluster = Cluster::start_on(redis_url, redis_cluster, 3).await;
     let devices = register(&cluster, 24, "kill").await;
     accept_bursts(&cluster, &devices).await;
     // Bursts wait out their 2 s quiet window: kill a node now.

@@ -165,6 +165,7 @@ async fn nodes_share_one_apns_provider_token_through_redis() {
             key_prefix: "herald".into(),
             response_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(500),
+            cluster: false,
         })
         .unwrap()
     };

@@ -39,6 +39,7 @@ fn store(redis: &RedisServer) -> RedisStore {
         key_prefix: "herald".into(),
         response_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
+        cluster: false,
     })
     .unwrap()
 }

@@ -161,32 +161,38 @@ fn decode_view(answer: (String, Vec<String>)) -> Result<MemberView, TableError> 
 }
 
 impl RedisStore {
-    /// Runs `script` once per entry of `calls` (keys, args) in one pipeline; loads the script
-    /// first if the server does not know it (a restarted Redis).
-    async fn pipelined<T: redis::FromRedisValue>(
+    /// Runs `script` once per entry of `calls` (keys, args): pipelined on one server,
+    /// concurrently on a cluster (the calls span slots). Loads the script first if a server
+    /// does not know it (a restarted Redis).
+    async fn per_shard<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         calls: &[(Vec<String>, Vec<String>)],
     ) -> Result<Vec<T>, TableError> {
-        if calls.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (keys, args) in calls {
-            pipe.cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(keys.len())
-                .arg(keys)
-                .arg(args);
-        }
-        let mut conn = self.conn.clone();
-        match pipe.query_async(&mut conn).await {
+        let commands = || {
+            calls
+                .iter()
+                .map(|(keys, args)| {
+                    let mut command = redis::cmd("EVALSHA");
+                    command
+                        .arg(script.get_hash())
+                        .arg(keys.len())
+                        .arg(keys)
+                        .arg(args);
+                    command
+                })
+                .collect::<Vec<_>>()
+        };
+        match self.conn.each(commands()).await {
             Ok(answers) => Ok(answers),
             Err(err)
                 if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
-                script.load_async(&mut conn).await.map_err(table_error)?;
-                pipe.query_async(&mut conn).await.map_err(table_error)
+                script
+                    .load_async(&mut self.conn.clone())
+                    .await
+                    .map_err(table_error)?;
+                self.conn.each(commands()).await.map_err(table_error)
             }
             Err(err) => Err(table_error(err)),
         }
@@ -258,7 +264,7 @@ impl LeaseTable for RedisStore {
             })
             .collect();
         let answers: Vec<String> = self
-            .pipelined(&self.cluster_scripts.acquire, &calls)
+            .per_shard(&self.cluster_scripts.acquire, &calls)
             .await?;
         shards
             .iter()
@@ -301,7 +307,7 @@ impl LeaseTable for RedisStore {
                 )
             })
             .collect();
-        let answers: Vec<i64> = self.pipelined(&self.cluster_scripts.renew, &calls).await?;
+        let answers: Vec<i64> = self.per_shard(&self.cluster_scripts.renew, &calls).await?;
         Ok(answers.into_iter().map(|held| held == 1).collect())
     }
 
@@ -316,7 +322,7 @@ impl LeaseTable for RedisStore {
             })
             .collect();
         let _: Vec<i64> = self
-            .pipelined(&self.cluster_scripts.release, &calls)
+            .per_shard(&self.cluster_scripts.release, &calls)
             .await?;
         Ok(())
     }
@@ -325,16 +331,16 @@ impl LeaseTable for RedisStore {
         &self,
         shards: &[ShardId],
     ) -> Result<Vec<Option<(String, Epoch)>>, TableError> {
-        if shards.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for &shard in shards {
-            pipe.get(self.keys.lease(shard));
-        }
-        let mut conn = self.conn.clone();
-        let answers: Vec<Option<String>> =
-            pipe.query_async(&mut conn).await.map_err(table_error)?;
+        let answers: Vec<Option<String>> = self
+            .conn
+            .each(
+                shards
+                    .iter()
+                    .map(|&shard| redis::Cmd::get(self.keys.lease(shard)))
+                    .collect(),
+            )
+            .await
+            .map_err(table_error)?;
         Ok(answers
             .into_iter()
             .map(|held| {

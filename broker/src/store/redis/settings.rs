@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 
 use crate::store::StoreError;
 
@@ -17,7 +17,7 @@ const LISTPACK_VALUE_ADVISED: u64 = 256;
 const LISTPACK_ENTRIES_ADVISED: u64 = 128;
 
 /// One line per setting that should change; empty when every one is as advised.
-pub(super) async fn advice(conn: &mut ConnectionManager) -> Result<Vec<String>, StoreError> {
+pub(super) async fn advice(conn: &mut impl ConnectionLike) -> Result<Vec<String>, StoreError> {
     let settings: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("hash-max-listpack-value")

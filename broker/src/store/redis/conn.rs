@@ -1,0 +1,87 @@
+//! The store's connection: one Redis server (with its replicas) through a reconnecting
+//! connection manager, or a Redis Cluster through the cluster client, which sends each
+//! command to the primary of its key's slot. Both connect lazily, so a node starts while
+//! Redis is down.
+//!
+//! A pipeline is sent to one server, so on a cluster it may only hold one slot's commands:
+//! [`Conn::each`] runs commands that may span slots (a registration's location beside its
+//! hash, every shard's lease), pipelined on one server, concurrently on a cluster.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs `commands` and answers each one's reply, in order.
+    pub(super) async fn each<T: FromRedisValue>(&self, commands: Vec<Cmd>) -> RedisResult<Vec<T>> {
+        match self {
+            Self::Single(manager) => {
+                if commands.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut pipe = redis::pipe();
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                pipe.query_async(&mut manager.clone()).await
+            }
+            Self::Cluster(cluster) => {
+                let calls = commands.into_iter().map(|command| {
+                    let mut conn = cluster.clone();
+                    async move { command.query_async::<T>(&mut conn).await }
+                });
+                futures_util::future::try_join_all(calls).await
+            }
+        }
+    }
+
+    /// Runs `commands` in order (each one after the previous one's answer on a cluster) and
+    /// answers each one's reply.
+    pub(super) async fn in_order(&self, commands: Vec<Cmd>) -> RedisResult<Vec<Value>> {
+        match self {
+            Self::Single(_) => self.each(commands).await,
+            Self::Cluster(cluster) => {
+                let mut conn = cluster.clone();
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    answers.push(command.query_async(&mut conn).await?);
+                }
+                Ok(answers)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
