@@ -70,6 +70,8 @@ pub struct RunningNode {
     /// The shards this node holds (every one, for a node alone).
     pub ownership: Arc<Ownership>,
     shutdown: watch::Sender<bool>,
+    /// Turns `/readyz` to 503, first thing in a shutdown.
+    unready: watch::Sender<bool>,
     /// The gateway and gRPC listeners and the health follower.
     tasks: JoinSet<Result<(), String>>,
     /// The admin listener, which has a stop of its own.
@@ -311,26 +313,29 @@ impl RunningNode {
         // shards whose leases it acquires; on the in-memory store it holds every shard.
         let tables = store.clone().cluster_tables();
         let directory = Arc::new(Directory::default());
-        let (ownership, forwarder) = match &tables {
-            None => (
+        let peers = match &tables {
+            Some(_) => Some(
+                Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT)
+                    .map_err(|e| NodeError::Shards(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let (ownership, forwarder) = match (&tables, &peers) {
+            (Some((_, leases)), Some(peers)) => (
+                Arc::new(Ownership::none()),
+                Forwarder::clustered(
+                    config.node.id.clone(),
+                    peers.clone(),
+                    directory.clone(),
+                    leases.clone(),
+                    metrics.cluster.clone(),
+                    config.cluster.forward_timeout,
+                ),
+            ),
+            _ => (
                 Arc::new(Ownership::every_shard(Epoch(0))),
                 Forwarder::alone(config.cluster.forward_timeout),
             ),
-            Some((_, leases)) => {
-                let peers = Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT)
-                    .map_err(|e| NodeError::Shards(e.to_string()))?;
-                (
-                    Arc::new(Ownership::none()),
-                    Forwarder::clustered(
-                        config.node.id.clone(),
-                        peers,
-                        directory.clone(),
-                        leases.clone(),
-                        metrics.cluster.clone(),
-                        config.cluster.forward_timeout,
-                    ),
-                )
-            }
         };
         let forwarder = Arc::new(forwarder);
         let subscriptions = subscriptions(
@@ -347,6 +352,7 @@ impl RunningNode {
         let router = Router::new(subscriptions.clone(), store.clone(), forwarder);
         let registry = Registry::new(store.clone(), router.clone(), registry_settings(config));
         let (shutdown, _) = watch::channel(false);
+        let (unready, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let sweeper = crate::liveness::spawn_sweeper(
             store.clone(),
@@ -377,12 +383,14 @@ impl RunningNode {
                     heartbeat: config.cluster.heartbeat,
                     lease_ttl: config.cluster.lease_ttl,
                     release_grace: config.node.shutdown_grace / 2,
+                    peer_secret_set: !config.cluster.peer_secret.is_empty(),
                 },
                 members,
                 leases,
                 ownership.clone(),
                 directory,
                 subscriptions.clone(),
+                peers,
                 metrics.cluster.clone(),
             ))
         });
@@ -439,7 +447,7 @@ impl RunningNode {
         let admin = admin::router(AdminState {
             store: store.clone(),
             metrics,
-            stopping: shutdown.subscribe(),
+            stopping: unready.subscribe(),
             ownership: ownership.clone(),
         });
         // The admin listener answers until the end of a shutdown (readiness off first,
@@ -480,6 +488,7 @@ impl RunningNode {
             admin_addr,
             registry,
             shutdown,
+            unready,
             tasks,
             admin: Some(AdminListener {
                 stop: admin_stop,
@@ -490,14 +499,27 @@ impl RunningNode {
         })
     }
 
-    /// Stops, in order: readiness off (`/readyz` answers 503) and the gateway and gRPC
-    /// listeners closed, the sweeper and the shard keeper stopped, the accepted bursts
-    /// flushed (within half of `grace`) and the actors stopped, then the admin listener.
-    /// Waits up to `grace` in all.
+    /// Stops, in order: readiness off (`/readyz` answers 503); for a cluster member, its
+    /// shards handed over to the other nodes while its listeners still answer (within a
+    /// third of `grace`); the gateway and gRPC listeners closed, the sweeper and the keepers
+    /// stopped, the bursts still accepted flushed (within half of `grace`) and the actors
+    /// stopped, the leases left released and the member row removed; then the admin
+    /// listener. Waits up to `grace` in all.
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let _ = self.unready.send(true);
+        if let Some(cluster) = &self.cluster
+            && tokio::time::timeout(grace / 3, cluster.drain())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the shards were not all handed over in time; the rest lapse or are released at the end"
+            );
+        }
         let _ = self.shutdown.send(true);
         let subscriptions = self.subscriptions.clone();
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout(grace.saturating_sub(started.elapsed()), async {
             let mut first_error = None;
             while let Some(joined) = self.tasks.join_next().await {
                 let outcome = joined.map_err(|e| e.to_string()).and_then(|r| r);
@@ -513,6 +535,7 @@ impl RunningNode {
             subscriptions.drain_and_stop(grace / 2).await;
             // Bursts flushed: give the leases to the other nodes and leave.
             if let Some(cluster) = &self.cluster {
+                cluster.handovers_done().await;
                 cluster.leave().await;
             }
             if let Some(admin) = self.admin.take() {

@@ -81,6 +81,7 @@ mod tests {
     fn member(id: &str) -> Member {
         Member {
             node_id: id.into(),
+            incarnation: "i1".into(),
             region: "us-east-1".into(),
             address: format!("{id}:50051"),
             ready: true,

@@ -11,6 +11,9 @@ use async_trait::async_trait;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub node_id: String,
+    /// The process writing the row: a restarted node is a new incarnation, and an old one
+    /// leaving never removes its successor's row.
+    pub incarnation: String,
     pub region: String,
     /// The gRPC address peers reach it at (`cluster.advertise`).
     pub address: String,
@@ -69,8 +72,8 @@ pub trait MemberTable: Send + Sync + std::fmt::Debug + 'static {
     /// Reads every row.
     async fn members(&self) -> Result<MemberView, TableError>;
 
-    /// Removes `node_id`'s row (the node is leaving).
-    async fn leave(&self, node_id: &str) -> Result<(), TableError>;
+    /// Removes `node_id`'s row if `incarnation` wrote it (the node is leaving).
+    async fn leave(&self, node_id: &str, incarnation: &str) -> Result<(), TableError>;
 }
 
 #[cfg(test)]
@@ -80,6 +83,7 @@ mod tests {
     fn member(id: &str, heartbeat_ms: u64, ready: bool, draining: bool) -> Member {
         Member {
             node_id: id.into(),
+            incarnation: "i1".into(),
             region: "us-east-1".into(),
             address: "127.0.0.1:1".into(),
             ready,

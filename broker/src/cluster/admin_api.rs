@@ -16,6 +16,9 @@ use crate::api::ApiTokens;
 use crate::routing::Router;
 use crate::subscription::Subscriptions;
 
+/// Longest a drain of another node is waited for (its shards flush their bursts first).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone, Debug)]
 pub struct AdminApi {
     tokens: ApiTokens,
@@ -153,21 +156,29 @@ impl Admin for AdminApi {
                 "this node runs alone on an in-memory store: there is nowhere to move its shards",
             ));
         };
+        let others = cluster
+            .directory()
+            .snapshot()
+            .eligible
+            .iter()
+            .filter(|id| **id != node_id)
+            .count();
+        if others == 0 {
+            return Err(Status::failed_precondition(format!(
+                "no other node would take {node_id:?}'s shards: start another node first"
+            )));
+        }
         let released = if node_id == self.node_id {
             cluster.drain().await
         } else {
             let forwarder = self.router.forwarder();
-            let (mut client, peers) = forwarder
-                .address_of(&node_id)
+            let mut call = forwarder
+                .call_to(&node_id, DRAIN_TIMEOUT)
                 .ok_or_else(|| Status::not_found(format!("no member {node_id:?}")))?;
-            let answer = client
-                .drain(peers.request(
-                    pb::PeerDrainRequest {
-                        node_id: node_id.clone(),
-                    },
-                    forwarder.timeout() * 4,
-                ))
-                .await?;
+            let request = call.request(pb::PeerDrainRequest {
+                node_id: node_id.clone(),
+            });
+            let answer = call.client.drain(request).await?;
             answer.into_inner().shards_released as usize
         };
         tracing::info!(node = %node_id, shards = released, "drained a node");

@@ -38,14 +38,25 @@ pub struct PeerCall {
     pub client: PeerClient<Channel>,
     peers: Peers,
     deadline: Duration,
+    /// The node meant to answer: a process that is not it (an address reused, a member
+    /// of another cluster) refuses the call.
+    node: String,
 }
 
 impl PeerCall {
-    /// `message` as an authenticated request, with what is left of the forward's time.
+    /// `message` as an authenticated request for the node meant, with what is left of the
+    /// forward's time.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        self.peers.request(message, self.deadline)
+        let mut request = self.peers.request(message, self.deadline);
+        if let Ok(node) = self.node.parse() {
+            request.metadata_mut().insert(TARGET_NODE_KEY, node);
+        }
+        request
     }
 }
+
+/// Metadata naming the node a peer call is meant for.
+pub(super) const TARGET_NODE_KEY: &str = "herald-target-node";
 
 /// The other nodes, as far as forwarding needs them.
 #[derive(Debug)]
@@ -121,16 +132,27 @@ impl Forwarder {
                 cluster.count(kind, "unavailable");
                 return Err(DeliverError::NotOwner(NotOwner(shard)));
             }
-            if let Some(address) = cluster.owner(shard, ask_the_lease_table).await {
+            if let Some((node, address)) = cluster.owner(shard, ask_the_lease_table).await {
                 match cluster.peers.client(&address) {
                     Ok(client) => {
                         let started = Instant::now();
-                        let answer = remote(PeerCall {
-                            client,
-                            peers: cluster.peers.clone(),
-                            deadline: remaining,
-                        })
-                        .await;
+                        // The call's own deadline does not cover the time a request waits for
+                        // a connection to a peer that does not answer: bounded here.
+                        let answer = tokio::time::timeout(
+                            remaining,
+                            remote(PeerCall {
+                                client,
+                                peers: cluster.peers.clone(),
+                                deadline: remaining,
+                                node,
+                            }),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(
+                                "the peer did not answer in time",
+                            ))
+                        });
                         cluster
                             .metrics
                             .forward_duration
@@ -152,18 +174,23 @@ impl Forwarder {
                         tracing::warn!(%error, "a member advertises an address that cannot be called")
                     }
                 }
-                ask_the_lease_table = !ask_the_lease_table;
             }
+            ask_the_lease_table = !ask_the_lease_table;
             tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
             wait = (wait * 2).min(MAX_RETRY_WAIT);
         }
     }
 
-    /// The address of `node_id`, if it is a member (for `DrainNode` of another node).
-    pub fn address_of(&self, node_id: &str) -> Option<(PeerClient<Channel>, &Peers)> {
+    /// A call to member `node_id` (for `DrainNode` of another node), with `deadline`.
+    pub fn call_to(&self, node_id: &str, deadline: Duration) -> Option<PeerCall> {
         let remote = self.remote.as_ref()?;
         let address = remote.directory.snapshot().address(node_id)?.to_owned();
-        Some((remote.peers.client(&address).ok()?, &remote.peers))
+        Some(PeerCall {
+            client: remote.peers.client(&address).ok()?,
+            peers: remote.peers.clone(),
+            deadline,
+            node: node_id.to_owned(),
+        })
     }
 
     pub fn timeout(&self) -> Duration {
@@ -172,9 +199,9 @@ impl Forwarder {
 }
 
 impl Remote {
-    /// The address of the node that holds `shard` by placement or, with
-    /// `ask_the_lease_table`, by its lease; `None` when that is this node or nobody.
-    async fn owner(&self, shard: ShardId, ask_the_lease_table: bool) -> Option<String> {
+    /// The node that holds `shard` by placement or, with `ask_the_lease_table`, by its
+    /// lease, and its address; `None` when that is this node or nobody.
+    async fn owner(&self, shard: ShardId, ask_the_lease_table: bool) -> Option<(String, String)> {
         let snapshot = self.directory.snapshot();
         let node = if ask_the_lease_table {
             let holders = self.leases.holders(&[shard]).await.ok()?;
@@ -186,7 +213,8 @@ impl Remote {
         if node == self.node_id {
             return None;
         }
-        snapshot.address(&node).map(str::to_owned)
+        let address = snapshot.address(&node)?.to_owned();
+        Some((node, address))
     }
 
     fn count(&self, kind: &'static str, outcome: &'static str) {

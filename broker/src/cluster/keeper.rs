@@ -1,24 +1,35 @@
 //! The lease keeper: the one writer of this node's member row and of its [`Ownership`].
 //! Every `cluster.heartbeat` it writes the row and reads the others', computes placement
-//! over the eligible members, gives away the shards placement moved elsewhere (flushing
-//! their bursts first, then releasing the lease), acquires the free leases of the shards
-//! placement gives it, renews what it holds at a third of the lease TTL, and drops at once a
-//! lease it could not renew in time (the actors of the shard stop; none of them writes or
-//! pushes again, since the fence checks the lease's trusted time on every use).
+//! over the eligible members, renews what it holds (a third of the lease TTL after the last
+//! renewal, or sooner), hands over the shards placement moved elsewhere, acquires the free
+//! leases of the shards placement gives it, and drops at once a lease it could not renew in
+//! time (the actors of the shard stop; none of them writes or pushes again, since the fence
+//! checks the lease's trusted time on every use).
+//!
+//! A handover runs beside the rounds, in a task of its own: the shard's actors flush their
+//! bursts and stop while the lease is still held — and still renewed by the rounds — then
+//! the lease is released for the new owner to take. So a slow flush never delays a
+//! heartbeat or a renewal, and a caller that stops waiting (a cancelled `DrainNode`) cannot
+//! leave a shard half released.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
 use herald_cluster::lease::{holder_name, renew_every, trusted_for};
+use herald_cluster::peer::Peers;
 use herald_cluster::{
     Claim, Directory, Epoch, LeaseTable, Member, MemberTable, Ownership, ShardId, Snapshot,
 };
 use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
 
 use super::metrics::ClusterMetrics;
 use crate::subscription::Subscriptions;
+
+/// How often a drain looks whether its handovers are done.
+const HANDOVER_POLL: Duration = Duration::from_millis(20);
 
 /// What the keeper needs to know of this node and its cluster.
 #[derive(Clone, Debug)]
@@ -30,32 +41,48 @@ pub struct ClusterSettings {
     pub member_ttl: Duration,
     pub heartbeat: Duration,
     pub lease_ttl: Duration,
-    /// How long a shard given away may take to flush its due bursts.
+    /// How long a shard given away may take to flush its bursts.
     pub release_grace: Duration,
+    /// Whether this node can take peer calls (`cluster.peer_secret` is set).
+    pub peer_secret_set: bool,
 }
 
 /// This node as a member of its cluster.
 #[derive(Debug)]
 pub struct ClusterNode {
     settings: ClusterSettings,
-    /// `<node id>/<incarnation>`: this process's name on its leases.
+    /// This process's name on its row and its leases.
+    incarnation: String,
+    /// `<node id>/<incarnation>`: the holder named on this process's leases.
     holder: String,
     members: Arc<dyn MemberTable>,
     leases: Arc<dyn LeaseTable>,
     ownership: Arc<Ownership>,
     directory: Arc<Directory>,
     subscriptions: Subscriptions,
+    peers: Option<Peers>,
     metrics: ClusterMetrics,
     ready: AtomicBool,
     draining: AtomicBool,
     /// Rounds run one at a time (the loop, a drain, the shutdown).
     rounds: Mutex<Rounds>,
+    /// The shards being handed over now, and the tasks doing it (each answers how many
+    /// leases it released).
+    handovers: SyncMutex<Handovers>,
 }
 
 #[derive(Debug, Default)]
 struct Rounds {
     /// When the leases held were last renewed (the renewal's send time).
     renewed: Option<Instant>,
+    /// Whether the "several members, no peer secret" error was logged.
+    warned_secret: bool,
+}
+
+#[derive(Debug, Default)]
+struct Handovers {
+    shards: BTreeSet<ShardId>,
+    tasks: JoinSet<usize>,
 }
 
 impl ClusterNode {
@@ -67,21 +94,25 @@ impl ClusterNode {
         ownership: Arc<Ownership>,
         directory: Arc<Directory>,
         subscriptions: Subscriptions,
+        peers: Option<Peers>,
         metrics: ClusterMetrics,
     ) -> Self {
-        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        let incarnation = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Self {
-            holder: holder_name(&settings.node_id, &incarnation[..12]),
+            holder: holder_name(&settings.node_id, &incarnation),
+            incarnation,
             settings,
             members,
             leases,
             ownership,
             directory,
             subscriptions,
+            peers,
             metrics,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             rounds: Mutex::default(),
+            handovers: SyncMutex::default(),
         }
     }
 
@@ -114,21 +145,44 @@ impl ClusterNode {
     }
 
     /// Takes requests from now on (the listeners are up): placement counts this node.
-    pub async fn join(&self) {
+    pub async fn join(self: &Arc<Self>) {
         self.ready.store(true, Ordering::Release);
         self.round().await;
     }
 
-    /// Gives every shard away and takes none from now on; returns how many leases were
-    /// released. Used by `DrainNode` and at shutdown.
-    pub async fn drain(&self) -> usize {
+    /// Gives every shard away and takes none from now on (until the process restarts);
+    /// returns how many leases were released once every handover is done. Used by
+    /// `DrainNode` and at the start of a shutdown.
+    pub async fn drain(self: &Arc<Self>) -> usize {
         self.draining.store(true, Ordering::Release);
-        self.round().await
+        self.round().await;
+        self.handovers_done().await
     }
 
-    /// Leaves the cluster at shutdown, once the actors are stopped: releases every lease
-    /// still held and removes the member row.
-    pub async fn leave(&self) {
+    /// Waits until every handover started is done; returns how many leases they released.
+    pub async fn handovers_done(&self) -> usize {
+        let mut released = 0;
+        loop {
+            let next = {
+                let mut handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
+                match handovers.tasks.try_join_next() {
+                    Some(done) => Some(done),
+                    None if handovers.tasks.is_empty() => break,
+                    None => None,
+                }
+            };
+            match next {
+                Some(Ok(n)) => released += n,
+                Some(Err(error)) => tracing::error!(%error, "a shard handover failed"),
+                None => tokio::time::sleep(HANDOVER_POLL).await,
+            }
+        }
+        released
+    }
+
+    /// Leaves the cluster at the end of a shutdown, once the actors are stopped: releases
+    /// every lease still held and removes this process's member row.
+    pub async fn leave(self: &Arc<Self>) {
         self.ready.store(false, Ordering::Release);
         self.draining.store(true, Ordering::Release);
         let _rounds = self.rounds.lock().await;
@@ -137,7 +191,11 @@ impl ClusterNode {
             self.ownership.drop_shard(shard);
         }
         self.release_leases(&held).await;
-        if let Err(error) = self.members.leave(&self.settings.node_id).await {
+        if let Err(error) = self
+            .members
+            .leave(&self.settings.node_id, &self.incarnation)
+            .await
+        {
             tracing::warn!(%error, "cannot remove this node's member row; it lapses by itself");
         }
     }
@@ -157,12 +215,14 @@ impl ClusterNode {
         })
     }
 
-    /// One round; returns how many leases it released.
-    async fn round(&self) -> usize {
+    /// One round: heartbeat, renew, hand over, acquire.
+    async fn round(self: &Arc<Self>) {
         let mut rounds = self.rounds.lock().await;
+        self.reap_handovers();
         self.drop_lapsed();
         let me = Member {
             node_id: self.settings.node_id.clone(),
+            incarnation: self.incarnation.clone(),
             region: self.settings.region.clone(),
             address: self.settings.address.clone(),
             ready: self.ready.load(Ordering::Acquire),
@@ -171,69 +231,126 @@ impl ClusterNode {
             live_actors: u64::try_from(self.subscriptions.live_count()).unwrap_or(0),
             heartbeat_ms: 0,
         };
-        let mut released = 0;
+        // Renewals first: nothing else in the round may make a lease late.
+        self.renew(&mut rounds).await;
         match self.members.heartbeat(&me).await {
             Ok(view) => {
                 let snapshot = Snapshot::new(view, self.settings.member_ttl);
-                self.metrics.members_alive.set(
-                    i64::try_from(
-                        snapshot
-                            .view
-                            .members
-                            .iter()
-                            .filter(|m| snapshot.view.alive(m, self.settings.member_ttl))
-                            .count(),
-                    )
-                    .unwrap_or(i64::MAX),
-                );
+                let alive: Vec<&Member> = snapshot
+                    .view
+                    .members
+                    .iter()
+                    .filter(|m| snapshot.view.alive(m, self.settings.member_ttl))
+                    .collect();
+                self.metrics
+                    .members_alive
+                    .set(i64::try_from(alive.len()).unwrap_or(i64::MAX));
+                self.check_reachable(&mut rounds, &alive);
+                if let Some(peers) = &self.peers {
+                    let addresses: Vec<&str> = snapshot
+                        .view
+                        .members
+                        .iter()
+                        .map(|m| m.address.as_str())
+                        .collect();
+                    peers.retain(&addresses);
+                }
                 let mine: BTreeSet<ShardId> = if me.ready && !me.draining {
                     snapshot.shards_of(&self.settings.node_id).collect()
                 } else {
                     BTreeSet::new()
                 };
                 self.directory.update(snapshot);
-                released = self.give_away(&mine).await;
-                self.renew(&mut rounds).await;
+                self.hand_over(&mine);
                 self.acquire(&mine).await;
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot write this node's member row; leases are renewed meanwhile");
-                self.renew(&mut rounds).await;
             }
         }
         self.drop_lapsed();
         self.metrics
             .shards_owned
             .set(i64::try_from(self.ownership.count()).unwrap_or(i64::MAX));
-        released
     }
 
-    /// Gives away the shards held that are not in `mine`: their actors flush what is due
-    /// and stop while the lease is still held, then the lease is released for the new
-    /// owner to take.
-    async fn give_away(&self, mine: &BTreeSet<ShardId>) -> usize {
+    /// Logs, once, the configurations in which other nodes cannot reach this one.
+    fn check_reachable(&self, rounds: &mut Rounds, alive: &[&Member]) {
+        if rounds.warned_secret || alive.len() < 2 {
+            return;
+        }
+        if !self.settings.peer_secret_set {
+            rounds.warned_secret = true;
+            tracing::error!(
+                members = alive.len(),
+                "other nodes share this node's Redis but cluster.peer_secret is empty: requests they forward here are refused (503); set the same secret on every node"
+            );
+        } else if alive
+            .iter()
+            .any(|m| m.node_id != self.settings.node_id && m.address == self.settings.address)
+        {
+            rounds.warned_secret = true;
+            tracing::error!(
+                address = %self.settings.address,
+                "another member advertises this node's gRPC address: set cluster.advertise to an address the other nodes reach this one at"
+            );
+        }
+    }
+
+    /// Starts handing over the shards held that are not in `mine` (and not being handed
+    /// over already).
+    fn hand_over(self: &Arc<Self>, mine: &BTreeSet<ShardId>) {
+        let mut handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
         let leaving: Vec<(ShardId, Epoch)> = self
             .ownership
             .held()
             .into_iter()
-            .filter(|(shard, _)| !mine.contains(shard))
+            .filter(|(shard, _)| !mine.contains(shard) && !handovers.shards.contains(shard))
             .collect();
         if leaving.is_empty() {
-            return 0;
+            return;
         }
-        let grace = self.settings.release_grace;
-        futures_util::future::join_all(
-            leaving
-                .iter()
-                .map(|&(shard, _)| self.subscriptions.release(shard, grace)),
-        )
-        .await;
-        for &(shard, _) in &leaving {
-            self.ownership.drop_shard(shard);
+        handovers
+            .shards
+            .extend(leaving.iter().map(|(shard, _)| *shard));
+        let this = self.clone();
+        handovers.tasks.spawn(async move {
+            let grace = this.settings.release_grace;
+            futures_util::future::join_all(
+                leaving
+                    .iter()
+                    .map(|&(shard, _)| this.subscriptions.release(shard, grace)),
+            )
+            .await;
+            // A shard lost and taken again meanwhile is held at another epoch: kept.
+            let released: Vec<(ShardId, Epoch)> = leaving
+                .into_iter()
+                .filter(|&(shard, epoch)| this.ownership.epoch(shard) == Some(epoch))
+                .collect();
+            for &(shard, _) in &released {
+                this.ownership.drop_shard(shard);
+            }
+            this.release_leases(&released).await;
+            let mut handovers = this.handovers.lock().unwrap_or_else(|e| e.into_inner());
+            for (shard, _) in &released {
+                handovers.shards.remove(shard);
+            }
+            tracing::info!(shards = released.len(), "gave shards to their new owners");
+            released.len()
+        });
+    }
+
+    /// Forgets the handovers that are done (their shards may be taken again).
+    fn reap_handovers(&self) {
+        let mut handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(done) = handovers.tasks.try_join_next() {
+            if let Err(error) = done {
+                tracing::error!(%error, "a shard handover failed");
+            }
         }
-        self.release_leases(&leaving).await;
-        tracing::info!(shards = leaving.len(), "gave shards to their new owners");
-        leaving.len()
+        if handovers.tasks.is_empty() {
+            handovers.shards.clear();
+        }
     }
 
     async fn release_leases(&self, leases: &[(ShardId, Epoch)]) {
@@ -250,14 +367,12 @@ impl ClusterNode {
         }
     }
 
-    /// Renews every lease held if a third of the TTL has passed since the last renewal; a
-    /// lease found taken is dropped.
+    /// Renews every lease held once a third of the TTL has passed since the last renewal
+    /// (or will have, by the next round); a lease found taken is dropped.
     async fn renew(&self, rounds: &mut Rounds) {
         let ttl = self.settings.lease_ttl;
-        if rounds
-            .renewed
-            .is_some_and(|at| at.elapsed() < renew_every(ttl))
-        {
+        let due = renew_every(ttl).saturating_sub(self.settings.heartbeat / 2);
+        if rounds.renewed.is_some_and(|at| at.elapsed() < due) {
             return;
         }
         let held = self.ownership.held();

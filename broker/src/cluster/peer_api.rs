@@ -54,13 +54,31 @@ impl PeerApi {
         }
     }
 
-    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The call is authenticated and meant for this node (else a not-owner answer: the
+    /// caller looks the owner up again).
+    fn check<T>(&self, request: &Request<T>, shard: Option<ShardId>) -> Result<(), Status> {
         if self.secret.is_empty() {
             return Err(Status::unauthenticated(
                 "this node has no cluster.peer_secret: it takes no peer calls",
             ));
         }
-        self.secret.check(request.metadata())
+        self.secret.check(request.metadata())?;
+        let Some(cluster) = &self.cluster else {
+            return Err(Status::failed_precondition(
+                "this node runs alone on an in-memory store: it is no cluster member",
+            ));
+        };
+        let meant = request
+            .metadata()
+            .get(super::forward::TARGET_NODE_KEY)
+            .and_then(|v| v.to_str().ok());
+        if meant != Some(cluster.node_id()) {
+            return Err(match shard {
+                Some(shard) => not_owner(shard),
+                None => Status::not_found(format!("this node is {}", cluster.node_id())),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -82,9 +100,14 @@ impl Peer for PeerApi {
         &self,
         request: Request<pb::ForwardNotificationRequest>,
     ) -> Result<Response<pb::ForwardNotificationResponse>, Status> {
-        self.check(&request)?;
+        let shard = shard_of(request.get_ref().shard)?;
+        self.check(&request, Some(shard))?;
         let request = request.into_inner();
-        let shard = shard_of(request.shard)?;
+        // Only the holder of the shard the caller resolved answers for the registration:
+        // a node that does not hold it never decides (and never says Unsubscribe).
+        if !self.router.serves(shard) {
+            return Err(not_owner(shard));
+        }
         let id = registration_id(&request.registration_id)?;
         let notification = Arc::new(SendNotification {
             soap: SoapVersion::V11,
@@ -110,9 +133,9 @@ impl Peer for PeerApi {
         &self,
         request: Request<pb::ForwardCommandRequest>,
     ) -> Result<Response<pb::ForwardCommandResponse>, Status> {
-        self.check(&request)?;
+        let shard = shard_of(request.get_ref().shard)?;
+        self.check(&request, Some(shard))?;
         let request = request.into_inner();
-        let shard = shard_of(request.shard)?;
         let id = registration_id(&request.registration_id)?;
         let command = wire::command_from_wire(request.command)?;
         let outcome = self.router.command_here(&id, command).await;
@@ -123,7 +146,8 @@ impl Peer for PeerApi {
         &self,
         request: Request<pb::ForwardCreateRequest>,
     ) -> Result<Response<pb::ForwardCreateResponse>, Status> {
-        self.check(&request)?;
+        let shard = shard_of(request.get_ref().shard)?;
+        self.check(&request, Some(shard))?;
         let request = request.into_inner();
         let record = wire::record_from_wire(request.record)?;
         match self.router.create_here(&record).await {
@@ -136,10 +160,10 @@ impl Peer for PeerApi {
         &self,
         request: Request<pb::AdoptRequest>,
     ) -> Result<Response<pb::AdoptResponse>, Status> {
-        self.check(&request)?;
+        let shard = shard_of(request.get_ref().shard)?;
+        self.check(&request, Some(shard))?;
         let request = request.into_inner();
         let record = wire::record_from_wire(request.record)?;
-        let shard = record.shard();
         if !self.subscriptions.serves(shard) {
             return Err(not_owner(shard));
         }
@@ -154,7 +178,7 @@ impl Peer for PeerApi {
         &self,
         request: Request<pb::PeerDrainRequest>,
     ) -> Result<Response<pb::PeerDrainResponse>, Status> {
-        self.check(&request)?;
+        self.check(&request, None)?;
         let node_id = request.into_inner().node_id;
         let cluster = self
             .cluster

@@ -42,10 +42,21 @@ impl Config {
         if cluster.heartbeat.is_zero() || cluster.heartbeat >= cluster.member_ttl {
             p.push("cluster.heartbeat must be above zero and below cluster.member_ttl".to_owned());
         }
-        if cluster.lease_ttl < cluster.heartbeat * 3 {
+        if cluster.lease_ttl < cluster.heartbeat * 5 {
             p.push(
-                "cluster.lease_ttl must be at least three cluster.heartbeat (leases are renewed every third of it, at a heartbeat)".to_owned(),
+                "cluster.lease_ttl must be at least five cluster.heartbeat (leases are renewed every third of it, at a heartbeat, and one renewal may fail)".to_owned(),
             );
+        }
+        if let Some((host, _)) = cluster.advertise.rsplit_once(':')
+            && host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        {
+            p.push(format!(
+                "cluster.advertise {:?} is an unspecified address: the other nodes cannot call it",
+                cluster.advertise
+            ));
         }
         if cluster.forward_timeout.is_zero() {
             p.push("cluster.forward_timeout must be above zero".to_owned());

@@ -231,7 +231,7 @@ lease_ttl = "6s"
         "cluster.advertise \"10.0.0.7\" is not host:port",
         "cluster.peer_secret must be printable ASCII",
         "cluster.heartbeat must be above zero and below cluster.member_ttl",
-        "cluster.lease_ttl must be at least three cluster.heartbeat",
+        "cluster.lease_ttl must be at least five cluster.heartbeat",
     ];
     for want in expected {
         assert!(

@@ -4,11 +4,11 @@
 //! succeeds, with back-off while the store is unreachable), and stops serving a shard the
 //! node releases or loses.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_cluster::{Ownership, ShardId};
+use herald_cluster::{Epoch, Ownership, ShardId};
 use tokio::sync::watch;
 
 use crate::subscription::{DeliverError, Subscriptions};
@@ -38,21 +38,35 @@ pub(super) fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut changes = ownership.subscribe();
-        let mut serving = BTreeSet::new();
+        // The shards served, each at the epoch it was started at: a shard lost and taken
+        // again meanwhile (at another epoch) is started afresh, its pending work read again.
+        let mut serving: BTreeMap<ShardId, Epoch> = BTreeMap::new();
         let mut to_recover = BTreeSet::new();
         let mut backoff = RECOVERY_BACKOFF;
         loop {
             changes.borrow_and_update();
-            let held: BTreeSet<ShardId> = ownership.held().into_iter().map(|(s, _)| s).collect();
-            for &shard in serving.difference(&held) {
+            let held: BTreeMap<ShardId, Epoch> = ownership.held().into_iter().collect();
+            let gone: Vec<ShardId> = serving
+                .iter()
+                .filter(|&(shard, epoch)| held.get(shard) != Some(epoch))
+                .map(|(shard, _)| *shard)
+                .collect();
+            futures_util::future::join_all(
+                gone.iter()
+                    .map(|&shard| subscriptions.release(shard, release_grace)),
+            )
+            .await;
+            for shard in gone {
+                serving.remove(&shard);
                 to_recover.remove(&shard);
-                subscriptions.release(shard, release_grace).await;
             }
-            serving.retain(|shard| held.contains(shard));
-            for &shard in held.difference(&serving.clone()) {
+            for (&shard, &epoch) in &held {
+                if serving.contains_key(&shard) {
+                    continue;
+                }
                 match subscriptions.acquire(shard).await {
                     Ok(()) => {
-                        serving.insert(shard);
+                        serving.insert(shard, epoch);
                         to_recover.insert(shard);
                     }
                     Err(error) => {

@@ -410,17 +410,25 @@ impl RegistrationStore for RedisStore {
             ..record.clone()
         };
         self.with_claim(&created, None, async {
-            self.create_copy(fence, &created).await?;
+            let written = match self.create_copy(fence, &created).await {
+                Ok(_) => created.clone(),
+                // A create tried again after its first answer was lost (a forwarded
+                // `Register` whose peer's answer did not arrive): the copy is this one.
+                Err(StoreError::Conflict) => match self.read(fence.shard, &created.id).await? {
+                    Some(existing) if existing.callback_hash == created.callback_hash => existing,
+                    _ => return Err(StoreError::Conflict),
+                },
+                Err(error) => return Err(error),
+            };
             // An id names the shard it is created in; one that does not (a test's, say)
             // exists once its location says where.
             if created.id.birth_shard() != Some(fence.shard) {
                 self.locate(&created.id, fence.shard, created.version)
                     .await?;
             }
-            Ok(())
+            Ok(written)
         })
-        .await?;
-        Ok(created)
+        .await
     }
 
     async fn update(

@@ -239,3 +239,38 @@ async fn the_store_advises_on_redis_settings_that_cost_memory_or_registrations()
     config("hash-max-listpack-entries", "64").await;
     only("hash-max-listpack-entries is 64").await;
 }
+
+#[tokio::test]
+async fn a_create_tried_again_after_its_answer_was_lost_keeps_the_registration_and_its_binding() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let registry = registry(Arc::new(store.clone()), 0).await;
+    let created = registry
+        .register(NewRegistration {
+            subscription_id: "SUB-RETRIED".into(),
+            ..new_registration()
+        })
+        .await
+        .unwrap()
+        .record;
+    let shard = created.device_token.shard();
+    // The same create again (a forwarded Register whose answer was lost): it succeeds with
+    // the registration as it is, and the subscription stays bound to it.
+    let mut retried = created.clone();
+    retried.version = 0;
+    let again = store.create(fence(shard), &retried).await.unwrap();
+    assert_eq!(again.id, created.id);
+    let sub = created.subscription_id.clone().unwrap();
+    assert_eq!(
+        store.find_subscription(&sub).await.unwrap(),
+        Some(created.id.clone())
+    );
+    // A different registration under the same id is still refused.
+    let mut other = created.clone();
+    other.callback_hash = herald_broker::domain::CallbackSecretHash([7; 32]);
+    other.subscription_id = None;
+    assert!(matches!(
+        store.create(fence(shard), &other).await,
+        Err(StoreError::Conflict)
+    ));
+}

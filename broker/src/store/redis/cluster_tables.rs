@@ -71,6 +71,16 @@ end
 return 0
 "#;
 
+/// Removes node ARGV[1]'s row if incarnation ARGV[2] wrote it (KEYS: members): 1, else 0.
+const LEAVE: &str = r#"
+local row = redis.call('HGET', KEYS[1], ARGV[1])
+if row and string.match(row, '^%d+ (%S+)') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
 /// Deletes a lease still held by ARGV[1] at epoch ARGV[2]: 1, else 0.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then
@@ -83,6 +93,7 @@ return 0
 /// The cluster tables' scripts.
 pub(super) struct ClusterScripts {
     members: Script,
+    leave: Script,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -92,6 +103,7 @@ impl ClusterScripts {
     pub(super) fn new() -> Self {
         Self {
             members: Script::new(MEMBERS),
+            leave: Script::new(LEAVE),
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
@@ -107,10 +119,12 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A member row without its time: `<ready> <draining> <shards> <actors> <region> <address>`.
+/// A member row without its time:
+/// `<incarnation> <ready> <draining> <shards> <actors> <region> <address>`.
 fn encode_row(member: &Member) -> String {
     format!(
-        "{} {} {} {} {} {}",
+        "{} {} {} {} {} {} {}",
+        member.incarnation,
         u8::from(member.ready),
         u8::from(member.draining),
         member.shards_owned,
@@ -124,6 +138,7 @@ fn encode_row(member: &Member) -> String {
 fn decode_row(node_id: &str, raw: &str) -> Option<Member> {
     let mut parts = raw.split(' ');
     let heartbeat_ms = parts.next()?.parse().ok()?;
+    let incarnation = parts.next()?.to_owned();
     let ready = parts.next()? == "1";
     let draining = parts.next()? == "1";
     let shards_owned = parts.next()?.parse().ok()?;
@@ -132,6 +147,7 @@ fn decode_row(node_id: &str, raw: &str) -> Option<Member> {
     let address = parts.next()?.to_owned();
     Some(Member {
         node_id: node_id.to_owned(),
+        incarnation,
         region,
         address,
         ready,
@@ -231,12 +247,15 @@ impl MemberTable for RedisStore {
         decode_view(answer)
     }
 
-    async fn leave(&self, node_id: &str) -> Result<(), TableError> {
+    async fn leave(&self, node_id: &str, incarnation: &str) -> Result<(), TableError> {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("HDEL")
-            .arg(self.keys.members())
+        let _: i64 = self
+            .cluster_scripts
+            .leave
+            .key(self.keys.members())
             .arg(node_id)
-            .query_async(&mut conn)
+            .arg(incarnation)
+            .invoke_async(&mut conn)
             .await
             .map_err(table_error)?;
         Ok(())
@@ -360,6 +379,7 @@ mod tests {
     fn a_member_row_round_trips() {
         let member = Member {
             node_id: "use1-a".into(),
+            incarnation: "0a1b2c3d4e5f".into(),
             region: "us-east-1".into(),
             address: "10.0.0.7:50051".into(),
             ready: true,
@@ -370,6 +390,6 @@ mod tests {
         };
         let stored = format!("{} {}", member.heartbeat_ms, encode_row(&member));
         assert_eq!(decode_row("use1-a", &stored), Some(member));
-        assert_eq!(decode_row("x", "12 1 0"), None);
+        assert_eq!(decode_row("x", "12 i 1 0"), None);
     }
 }

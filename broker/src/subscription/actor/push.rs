@@ -43,6 +43,9 @@ pub(in crate::subscription) struct PushDone {
     burst: Burst,
 }
 
+/// How long an actor whose shard's lease is not trusted waits before it looks again.
+const NOT_OWNER_WAIT: Duration = Duration::from_secs(1);
+
 /// Flushes the pending burst if it is due (or the node drains).
 pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     let Some(copy) = state.copy.clone() else {
@@ -61,6 +64,12 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
     }
     if expired(state, &burst, now) {
         return give_up(state, burst).await;
+    }
+    if let Err(not_owner) = super::fence(state) {
+        // The shard's lease is not (or no longer) trusted: no read, no push; the keeper
+        // stops this actor, or the lease is renewed, before the next look.
+        tracing::debug!(registration = %state.id, %not_owner, "not flushing: the shard's lease is not held");
+        return hold(state, NOT_OWNER_WAIT);
     }
     // From here the push may leave: the supervisor must not stop this actor meanwhile (its
     // outcome would be lost). `schedule` publishes the real due time when the handler ends.
