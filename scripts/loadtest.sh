@@ -6,7 +6,9 @@
 #   scripts/loadtest.sh compare [herald-loadtest compare args…]
 #   scripts/loadtest.sh ab OLD_HERALD NEW_HERALD ROUNDS [herald-loadtest compare args…]
 # KEEP_WORK=1 keeps the logs, the configuration and the pushes the mocks received;
-# HERALD_BIN=path runs that herald binary instead of this tree's (to compare two builds).
+# HERALD_BIN=path runs that herald binary instead of this tree's (to compare two builds);
+# NODES=3 runs a cluster of three nodes on the one Redis and spreads the load over their
+# gateways (the report then has a line per gateway; `run` only).
 # `ab` runs `compare` with the two binaries alternated ROUNDS times — this machine's speed
 # drifts, so two builds are only comparable run against run — and prints each build's
 # median Herald/baseline ratio.
@@ -68,17 +70,26 @@ for _ in $(seq 50); do [ -s "$work/apps.toml" ] && break; sleep 0.1; done
 control=$(sed -n 's/.*control \(http:[^ ,]*\).*/\1/p' "$work/apps.toml")
 
 token=loadtest-token-0123456789
-gateway=127.0.0.1:$(free_port)
-grpc=127.0.0.1:$(free_port)
-cat >"$work/herald.toml" <<TOML
+nodes=${NODES:-1}
+gateways=()
+admins=()
+for i in $(seq "$nodes"); do
+  gateway=127.0.0.1:$(free_port)
+  node_grpc=127.0.0.1:$(free_port)
+  admin=127.0.0.1:$(free_port)
+  [ "$i" = 1 ] && grpc=$node_grpc
+  gateways+=("$gateway")
+  admins+=("$admin")
+  cat >"$work/herald-$i.toml" <<TOML
 [node]
+id = "node-$i"
 public_url = "http://$gateway"
 [gateway]
 listen = "$gateway"
 [grpc]
-listen = "$grpc"
+listen = "$node_grpc"
 [admin]
-listen = "127.0.0.1:$(free_port)"
+listen = "$admin"
 [redis]
 url = "redis://127.0.0.1:$redis_port"
 [auth]
@@ -86,10 +97,30 @@ api_tokens = ["$token"]
 [telemetry]
 log_filter = "warn"
 TOML
-grep -v '^#' "$work/apps.toml" >>"$work/herald.toml"
-"${HERALD_BIN:-$bin/herald}" serve --config "$work/herald.toml" 2>"$work/herald.log" &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/${grpc%:*}/${grpc#*:}") 2>/dev/null && break; sleep 0.1; done
+  # A node alone needs no peer secret (and an older build to compare with knows none).
+  if [ "$nodes" -gt 1 ]; then
+    printf '[cluster]\npeer_secret = "loadtest-peer-secret-0123456789"\n' >>"$work/herald-$i.toml"
+  fi
+  grep -v '^#' "$work/apps.toml" >>"$work/herald-$i.toml"
+  "${HERALD_BIN:-$bin/herald}" serve --config "$work/herald-$i.toml" 2>"$work/herald-$i.log" &
+  pids+=($!)
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${node_grpc%:*}/${node_grpc#*:}") 2>/dev/null && break; sleep 0.1; done
+done
+# The load starts once the nodes hold every shard between them.
+shards_owned() {
+  local total=0 n
+  for admin in "${admins[@]}"; do
+    n=$(curl -s "http://$admin/metrics" | sed -n 's/^herald_cluster_shards_owned \([0-9]*\).*/\1/p')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+if [ "$nodes" -gt 1 ]; then
+  for _ in $(seq 300); do [ "$(shards_owned)" -ge 1024 ] && break; sleep 0.1; done
+fi
+gateway=${gateways[0]}
+gateway_args=()
+for g in "${gateways[@]}"; do gateway_args+=(--gateway "$g"); done
 redis_used() { redis-cli -p "$redis_port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
 redis_before=$(redis_used)
 
@@ -98,7 +129,7 @@ TIMEFORMAT="load generator CPU time (s): user %U, system %S, wall %R"
 time if [ "$scenario" = compare ]; then
   "$bin/herald-loadtest" compare --gateway "$gateway" --grpc "http://$grpc" --token "$token" "$@" || status=$?
 else
-  "$bin/herald-loadtest" run --scenario "$scenario" --gateway "$gateway" --grpc "http://$grpc" \
+  "$bin/herald-loadtest" run --scenario "$scenario" "${gateway_args[@]}" --grpc "http://$grpc" \
     --token "$token" --mock-control "$control" "$@" || status=$?
 fi
 if [ -n "${KEEP_WORK:-}" ]; then

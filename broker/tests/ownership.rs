@@ -106,3 +106,67 @@ async fn a_shard_whose_lease_is_taken_is_unavailable_until_its_lease_is_held_aga
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn the_last_node_is_not_drained_and_peer_calls_open_only_with_the_peer_secret_for_this_node()
+{
+    use herald_proto::v1::admin_client::AdminClient;
+    use herald_proto::v1::peer_client::PeerClient;
+    use herald_proto::v1::{DrainNodeRequest, ForwardCommandRequest, forward_command_request};
+
+    let redis = RedisServer::start();
+    let config = test_config(Some(redis.url()));
+    let node = TestNode::start(&config).await;
+    let endpoint = format!("http://{}", node.node.grpc_addr);
+
+    // Draining the only node would leave every shard unserved: refused.
+    let mut admin = AdminClient::connect(endpoint.clone()).await.unwrap();
+    let refused = admin
+        .drain_node(authed(DrainNodeRequest {
+            node_id: config.node.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(node.node.ownership.count(), 1024);
+
+    let mut peer = PeerClient::connect(endpoint).await.unwrap();
+    let call = |authorization: &str, target: &str| {
+        let mut request = tonic::Request::new(ForwardCommandRequest {
+            shard: 3,
+            registration_id: "00000000000000000000000000000003".into(),
+            command: Some(forward_command_request::Command::Unregister(
+                forward_command_request::Unregister {},
+            )),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("herald-target-node", target.parse().unwrap());
+        request
+    };
+    // An API token does not open Peer.
+    let status = peer
+        .forward_command(call("Bearer test-api-token-0123456789", &config.node.id))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    // The peer secret, but a call meant for another node (an address reused): the caller
+    // is sent to look for the owner again, nothing is decided here.
+    let status = peer
+        .forward_command(call("Bearer test-peer-secret-0123456789", "another-node"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.metadata().contains_key("herald-not-owner"),
+        "{status:?}"
+    );
+    node.stop().await;
+}

@@ -70,6 +70,9 @@ struct Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<Sender>>,
     slots: Semaphore,
+    /// What this gateway answered, and how fast (from when each notification was due).
+    answers: Answers,
+    latency: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// Starts the mock APNs and FCM (accept-all, recording) on free ports of 127.0.0.1 with
@@ -197,21 +200,34 @@ pub async fn run(
         .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
         .collect();
     let verification = verify(&fleet, &logs, &received);
-    let a = &shared.answers;
-    Ok(RunReport::new(
+    let counts = |a: &Answers, not_sent| report::AnswerCounts {
+        ok: a.ok.load(Ordering::Relaxed),
+        unsubscribe: a.unsubscribe.load(Ordering::Relaxed),
+        other_status: a.other_status.load(Ordering::Relaxed),
+        transport: a.transport.load(Ordering::Relaxed),
+        not_sent,
+    };
+    let gateways = shared
+        .pools
+        .iter()
+        .map(|pool| {
+            report::GatewayFigures::new(
+                pool.addr,
+                counts(&pool.answers, 0),
+                &pool.latency.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+        })
+        .collect();
+    let mut report = RunReport::new(
         &scenario,
         series,
         latency,
         (!scenario.warmup.is_zero()).then_some(after_warmup),
-        report::AnswerCounts {
-            ok: a.ok.load(Ordering::Relaxed),
-            unsubscribe: a.unsubscribe.load(Ordering::Relaxed),
-            other_status: a.other_status.load(Ordering::Relaxed),
-            transport: a.transport.load(Ordering::Relaxed),
-            not_sent: shared.not_sent.load(Ordering::Relaxed),
-        },
+        counts(&shared.answers, shared.not_sent.load(Ordering::Relaxed)),
         verification,
-    ))
+    );
+    report.set_gateways(gateways);
+    Ok(report)
 }
 
 impl Shared {
@@ -242,6 +258,8 @@ impl Shared {
                 addr,
                 idle: Mutex::new(Vec::new()),
                 slots: Semaphore::new(options.connections.max(1)),
+                answers: Answers::default(),
+                latency: std::sync::Mutex::new(latency_histogram()),
             })
             .collect();
         Self {
@@ -316,13 +334,21 @@ async fn play_turn(shared: Arc<Shared>, m: usize, due: Instant) {
         let ok = pool.post(path, notification.body).await;
         let micros = due.elapsed().as_micros() as u64;
         shared.live.answered(ok.is_ok(), micros);
-        let counter = match ok {
-            Ok(()) => &shared.answers.ok,
-            Err(Answer::Unsubscribe) => &shared.answers.unsubscribe,
-            Err(Answer::Status) => &shared.answers.other_status,
-            Err(Answer::Transport) => &shared.answers.transport,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        for answers in [&shared.answers, &pool.answers] {
+            let counter = match ok {
+                Ok(()) => &answers.ok,
+                Err(Answer::Unsubscribe) => &answers.unsubscribe,
+                Err(Answer::Status) => &answers.other_status,
+                Err(Answer::Transport) => &answers.transport,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // Within the histogram's bounds (a minute) by construction of the run's deadline.
+        let _ = pool
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(micros.max(1));
         if notification.may_push {
             let badge = {
                 let mut unread = shared.unread[device]

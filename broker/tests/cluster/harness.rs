@@ -15,9 +15,33 @@ use herald_workers::{PushRequest, RecordingSender};
 
 pub(crate) const TOKEN: &str = "cluster-test-token-0123456789";
 const PEER_SECRET: &str = "cluster-test-peer-secret-0123456789";
+/// How fast the nodes heartbeat and how long their rows and leases last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub(crate) heartbeat: Duration,
+    pub(crate) member_ttl: Duration,
+    pub(crate) lease_ttl: Duration,
+}
+
 /// Short enough for a test, in the proportions of the defaults.
-pub(crate) const MEMBER_TTL: Duration = Duration::from_secs(2);
-pub(crate) const LEASE_TTL: Duration = Duration::from_secs(3);
+pub(crate) const TEST_TIMING: Timing = Timing {
+    heartbeat: Duration::from_millis(250),
+    member_ttl: Duration::from_secs(2),
+    lease_ttl: Duration::from_secs(3),
+};
+
+/// The defaults of `[cluster]`.
+pub(crate) const DEFAULT_TIMING: Timing = Timing {
+    heartbeat: Duration::from_secs(1),
+    member_ttl: Duration::from_secs(5),
+    lease_ttl: Duration::from_secs(6),
+};
+
+/// The `herald` binary the nodes run: `HERALD_BIN` (a release build, for measurements), or
+/// this test's build.
+fn herald_bin() -> String {
+    std::env::var("HERALD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_owned())
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -41,7 +65,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(dir: &Path, id: &str, redis_url: &str, redis_cluster: bool) -> Self {
+    fn new(dir: &Path, id: &str, redis_url: &str, redis_cluster: bool, timing: Timing) -> Self {
         let (gateway, grpc, admin) = (free_port(), free_port(), free_port());
         let pushes = dir.join(format!("{id}-pushes.jsonl"));
         let config = dir.join(format!("{id}.toml"));
@@ -64,7 +88,7 @@ cluster = {redis_cluster}
 api_tokens = ["{TOKEN}"]
 [cluster]
 peer_secret = "{PEER_SECRET}"
-heartbeat = "250ms"
+heartbeat = "{heartbeat}ms"
 member_ttl = "{member_ttl}ms"
 lease_ttl = "{lease_ttl}ms"
 forward_timeout = "5s"
@@ -76,8 +100,9 @@ min_interval = "0s"
 record_file = "{pushes}"
 {apps}
 "#,
-            member_ttl = MEMBER_TTL.as_millis(),
-            lease_ttl = LEASE_TTL.as_millis(),
+            heartbeat = timing.heartbeat.as_millis(),
+            member_ttl = timing.member_ttl.as_millis(),
+            lease_ttl = timing.lease_ttl.as_millis(),
             pushes = pushes.display(),
             apps = herald_broker::testsuite::example_apps_toml(),
         );
@@ -100,7 +125,7 @@ record_file = "{pushes}"
     pub(crate) async fn start(&mut self) {
         self.starts += 1;
         let log = self.log.with_extension(format!("{}.log", self.starts));
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let child = Command::new(herald_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
@@ -211,6 +236,7 @@ pub(crate) struct Cluster {
     pub(crate) dir: tempfile::TempDir,
     redis_url: String,
     redis_cluster: bool,
+    timing: Timing,
 }
 
 impl Cluster {
@@ -222,12 +248,23 @@ impl Cluster {
     /// [`start`](Self::start) on a Redis Cluster (`redis_cluster`: `redis_url` is one of
     /// its nodes).
     pub(crate) async fn start_on(redis_url: &str, redis_cluster: bool, n: usize) -> Self {
+        Self::start_timed(redis_url, redis_cluster, n, TEST_TIMING).await
+    }
+
+    /// [`start_on`](Self::start_on) with the nodes' `timing`.
+    pub(crate) async fn start_timed(
+        redis_url: &str,
+        redis_cluster: bool,
+        n: usize,
+        timing: Timing,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
             redis_url: redis_url.to_owned(),
             redis_cluster,
+            timing,
         };
         for _ in 0..n {
             cluster.add().await;
@@ -239,7 +276,13 @@ impl Cluster {
     /// Starts one more node.
     pub(crate) async fn add(&mut self) -> usize {
         let id = format!("node-{}", self.nodes.len());
-        let mut node = Node::new(self.dir.path(), &id, &self.redis_url, self.redis_cluster);
+        let mut node = Node::new(
+            self.dir.path(),
+            &id,
+            &self.redis_url,
+            self.redis_cluster,
+            self.timing,
+        );
         node.start().await;
         self.nodes.push(node);
         self.nodes.len() - 1

@@ -54,6 +54,32 @@ impl fmt::Display for Percentiles {
     }
 }
 
+/// One gateway's share of a run that spread its load over several (the nodes of a
+/// cluster).
+#[derive(Clone, Debug, Serialize)]
+pub struct GatewayFigures {
+    pub gateway: String,
+    pub answers: AnswerCounts,
+    /// Answered `OK` per second over the run's sending time.
+    pub accepted_per_second: f64,
+    pub answer_latency: Percentiles,
+}
+
+impl GatewayFigures {
+    pub(crate) fn new(
+        gateway: std::net::SocketAddr,
+        answers: AnswerCounts,
+        latency: &Histogram<u64>,
+    ) -> Self {
+        Self {
+            gateway: gateway.to_string(),
+            answers,
+            accepted_per_second: 0.0,
+            answer_latency: Percentiles::of(latency),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Correctness {
     pub passed: bool,
@@ -84,6 +110,8 @@ pub struct RunReport {
     /// Notifications that could push, per push received.
     pub notifications_per_push: f64,
     pub correctness: Correctness,
+    /// Each gateway's figures, when the load went to several.
+    pub gateways: Vec<GatewayFigures>,
     pub series: Vec<Second>,
 }
 
@@ -120,8 +148,18 @@ impl RunReport {
                 examples: v.examples,
             },
             answers,
+            gateways: Vec::new(),
             series,
         }
+    }
+
+    /// Records each gateway's figures (shown when there are several).
+    pub(crate) fn set_gateways(&mut self, mut gateways: Vec<GatewayFigures>) {
+        let sending_seconds = self.series.iter().filter(|s| s.sent > 0).count().max(1);
+        for g in &mut gateways {
+            g.accepted_per_second = g.answers.ok as f64 / sending_seconds as f64;
+        }
+        self.gateways = gateways;
     }
 
     /// Writes `report.json` and `report.svg` into `dir`.
@@ -264,6 +302,21 @@ impl fmt::Display for RunReport {
             )?;
         }
         writeln!(f, "answer latency: {}", self.answer_latency)?;
+        if self.gateways.len() > 1 {
+            for g in &self.gateways {
+                writeln!(
+                    f,
+                    "  gateway {}: {} OK, {} Unsubscribe, {} other status, {} transport errors; {:.0} accepted/s; {}",
+                    g.gateway,
+                    g.answers.ok,
+                    g.answers.unsubscribe,
+                    g.answers.other_status,
+                    g.answers.transport,
+                    g.accepted_per_second,
+                    g.answer_latency
+                )?;
+            }
+        }
         if let Some(after) = &self.answer_latency_after_warmup {
             writeln!(f, "answer latency after the warm-up: {after}")?;
         }
