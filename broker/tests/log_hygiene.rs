@@ -122,6 +122,7 @@ async fn failures_on_the_way_to_the_provider_log_no_token() {
             collapse_id: "badge-x".into(),
             push_id: "00000000-0000-4000-8000-000000000000".into(),
             attempt: 0,
+            send_before: None,
         },
     )
     .await;

@@ -138,5 +138,6 @@ fn request(provider: Provider, device: u64, n: u64) -> PushRequest {
         collapse_id: format!("badge-{device}"),
         push_id: format!("00000000-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff),
         attempt: 0,
+        send_before: None,
     }
 }

@@ -167,6 +167,11 @@ impl Delivery {
                 tracing::debug!(app = %request.app_id, "no delivery slot free: push retried later");
                 return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, None));
             }
+            Ok(Ok(_slot)) if request.send_before.is_some_and(|t| Instant::now() >= t) => {
+                in_flight.dec();
+                tracing::debug!(app = %request.app_id, "the sender's lease ended while the push waited: not sent");
+                return PushOutcome::RetryAfter(self.backoff.delay(request.attempt, None));
+            }
             Ok(Ok(_slot)) => {
                 let started = Instant::now();
                 let verdict = app.client.send(&request).await;

@@ -35,6 +35,11 @@ pub struct PushRequest {
     /// How many times this burst was already retried (drives the back-off).
     #[serde(default)]
     pub attempt: u32,
+    /// The last moment the push may leave: the end of the sender's lease on the device's
+    /// shard. A push still waiting for a delivery slot then is not sent; it comes back to
+    /// be retried by whoever holds the shard.
+    #[serde(skip)]
+    pub send_before: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for PushRequest {

@@ -151,6 +151,7 @@ mod tests {
             collapse_id: "c".into(),
             push_id: "00000000-0000-4000-8000-000000000000".into(),
             attempt: 0,
+            send_before: None,
         }
     }
 

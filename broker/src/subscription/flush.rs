@@ -98,6 +98,7 @@ pub fn plan(
         collapse_id: format!("badge-{}", flusher.device_token.fingerprint()),
         push_id: push_id(flusher),
         attempt: 0,
+        send_before: None,
     })
 }
 

@@ -90,6 +90,7 @@ mod tests {
             collapse_id: "badge-1f2e".into(),
             push_id: "5b0f2c4e-8a5d-4a4e-9f55-3b6f1d2c9e01".into(),
             attempt: 0,
+            send_before: None,
         }
     }
 

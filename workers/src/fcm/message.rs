@@ -78,6 +78,7 @@ mod tests {
             collapse_id: "badge-77".into(),
             push_id: "p".into(),
             attempt: 0,
+            send_before: None,
         }
     }
 

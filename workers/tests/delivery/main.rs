@@ -85,6 +85,7 @@ fn push(provider: Provider, token: &str, badge: u32) -> PushRequest {
         collapse_id: format!("badge-{token:.8}"),
         push_id: uuid::Uuid::new_v4().to_string(),
         attempt: 0,
+        send_before: None,
     }
 }
 
@@ -539,4 +540,23 @@ async fn certificate_auth_presents_the_apps_push_certificate() {
         other => panic!("{other:?}"),
     }
     assert_eq!(w.mocks.apns.refused().get("400 TopicDisallowed"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_push_whose_sender_lease_ended_before_it_could_leave_is_not_sent() {
+    let w = world().await;
+    let mut late = push(Provider::Apns, &apns_token(9), 2);
+    late.send_before = Some(std::time::Instant::now());
+    assert!(matches!(
+        w.delivery.send(late).await,
+        PushOutcome::RetryAfter(_)
+    ));
+    assert!(
+        w.mocks.apns.pushes().is_empty(),
+        "a push left after its deadline"
+    );
+    let mut in_time = push(Provider::Apns, &apns_token(9), 2);
+    in_time.send_before = Some(std::time::Instant::now() + Duration::from_secs(60));
+    assert_eq!(w.delivery.send(in_time).await, PushOutcome::Delivered);
+    assert_eq!(w.mocks.apns.pushes().len(), 1);
 }

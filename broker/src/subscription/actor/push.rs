@@ -107,6 +107,13 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
                 return;
             }
             request.attempt = state.retries;
+            // A push that waits for a delivery slot past the lease's trusted time is not
+            // sent (the shard's next owner sends it).
+            request.send_before = state
+                .deps
+                .ownership
+                .remaining(state.shard)
+                .and_then(|left| std::time::Instant::now().checked_add(left));
             state.in_flight = true;
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
             let pushed = request.clone();
