@@ -184,8 +184,29 @@ impl Subscriptions {
 
     /// Starts serving `shard`, which this node now holds: requests for its registrations
     /// are taken from now on. Its pending work is picked up by [`recover`](Self::recover).
-    pub async fn acquire(&self, shard: ShardId) -> Result<(), DeliverError> {
-        self.deps.shards.start(&self.deps, shard).await.map(drop)
+    pub async fn acquire(
+        &self,
+        shard: ShardId,
+        epoch: herald_cluster::Epoch,
+    ) -> Result<(), DeliverError> {
+        self.deps
+            .shards
+            .start(&self.deps, shard, epoch)
+            .await
+            .map(drop)
+    }
+
+    /// Hands `shard` over: requests for it answer `NotOwner` and it is not started again
+    /// until [`reopen`](Self::reopen); its actors flush their bursts within `grace` and stop.
+    pub async fn hand_over(&self, shard: ShardId, grace: Duration) {
+        if let Some(supervisor) = self.deps.shards.close(shard) {
+            drain_and_stop(&[supervisor], grace).await;
+        }
+    }
+
+    /// Ends the handover of `shard` (its lease was released, or lost).
+    pub fn reopen(&self, shard: ShardId) {
+        self.deps.shards.reopen(shard);
     }
 
     /// Stops serving `shard`: requests for it answer `NotOwner` from now on, its actors

@@ -50,7 +50,8 @@ pub fn renew_every(ttl: Duration) -> Duration {
 /// node never mistakes its predecessor's lease for its own.
 #[async_trait]
 pub trait LeaseTable: Send + Sync + std::fmt::Debug + 'static {
-    /// Tries to acquire each of `shards` for `holder`, for `ttl`.
+    /// Tries to acquire each of `shards` for `holder`, for `ttl`; a shard whose try could
+    /// not be made is left out of the answer.
     async fn acquire(
         &self,
         shards: &[ShardId],
@@ -59,13 +60,14 @@ pub trait LeaseTable: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<(ShardId, Claim)>, TableError>;
 
     /// Extends each lease `holder` holds at the given epoch by `ttl`; the answer says, for
-    /// each, whether it was still held.
+    /// each, whether it was still held (`None`: its renewal could not be tried — a part of
+    /// the table unreachable — so nothing is known of it). `Err` when none could be.
     async fn renew(
         &self,
         leases: &[(ShardId, Epoch)],
         holder: &str,
         ttl: Duration,
-    ) -> Result<Vec<bool>, TableError>;
+    ) -> Result<Vec<Option<bool>>, TableError>;
 
     /// Gives up the leases `holder` holds at the given epochs (others are left alone).
     async fn release(&self, leases: &[(ShardId, Epoch)], holder: &str) -> Result<(), TableError>;

@@ -138,12 +138,15 @@ impl Forwarder {
                         let started = Instant::now();
                         // The call's own deadline does not cover the time a request waits for
                         // a connection to a peer that does not answer: bounded here.
+                        // A try gets at most a third of the forward's time, so a peer that
+                        // does not answer leaves time to ask the lease table.
+                        let this_try = remaining.min(self.timeout / 3);
                         let answer = tokio::time::timeout(
-                            remaining,
+                            this_try,
                             remote(PeerCall {
                                 client,
                                 peers: cluster.peers.clone(),
-                                deadline: remaining,
+                                deadline: this_try,
                                 node,
                             }),
                         )

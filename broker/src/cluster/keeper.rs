@@ -154,14 +154,15 @@ impl ClusterNode {
     /// returns how many leases were released once every handover is done. Used by
     /// `DrainNode` and at the start of a shutdown.
     pub async fn drain(self: &Arc<Self>) -> usize {
+        let before = self.ownership.count();
         self.draining.store(true, Ordering::Release);
         self.round().await;
-        self.handovers_done().await
+        self.handovers_done().await;
+        before.saturating_sub(self.ownership.count())
     }
 
-    /// Waits until every handover started is done; returns how many leases they released.
-    pub async fn handovers_done(&self) -> usize {
-        let mut released = 0;
+    /// Waits until every handover started is done.
+    pub async fn handovers_done(&self) {
         loop {
             let next = {
                 let mut handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,12 +173,11 @@ impl ClusterNode {
                 }
             };
             match next {
-                Some(Ok(n)) => released += n,
+                Some(Ok(_)) => {}
                 Some(Err(error)) => tracing::error!(%error, "a shard handover failed"),
                 None => tokio::time::sleep(HANDOVER_POLL).await,
             }
         }
-        released
     }
 
     /// Leaves the cluster at the end of a shutdown, once the actors are stopped: releases
@@ -266,6 +266,10 @@ impl ClusterNode {
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot write this node's member row; leases are renewed meanwhile");
+                // A node that gives its shards away needs no member table to do it.
+                if !me.ready || me.draining {
+                    self.hand_over(&BTreeSet::new());
+                }
             }
         }
         self.drop_lapsed();
@@ -298,7 +302,7 @@ impl ClusterNode {
     }
 
     /// Starts handing over the shards held that are not in `mine` (and not being handed
-    /// over already).
+    /// over already), each in a task of its own.
     fn hand_over(self: &Arc<Self>, mine: &BTreeSet<ShardId>) {
         let mut handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
         let leaving: Vec<(ShardId, Epoch)> = self
@@ -310,34 +314,41 @@ impl ClusterNode {
         if leaving.is_empty() {
             return;
         }
-        handovers
-            .shards
-            .extend(leaving.iter().map(|(shard, _)| *shard));
-        let this = self.clone();
-        handovers.tasks.spawn(async move {
-            let grace = this.settings.release_grace;
-            futures_util::future::join_all(
-                leaving
-                    .iter()
-                    .map(|&(shard, _)| this.subscriptions.release(shard, grace)),
-            )
+        tracing::info!(
+            shards = leaving.len(),
+            "handing shards over to their new owners"
+        );
+        for (shard, epoch) in leaving {
+            handovers.shards.insert(shard);
+            let this = self.clone();
+            handovers
+                .tasks
+                .spawn(async move { this.hand_over_one(shard, epoch).await });
+        }
+    }
+
+    /// Hands `shard`, held at `epoch`, over: its actors flush and stop (the shard is closed
+    /// meanwhile, so nothing starts it again), then — between two rounds, and only if the
+    /// lease is still the one this handover began with — the lease is released. Answers
+    /// how many leases it released (0 or 1).
+    async fn hand_over_one(self: Arc<Self>, shard: ShardId, epoch: Epoch) -> usize {
+        let subscriptions = self.subscriptions.clone();
+        subscriptions
+            .hand_over(shard, self.settings.release_grace)
             .await;
-            // A shard lost and taken again meanwhile is held at another epoch: kept.
-            let released: Vec<(ShardId, Epoch)> = leaving
-                .into_iter()
-                .filter(|&(shard, epoch)| this.ownership.epoch(shard) == Some(epoch))
-                .collect();
-            for &(shard, _) in &released {
-                this.ownership.drop_shard(shard);
-            }
-            this.release_leases(&released).await;
-            let mut handovers = this.handovers.lock().unwrap_or_else(|e| e.into_inner());
-            for (shard, _) in &released {
-                handovers.shards.remove(shard);
-            }
-            tracing::info!(shards = released.len(), "gave shards to their new owners");
-            released.len()
-        });
+        let _rounds = self.rounds.lock().await;
+        let still_held = self.ownership.epoch(shard) == Some(epoch);
+        if still_held {
+            self.ownership.drop_shard(shard);
+            self.release_leases(&[(shard, epoch)]).await;
+        }
+        self.subscriptions.reopen(shard);
+        self.handovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shards
+            .remove(&shard);
+        usize::from(still_held)
     }
 
     /// Forgets the handovers that are done (their shards may be taken again).
@@ -379,13 +390,26 @@ impl ClusterNode {
         let sent = Instant::now();
         match self.leases.renew(&held, &self.holder, ttl).await {
             Ok(answers) => {
-                rounds.renewed = Some(sent);
+                let mut unknown = 0;
                 for (&(shard, epoch), still_held) in held.iter().zip(answers) {
-                    if still_held {
-                        self.ownership.trust_until(shard, sent + trusted_for(ttl));
-                    } else {
-                        self.lost(shard, epoch, "the lease is no longer this node's");
+                    match still_held {
+                        Some(true) => {
+                            self.ownership.trust_until(shard, sent + trusted_for(ttl));
+                        }
+                        Some(false) => {
+                            self.lost(shard, epoch, "the lease is no longer this node's")
+                        }
+                        // Tried again at the next round; lost only if its trust runs out.
+                        None => unknown += 1,
                     }
+                }
+                if unknown == 0 {
+                    rounds.renewed = Some(sent);
+                } else {
+                    tracing::warn!(
+                        shards = unknown,
+                        "some leases could not be renewed; retried at the next heartbeat"
+                    );
                 }
             }
             Err(error) => {
@@ -396,11 +420,15 @@ impl ClusterNode {
 
     /// Acquires the free leases of the shards in `mine` not held yet.
     async fn acquire(&self, mine: &BTreeSet<ShardId>) {
-        let wanted: Vec<ShardId> = mine
-            .iter()
-            .copied()
-            .filter(|&shard| self.ownership.epoch(shard).is_none())
-            .collect();
+        let wanted: Vec<ShardId> = {
+            let handovers = self.handovers.lock().unwrap_or_else(|e| e.into_inner());
+            mine.iter()
+                .copied()
+                .filter(|&shard| {
+                    self.ownership.epoch(shard).is_none() && !handovers.shards.contains(&shard)
+                })
+                .collect()
+        };
         if wanted.is_empty() {
             return;
         }

@@ -71,10 +71,10 @@ impl Config {
             .node
             .id
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            .any(|c| !c.is_ascii_graphic() || c == '/')
         {
             p.push(format!(
-                "node.id {:?} must be without spaces or '/' (it names the node in the member table and its leases)",
+                "node.id {:?} must be printable ASCII without spaces or '/' (it names the node in the member table, its leases and peer calls)",
                 self.node.id
             ));
         }

@@ -227,7 +227,7 @@ lease_ttl = "6s"
         .problems()
         .0;
     let expected = [
-        "node.id \"use1 a\" must be without spaces",
+        "node.id \"use1 a\" must be printable ASCII without spaces",
         "cluster.advertise \"10.0.0.7\" is not host:port",
         "cluster.peer_secret must be printable ASCII",
         "cluster.heartbeat must be above zero and below cluster.member_ttl",

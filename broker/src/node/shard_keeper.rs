@@ -22,8 +22,8 @@ pub(super) async fn serve_held(
     subscriptions: &Subscriptions,
     ownership: &Ownership,
 ) -> Result<(), DeliverError> {
-    for (shard, _) in ownership.held() {
-        subscriptions.acquire(shard).await?;
+    for (shard, epoch) in ownership.held() {
+        subscriptions.acquire(shard, epoch).await?;
     }
     Ok(())
 }
@@ -64,10 +64,14 @@ pub(super) fn spawn(
                 if serving.contains_key(&shard) {
                     continue;
                 }
-                match subscriptions.acquire(shard).await {
+                match subscriptions.acquire(shard, epoch).await {
                     Ok(()) => {
                         serving.insert(shard, epoch);
                         to_recover.insert(shard);
+                    }
+                    // Being handed over: it is dropped, or reopened, shortly.
+                    Err(DeliverError::NotOwner(_)) => {
+                        tracing::debug!(%shard, "a shard being handed over is not started");
                     }
                     Err(error) => {
                         tracing::error!(%shard, %error, "cannot start serving a shard; retried");

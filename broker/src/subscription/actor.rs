@@ -13,7 +13,7 @@ mod push;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_cluster::{Fence, Fencing as _, NotOwner, ShardId};
+use herald_cluster::{Epoch, Fence, Fencing as _, NotOwner, ShardId};
 use herald_gateway::model::SendNotification;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -97,6 +97,9 @@ pub(super) struct SubscriptionActor;
 pub(super) struct SubArgs {
     pub(super) id: RegistrationId,
     pub(super) shard: ShardId,
+    /// The epoch of the lease its shard was started under: the actor writes and pushes
+    /// only while the node holds the shard at this epoch.
+    pub(super) epoch: Epoch,
     /// This shard's copy as the caller just read it; `None`: read it from the store.
     pub(super) record: Option<Arc<RegistrationRecord>>,
     pub(super) deps: Arc<Shared>,
@@ -108,6 +111,7 @@ pub(super) struct SubArgs {
 pub(super) struct SubState {
     id: RegistrationId,
     shard: ShardId,
+    epoch: Epoch,
     /// This shard's copy as stored (shared with [`super::LiveIndex`], republished after every
     /// write); `None`: the registration has no copy here (it moved away, was deleted, or was
     /// never here).
@@ -170,6 +174,7 @@ impl Actor for SubscriptionActor {
         let mut state = SubState {
             id: args.id,
             shard: args.shard,
+            epoch: args.epoch,
             copy,
             actor: myself.get_id(),
             deps: args.deps,
@@ -424,8 +429,15 @@ impl From<WriteError> for CommandError {
 }
 
 /// This shard's fence: the epoch of the lease this node holds on it.
+/// The fence of this actor's writes and pushes: the shard's lease, held and trusted, at the
+/// epoch the actor's shard was started under. An actor of an earlier holding of the shard
+/// (lost, then taken again) writes and pushes nothing.
 fn fence(state: &SubState) -> Result<Fence, NotOwner> {
-    state.deps.ownership.fence(state.shard)
+    let fence = state.deps.ownership.fence(state.shard)?;
+    if fence.epoch != state.epoch {
+        return Err(NotOwner(state.shard));
+    }
+    Ok(fence)
 }
 
 /// Applies `change` to the copy and writes it (one fenced, version-checked store write):

@@ -6,8 +6,8 @@
 use std::sync::{Arc, RwLock};
 
 use futures_util::future::BoxFuture;
-use herald_cluster::ShardId;
 use herald_cluster::peer::is_not_owner;
+use herald_cluster::{Epoch, ShardId};
 use herald_proto::v1 as pb;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 
@@ -21,67 +21,123 @@ use crate::domain::{RegistrationId, RegistrationRecord};
 #[derive(Debug)]
 pub(super) struct Shards {
     /// Each shard's supervisor while this node serves it. Read on every request, written
-    /// only when a shard is acquired or released.
-    slots: Box<[RwLock<Option<ActorRef<ShardMsg>>>]>,
+    /// only when a shard is started, released or handed over.
+    slots: Box<[RwLock<Slot>]>,
+}
+
+/// Where a shard is on this node.
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Serving(ActorRef<ShardMsg>),
+    /// Being handed over to another node: not served, and not started again until the
+    /// handover is done ([`Shards::reopen`]).
+    Closed,
 }
 
 impl Default for Shards {
     fn default() -> Self {
         Self {
             slots: (0..herald_cluster::SHARD_COUNT)
-                .map(|_| RwLock::new(None))
+                .map(|_| RwLock::new(Slot::Empty))
                 .collect(),
         }
     }
 }
 
 impl Shards {
-    fn slot(&self, shard: ShardId) -> &RwLock<Option<ActorRef<ShardMsg>>> {
+    fn slot(&self, shard: ShardId) -> &RwLock<Slot> {
         &self.slots[usize::from(shard.number())]
     }
 
     /// The supervisor of `shard`, if this node serves it.
     pub(super) fn supervisor(&self, shard: ShardId) -> Result<ActorRef<ShardMsg>, DeliverError> {
-        self.slot(shard)
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(DeliverError::NotOwner(herald_cluster::NotOwner(shard)))
+        match &*self.slot(shard).read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Serving(supervisor) => Ok(supervisor.clone()),
+            Slot::Empty | Slot::Closed => {
+                Err(DeliverError::NotOwner(herald_cluster::NotOwner(shard)))
+            }
+        }
     }
 
-    /// Starts serving `shard` (if it is not served yet); returns its supervisor.
+    /// Starts serving `shard` under the lease at `epoch` (if it is not served yet); refused
+    /// while the shard is handed over.
     pub(super) async fn start(
         &self,
         shared: &Arc<Shared>,
         shard: ShardId,
+        epoch: Epoch,
     ) -> Result<ActorRef<ShardMsg>, DeliverError> {
-        if let Ok(supervisor) = self.supervisor(shard) {
-            return Ok(supervisor);
+        match &*self.slot(shard).read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Serving(supervisor) => return Ok(supervisor.clone()),
+            Slot::Closed => return Err(DeliverError::NotOwner(herald_cluster::NotOwner(shard))),
+            Slot::Empty => {}
         }
         let args = ShardArgs {
             deps: shared.clone(),
             shard,
+            epoch,
         };
         let (supervisor, _) = Actor::spawn(None, ShardSupervisor, args)
             .await
             .map_err(|e| DeliverError::Actor(e.to_string()))?;
-        *self.slot(shard).write().unwrap_or_else(|e| e.into_inner()) = Some(supervisor.clone());
-        Ok(supervisor)
+        let mut slot = self.slot(shard).write().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Slot::Empty => {
+                *slot = Slot::Serving(supervisor.clone());
+                Ok(supervisor)
+            }
+            // Closed or started meanwhile: this one is not needed.
+            _ => {
+                supervisor.stop(None);
+                Err(DeliverError::NotOwner(herald_cluster::NotOwner(shard)))
+            }
+        }
     }
 
     /// Stops routing to `shard`; returns its supervisor, for the caller to drain and stop.
+    /// A shard being handed over stays closed.
     pub(super) fn take(&self, shard: ShardId) -> Option<ActorRef<ShardMsg>> {
-        self.slot(shard)
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        let mut slot = self.slot(shard).write().unwrap_or_else(|e| e.into_inner());
+        match std::mem::take(&mut *slot) {
+            Slot::Serving(supervisor) => Some(supervisor),
+            Slot::Empty => None,
+            Slot::Closed => {
+                *slot = Slot::Closed;
+                None
+            }
+        }
+    }
+
+    /// Closes `shard` for a handover: not served, not started again until
+    /// [`reopen`](Self::reopen); returns its supervisor, for the caller to drain and stop.
+    pub(super) fn close(&self, shard: ShardId) -> Option<ActorRef<ShardMsg>> {
+        let mut slot = self.slot(shard).write().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *slot, Slot::Closed) {
+            Slot::Serving(supervisor) => Some(supervisor),
+            Slot::Empty | Slot::Closed => None,
+        }
+    }
+
+    /// Ends a handover: `shard` may be started again (once this node holds it again).
+    pub(super) fn reopen(&self, shard: ShardId) {
+        let mut slot = self.slot(shard).write().unwrap_or_else(|e| e.into_inner());
+        if matches!(*slot, Slot::Closed) {
+            *slot = Slot::Empty;
+        }
     }
 
     /// The supervisors of the shards served now.
     pub(super) fn started(&self) -> Vec<ActorRef<ShardMsg>> {
         self.slots
             .iter()
-            .filter_map(|slot| slot.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .filter_map(
+                |slot| match &*slot.read().unwrap_or_else(|e| e.into_inner()) {
+                    Slot::Serving(supervisor) => Some(supervisor.clone()),
+                    Slot::Empty | Slot::Closed => None,
+                },
+            )
             .collect()
     }
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_cluster::ShardId;
+use herald_cluster::{Epoch, ShardId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::Shared;
@@ -91,6 +91,7 @@ impl Child {
 pub(super) struct ShardState {
     deps: Arc<Shared>,
     shard: ShardId,
+    epoch: Epoch,
     children: HashMap<RegistrationId, Child>,
     /// Every actor not yet terminated: the live ones and those stopping.
     by_actor: HashMap<ActorId, RegistrationId>,
@@ -110,6 +111,8 @@ pub(super) struct ShardState {
 pub(super) struct ShardArgs {
     pub(super) deps: Arc<Shared>,
     pub(super) shard: ShardId,
+    /// The epoch of the lease the shard is served under.
+    pub(super) epoch: Epoch,
 }
 
 impl Actor for ShardSupervisor {
@@ -120,7 +123,7 @@ impl Actor for ShardSupervisor {
     async fn pre_start(
         &self,
         myself: ActorRef<ShardMsg>,
-        ShardArgs { deps, shard }: ShardArgs,
+        ShardArgs { deps, shard, epoch }: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
         let every = (deps.actors.idle_timeout / 2).max(Duration::from_millis(10));
@@ -128,6 +131,7 @@ impl Actor for ShardSupervisor {
         Ok(ShardState {
             deps,
             shard,
+            epoch,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             stopping: HashMap::new(),
@@ -471,6 +475,7 @@ async fn start(
     let args = SubArgs {
         id: id.clone(),
         shard: state.shard,
+        epoch: state.epoch,
         record,
         deps: state.deps.clone(),
         supervisor: myself.clone(),

@@ -215,9 +215,9 @@ pub async fn registry_on(
         live: Default::default(),
         forwarder: forwarder.clone(),
     });
-    for (shard, _) in ownership.held() {
+    for (shard, epoch) in ownership.held() {
         subscriptions
-            .acquire(shard)
+            .acquire(shard, epoch)
             .await
             .expect("a shard is served");
     }

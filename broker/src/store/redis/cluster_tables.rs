@@ -177,14 +177,15 @@ fn decode_view(answer: (String, Vec<String>)) -> Result<MemberView, TableError> 
 }
 
 impl RedisStore {
-    /// Runs `script` once per entry of `calls` (keys, args): pipelined on one server,
-    /// concurrently on a cluster (the calls span slots). Loads the script first if a server
-    /// does not know it (a restarted Redis).
+    /// Runs `script` once per entry of `calls` (keys, args) and answers each call's outcome:
+    /// pipelined on one server, each call alone on a cluster (the calls span slots, and one
+    /// failing slot must not fail the others). Loads the script first if a server does not
+    /// know it (a restarted Redis).
     async fn per_shard<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         calls: &[(Vec<String>, Vec<String>)],
-    ) -> Result<Vec<T>, TableError> {
+    ) -> Vec<Result<T, TableError>> {
         let commands = || {
             calls
                 .iter()
@@ -199,19 +200,20 @@ impl RedisStore {
                 })
                 .collect::<Vec<_>>()
         };
-        match self.conn.each(commands()).await {
-            Ok(answers) => Ok(answers),
-            Err(err)
-                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                script
-                    .load_async(&mut self.conn.clone())
-                    .await
-                    .map_err(table_error)?;
-                self.conn.each(commands()).await.map_err(table_error)
-            }
-            Err(err) => Err(table_error(err)),
+        let no_script = |r: &redis::RedisResult<T>| {
+            r.as_ref().is_err_and(|e| {
+                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+            })
+        };
+        let mut answers = self.conn.each_settled(commands()).await;
+        if answers.iter().any(no_script) && script.load_async(&mut self.conn.clone()).await.is_ok()
+        {
+            answers = self.conn.each_settled(commands()).await;
         }
+        answers
+            .into_iter()
+            .map(|a| a.map_err(table_error))
+            .collect()
     }
 }
 
@@ -282,26 +284,30 @@ impl LeaseTable for RedisStore {
                 )
             })
             .collect();
-        let answers: Vec<String> = self
-            .per_shard(&self.cluster_scripts.acquire, &calls)
-            .await?;
-        shards
-            .iter()
-            .zip(answers)
-            .map(|(&shard, answer)| {
-                let claim = if let Some(epoch) = answer.strip_prefix('+') {
-                    Claim::Acquired(Epoch(epoch.parse().map_err(table_error)?))
-                } else if let Some(held) = answer.strip_prefix('=') {
-                    let (holder, _) = held.split_once(' ').unwrap_or((held, ""));
-                    Claim::Taken {
-                        holder: holder.to_owned(),
-                    }
-                } else {
-                    return Err(table_error(format!("unexpected lease answer {answer:?}")));
-                };
-                Ok((shard, claim))
-            })
-            .collect()
+        let answers: Vec<Result<String, TableError>> =
+            self.per_shard(&self.cluster_scripts.acquire, &calls).await;
+        let mut claims = Vec::with_capacity(shards.len());
+        for (&shard, answer) in shards.iter().zip(answers) {
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::debug!(%shard, %error, "cannot try a lease now");
+                    continue;
+                }
+            };
+            let claim = if let Some(epoch) = answer.strip_prefix('+') {
+                Claim::Acquired(Epoch(epoch.parse().map_err(table_error)?))
+            } else if let Some(held) = answer.strip_prefix('=') {
+                let (holder, _) = held.split_once(' ').unwrap_or((held, ""));
+                Claim::Taken {
+                    holder: holder.to_owned(),
+                }
+            } else {
+                return Err(table_error(format!("unexpected lease answer {answer:?}")));
+            };
+            claims.push((shard, claim));
+        }
+        Ok(claims)
     }
 
     async fn renew(
@@ -309,7 +315,7 @@ impl LeaseTable for RedisStore {
         leases: &[(ShardId, Epoch)],
         holder: &str,
         ttl: Duration,
-    ) -> Result<Vec<bool>, TableError> {
+    ) -> Result<Vec<Option<bool>>, TableError> {
         let calls: Vec<_> = leases
             .iter()
             .map(|&(shard, epoch)| {
@@ -326,8 +332,17 @@ impl LeaseTable for RedisStore {
                 )
             })
             .collect();
-        let answers: Vec<i64> = self.per_shard(&self.cluster_scripts.renew, &calls).await?;
-        Ok(answers.into_iter().map(|held| held == 1).collect())
+        let answers: Vec<Result<i64, TableError>> =
+            self.per_shard(&self.cluster_scripts.renew, &calls).await;
+        if let Some(Err(error)) = answers.first()
+            && answers.iter().all(Result::is_err)
+        {
+            return Err(TableError(error.0.clone()));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.ok().map(|held| held == 1))
+            .collect())
     }
 
     async fn release(&self, leases: &[(ShardId, Epoch)], holder: &str) -> Result<(), TableError> {
@@ -340,10 +355,12 @@ impl LeaseTable for RedisStore {
                 )
             })
             .collect();
-        let _: Vec<i64> = self
-            .per_shard(&self.cluster_scripts.release, &calls)
-            .await?;
-        Ok(())
+        let answers: Vec<Result<i64, TableError>> =
+            self.per_shard(&self.cluster_scripts.release, &calls).await;
+        match answers.into_iter().find_map(Result::err) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     async fn holders(

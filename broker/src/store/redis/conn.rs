@@ -41,6 +41,31 @@ impl Conn {
         }
     }
 
+    /// Runs `commands` and answers each one's outcome: all of them fail together on one
+    /// server (one pipeline); on a cluster each stands alone, so a slot whose primary is
+    /// failing over costs only its own commands.
+    pub(super) async fn each_settled<T: FromRedisValue>(
+        &self,
+        commands: Vec<Cmd>,
+    ) -> Vec<RedisResult<T>> {
+        match self {
+            Self::Single(_) => {
+                let n = commands.len();
+                match self.each::<T>(commands).await {
+                    Ok(answers) => answers.into_iter().map(Ok).collect(),
+                    Err(err) => (0..n).map(|_| Err(err.clone())).collect(),
+                }
+            }
+            Self::Cluster(cluster) => {
+                let calls = commands.into_iter().map(|command| {
+                    let mut conn = cluster.clone();
+                    async move { command.query_async::<T>(&mut conn).await }
+                });
+                futures_util::future::join_all(calls).await
+            }
+        }
+    }
+
     /// Runs `commands` in order (each one after the previous one's answer on a cluster) and
     /// answers each one's reply.
     pub(super) async fn in_order(&self, commands: Vec<Cmd>) -> RedisResult<Vec<Value>> {
