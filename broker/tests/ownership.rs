@@ -170,3 +170,62 @@ async fn the_last_node_is_not_drained_and_peer_calls_open_only_with_the_peer_sec
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn an_actor_of_an_earlier_holding_of_its_shard_writes_nothing_under_a_later_one() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use herald_broker::registry::{NewRegistration, RegistryError};
+    use herald_broker::store::{RedisStore, RedisStoreConfig};
+    use herald_broker::testsuite::registry_on;
+    use herald_cluster::Ownership;
+
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&RedisStoreConfig {
+        url: redis.url(),
+        key_prefix: "herald".into(),
+        response_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        cluster: false,
+    })
+    .unwrap();
+    let ownership = Arc::new(Ownership::none());
+    let far = Instant::now() + Duration::from_secs(3_600);
+    for shard in ShardId::all() {
+        ownership.acquire(shard, Epoch(1), far);
+    }
+    let (registry, _pushes) = registry_on(Arc::new(store.clone()), ownership.clone()).await;
+    let created = registry
+        .register(NewRegistration {
+            device_token: "ab".repeat(32),
+            platform: Some(herald_broker::domain::Platform::Apns),
+            app_id: "com.example.mail".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .record;
+    let id = created.id.to_string();
+    // Its actor starts (and writes) under epoch 1.
+    registry
+        .bind_subscription(&id, "SUB-EPOCH-1")
+        .await
+        .unwrap();
+
+    // The lease is lost and taken again at epoch 2, while the actor of epoch 1 lives on
+    // (nothing restarted its shard here): it must not write under epoch 2.
+    let shard = created.device_token.shard();
+    store.set_epoch(shard, Epoch(2)).await.unwrap();
+    ownership.drop_shard(shard);
+    ownership.acquire(shard, Epoch(2), far);
+    let refused = registry.unregister(&id).await.unwrap_err();
+    assert!(matches!(refused, RegistryError::NotOwner(_)), "{refused:?}");
+    let kept = registry.get(&id).await.unwrap();
+    assert_eq!(
+        kept.subscription_id
+            .map(|s| s.as_str().to_owned())
+            .as_deref(),
+        Some("SUB-EPOCH-1")
+    );
+}
