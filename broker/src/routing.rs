@@ -175,15 +175,9 @@ impl Router {
                 .to_owner("command", shard, local, remote)
                 .await
                 .map_err(CommandError::Unavailable)?;
-            match answer {
-                Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
-                    last = DeliverError::Elsewhere;
-                }
-                Err(CommandError::Unavailable(DeliverError::Moving)) => {
-                    last = DeliverError::Moving;
-                    tokio::time::sleep(MOVING_WAIT).await;
-                }
-                other => return other,
+            match moved(&answer).await {
+                Some(why) => last = why,
+                None => return answer,
             }
         }
         Err(CommandError::Unavailable(last))
@@ -204,17 +198,25 @@ impl Router {
             if !self.serves(record.shard()) {
                 return Err(herald_cluster::NotOwner(record.shard()).into());
             }
-            match self.subscriptions.command(record, command.clone()).await {
-                Err(CommandError::Unavailable(DeliverError::Elsewhere)) => {
-                    last = DeliverError::Elsewhere;
-                }
-                Err(CommandError::Unavailable(DeliverError::Moving)) => {
-                    last = DeliverError::Moving;
-                    tokio::time::sleep(MOVING_WAIT).await;
-                }
-                other => return other,
+            let answer = self.subscriptions.command(record, command.clone()).await;
+            match moved(&answer).await {
+                Some(why) => last = why,
+                None => return answer,
             }
         }
         Err(CommandError::Unavailable(last))
+    }
+}
+
+/// Why a command's answer asks for the registration to be looked up again — it moved
+/// (`Elsewhere`) or is moving (`Moving`, after a short wait) — or `None`: the answer stands.
+async fn moved(answer: &Result<Option<RegistrationRecord>, CommandError>) -> Option<DeliverError> {
+    match answer {
+        Err(CommandError::Unavailable(DeliverError::Elsewhere)) => Some(DeliverError::Elsewhere),
+        Err(CommandError::Unavailable(DeliverError::Moving)) => {
+            tokio::time::sleep(MOVING_WAIT).await;
+            Some(DeliverError::Moving)
+        }
+        _ => None,
     }
 }
