@@ -21,3 +21,36 @@ pub use wire::{
     adopt_from_wire, command_outcome_from_wire, command_to_wire, created_from_wire,
     messages_to_wire, record_from_wire, record_to_wire, verdict_from_wire,
 };
+
+/// Metadata set on the answer of a node whose shard no longer holds the registration a
+/// forwarded notification is for (it moved to another shard): the caller looks it up again.
+const MOVED_KEY: &str = "herald-moved";
+
+/// The answer of a node asked about a registration that left `shard`.
+fn moved(shard: herald_cluster::ShardId) -> tonic::Status {
+    let mut status =
+        tonic::Status::unavailable(format!("the registration is not in shard {shard} any more"));
+    status.metadata_mut().insert(
+        MOVED_KEY,
+        tonic::metadata::MetadataValue::from(shard.number()),
+    );
+    status
+}
+
+/// Whether `status` says the registration left the shard the request was for.
+pub fn is_moved(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(MOVED_KEY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_answer_is_told_from_a_not_owner_one() {
+        let shard = herald_cluster::ShardId::new(7).unwrap();
+        assert!(is_moved(&moved(shard)));
+        assert!(!herald_cluster::peer::is_not_owner(&moved(shard)));
+        assert!(!is_moved(&herald_cluster::peer::not_owner(shard)));
+    }
+}

@@ -18,6 +18,7 @@ use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::routing::{MOVING_WAIT, ROUTE_ATTEMPTS, Router};
 use crate::subscription::DeliverError;
+use herald_cluster::ShardId;
 
 /// Hands gateway requests to the subscription actors.
 #[derive(Clone, Debug)]
@@ -74,11 +75,39 @@ impl EwsSink {
             return Ok(vec![Verdict::Unsubscribe; count]);
         }
         let request = Arc::new(request);
+        let id = record.id.clone();
+        let mut record = Some(record);
+        for _ in 0..ROUTE_ATTEMPTS {
+            let record = match record.take() {
+                Some(record) => record,
+                // It moved to another shard meanwhile: where is it now?
+                None => match self.router.lookup(&id).await.map_err(DeliverError::Store)? {
+                    Some(record) => record,
+                    None => return Ok(vec![Verdict::Unsubscribe; count]),
+                },
+            };
+            match self.decide_at_owner(home, &request, record).await {
+                Err(SinkError::Deliver(DeliverError::Elsewhere)) => {}
+                other => return other,
+            }
+        }
+        Err(DeliverError::Elsewhere.into())
+    }
+
+    /// [`decide_all`](Self::decide_all) for `record`, on the node that holds its shard:
+    /// `Elsewhere` when the registration left that shard meanwhile.
+    async fn decide_at_owner(
+        &self,
+        home: &str,
+        request: &Arc<SendNotification>,
+        record: Arc<RegistrationRecord>,
+    ) -> Result<Vec<Verdict>, SinkError> {
+        let count = request.messages.len();
         let (shard, id) = (record.shard(), record.id.clone());
         let known = std::sync::Mutex::new(Some(record));
         let local = || -> BoxFuture<'_, _> {
             let known = known.lock().unwrap_or_else(|e| e.into_inner()).take();
-            Box::pin(self.decide_here(&id, home, &request, known))
+            Box::pin(self.decide_here(&id, shard, home, request, known))
         };
         let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
             let forwarded = call.request(pb::ForwardNotificationRequest {
@@ -102,6 +131,9 @@ impl EwsSink {
                             .collect())))
                     }
                     Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                    Err(status) if crate::cluster::is_moved(&status) => {
+                        Ok(Hop::Done(Err(DeliverError::Elsewhere.into())))
+                    }
                     Err(status) => Err(status),
                 }
             })
@@ -113,11 +145,13 @@ impl EwsSink {
     }
 
     /// Each message's verdict for registration `id`, decided and recorded on this node;
-    /// `NotHere` when this node does not serve the registration's shard (a forwarding peer
-    /// tries the owner again). `known` is the caller's fresh read of the registration.
+    /// `NotHere` when this node does not serve `shard` (a forwarding peer tries the owner
+    /// again), `Elsewhere` when the registration is no longer in `shard` (the caller looks
+    /// it up again). `known` is the caller's fresh read of the registration.
     pub async fn decide_here(
         &self,
         id: &RegistrationId,
+        shard: ShardId,
         home: &str,
         request: &Arc<SendNotification>,
         mut known: Option<Arc<RegistrationRecord>>,
@@ -137,7 +171,10 @@ impl EwsSink {
             if record.home_region != home || record.state == RegState::Dead {
                 return every(Verdict::Unsubscribe);
             }
-            if !self.router.serves(record.shard()) {
+            if record.shard() != shard {
+                return Hop::Done(Err(DeliverError::Elsewhere.into()));
+            }
+            if !self.router.serves(shard) {
                 return Hop::NotHere;
             }
             let effects = match self.effects(&record, request).await {

@@ -17,7 +17,7 @@ use super::keeper::ClusterNode;
 use super::wire;
 use crate::api::ApiTokens;
 use crate::domain::RegistrationId;
-use crate::ews_sink::EwsSink;
+use crate::ews_sink::{EwsSink, SinkError};
 use crate::routing::Router;
 use crate::subscription::{DeliverError, Subscriptions};
 
@@ -115,10 +115,11 @@ impl Peer for PeerApi {
         });
         match self
             .sink
-            .decide_here(&id, &request.home_region, &notification, None)
+            .decide_here(&id, shard, &request.home_region, &notification, None)
             .await
         {
             Hop::NotHere => Err(not_owner(shard)),
+            Hop::Done(Err(SinkError::Deliver(DeliverError::Elsewhere))) => Err(super::moved(shard)),
             Hop::Done(Ok(verdicts)) => Ok(Response::new(pb::ForwardNotificationResponse {
                 decisions: verdicts
                     .into_iter()
