@@ -328,21 +328,28 @@ impl ClusterNode {
     }
 
     /// Hands `shard`, held at `epoch`, over: its actors flush and stop (the shard is closed
-    /// meanwhile, so nothing starts it again), then — between two rounds, and only if the
-    /// lease is still the one this handover began with — the lease is released. Answers
+    /// meanwhile, so nothing starts it again); then, between two rounds, it is dropped if
+    /// its lease is still the one this handover began with, and the lease is released.
+    /// The shard stays listed as handed over until the release is done, so no round takes
+    /// the lease back in between; and no round waits for the release's round trip. Answers
     /// how many leases it released (0 or 1).
     async fn hand_over_one(self: Arc<Self>, shard: ShardId, epoch: Epoch) -> usize {
         let subscriptions = self.subscriptions.clone();
         subscriptions
             .hand_over(shard, self.settings.release_grace)
             .await;
-        let _rounds = self.rounds.lock().await;
-        let still_held = self.ownership.epoch(shard) == Some(epoch);
+        let still_held = {
+            let _rounds = self.rounds.lock().await;
+            let still_held = self.ownership.epoch(shard) == Some(epoch);
+            if still_held {
+                self.ownership.drop_shard(shard);
+            }
+            self.subscriptions.reopen(shard);
+            still_held
+        };
         if still_held {
-            self.ownership.drop_shard(shard);
             self.release_leases(&[(shard, epoch)]).await;
         }
-        self.subscriptions.reopen(shard);
         self.handovers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -24,14 +24,8 @@ impl RedisCluster {
             .map(|&port| {
                 let node_dir = dir.path().join(port.to_string());
                 std::fs::create_dir_all(&node_dir).expect("node directory");
-                let child = Command::new("redis-server")
+                let child = super::redis_server::server_command(port, &node_dir)
                     .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
                         "--appendonly",
                         "no",
                         "--cluster-enabled",
@@ -39,10 +33,6 @@ impl RedisCluster {
                         "--cluster-node-timeout",
                         "5000",
                     ])
-                    .arg("--dir")
-                    .arg(&node_dir)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
                     .spawn()
                     .expect("redis-server must be installed (apt-get install redis-server)");
                 (child, port)

@@ -94,7 +94,17 @@ fn spawn(port: u16, durable: bool, dir: &std::path::Path) -> Child {
     } else {
         &["--appendonly", "no"]
     };
-    Command::new("redis-server")
+    server_command(port, dir)
+        .args(persistence)
+        .spawn()
+        .expect("redis-server must be installed (apt-get install redis-server)")
+}
+
+/// `redis-server` on loopback `port`, keeping its files in `dir`, without snapshots and
+/// without output.
+pub(super) fn server_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut command = Command::new("redis-server");
+    command
         .args([
             "--port",
             &port.to_string(),
@@ -103,13 +113,11 @@ fn spawn(port: u16, durable: bool, dir: &std::path::Path) -> Child {
             "--save",
             "",
         ])
-        .args(persistence)
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install redis-server)")
+        .stderr(Stdio::null());
+    command
 }
 
 fn free_port() -> u16 {
