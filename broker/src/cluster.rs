@@ -22,8 +22,8 @@ pub use wire::{
     messages_to_wire, record_from_wire, record_to_wire, verdict_from_wire,
 };
 
-/// Metadata set on the answer of a node whose shard no longer holds the registration a
-/// forwarded notification is for (it moved to another shard): the caller looks it up again.
+/// Metadata set on the answer of a node whose shard does not hold the registration a
+/// forwarded notification names (it moved to another shard): the caller looks it up again.
 const MOVED_KEY: &str = "herald-moved";
 
 /// The answer of a node asked about a registration that left `shard`.

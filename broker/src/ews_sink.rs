@@ -146,7 +146,7 @@ impl EwsSink {
 
     /// Each message's verdict for registration `id`, decided and recorded on this node;
     /// `NotHere` when this node does not serve `shard` (a forwarding peer tries the owner
-    /// again), `Elsewhere` when the registration is no longer in `shard` (the caller looks
+    /// again), `Elsewhere` when the registration is not in `shard` (the caller looks
     /// it up again). `known` is the caller's fresh read of the registration.
     pub async fn decide_here(
         &self,

@@ -136,51 +136,7 @@ impl Router {
         id: &RegistrationId,
         command: Command,
     ) -> Result<Option<RegistrationRecord>, CommandError> {
-        let mut last = DeliverError::Elsewhere;
-        for _ in 0..ROUTE_ATTEMPTS {
-            let Some(record) = self.lookup(id).await.map_err(DeliverError::Store)? else {
-                return Err(CommandError::NotFound);
-            };
-            let shard = record.shard();
-            let local = || -> BoxFuture<'_, _> {
-                let (record, command) = (record.clone(), command.clone());
-                Box::pin(async move {
-                    if !self.serves(shard) {
-                        return Hop::NotHere;
-                    }
-                    match self.subscriptions.command(record, command).await {
-                        Err(CommandError::Unavailable(DeliverError::NotOwner(_))) => Hop::NotHere,
-                        answer => Hop::Done(answer),
-                    }
-                })
-            };
-            let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
-                let request = call.request(pb::ForwardCommandRequest {
-                    shard: u32::from(shard.number()),
-                    registration_id: id.to_string(),
-                    command: Some(crate::cluster::command_to_wire(&command)),
-                });
-                Box::pin(async move {
-                    match call.client.forward_command(request).await {
-                        Ok(answer) => Ok(Hop::Done(crate::cluster::command_outcome_from_wire(
-                            answer.into_inner(),
-                        ))),
-                        Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
-                        Err(status) => Err(status),
-                    }
-                })
-            };
-            let answer = self
-                .forwarder
-                .to_owner("command", shard, local, remote)
-                .await
-                .map_err(CommandError::Unavailable)?;
-            match moved(&answer).await {
-                Some(why) => last = why,
-                None => return answer,
-            }
-        }
-        Err(CommandError::Unavailable(last))
+        self.command_routed(id, command, true).await
     }
 
     /// [`command`](Self::command) for a peer that forwarded it: applied here, never
@@ -190,21 +146,86 @@ impl Router {
         id: &RegistrationId,
         command: Command,
     ) -> Result<Option<RegistrationRecord>, CommandError> {
+        self.command_routed(id, command, false).await
+    }
+
+    /// Looks registration `id` up and has `command` applied where it lives (at its shard's
+    /// owner if `forward`, else here only), again while it moves.
+    async fn command_routed(
+        &self,
+        id: &RegistrationId,
+        command: Command,
+        forward: bool,
+    ) -> Result<Option<RegistrationRecord>, CommandError> {
         let mut last = DeliverError::Elsewhere;
         for _ in 0..ROUTE_ATTEMPTS {
             let Some(record) = self.lookup(id).await.map_err(DeliverError::Store)? else {
                 return Err(CommandError::NotFound);
             };
-            if !self.serves(record.shard()) {
-                return Err(herald_cluster::NotOwner(record.shard()).into());
-            }
-            let answer = self.subscriptions.command(record, command.clone()).await;
+            let answer = if forward {
+                self.command_at_owner(id, record, &command).await
+            } else {
+                self.command_local(record, command.clone()).await
+            };
             match moved(&answer).await {
                 Some(why) => last = why,
                 None => return answer,
             }
         }
         Err(CommandError::Unavailable(last))
+    }
+
+    /// Has `record`'s actor on this node apply `command`; `NotOwner` when this node does
+    /// not serve its shard.
+    async fn command_local(
+        &self,
+        record: Arc<RegistrationRecord>,
+        command: Command,
+    ) -> Result<Option<RegistrationRecord>, CommandError> {
+        if !self.serves(record.shard()) {
+            return Err(herald_cluster::NotOwner(record.shard()).into());
+        }
+        self.subscriptions.command(record, command).await
+    }
+
+    /// Has `command` applied by the node that holds `record`'s shard: this one, or its
+    /// owner one hop away.
+    async fn command_at_owner(
+        &self,
+        id: &RegistrationId,
+        record: Arc<RegistrationRecord>,
+        command: &Command,
+    ) -> Result<Option<RegistrationRecord>, CommandError> {
+        let shard = record.shard();
+        let local = || -> BoxFuture<'_, _> {
+            let (record, command) = (record.clone(), command.clone());
+            Box::pin(async move {
+                match self.command_local(record, command).await {
+                    Err(CommandError::Unavailable(DeliverError::NotOwner(_))) => Hop::NotHere,
+                    answer => Hop::Done(answer),
+                }
+            })
+        };
+        let remote = |mut call: PeerCall| -> BoxFuture<'_, _> {
+            let request = call.request(pb::ForwardCommandRequest {
+                shard: u32::from(shard.number()),
+                registration_id: id.to_string(),
+                command: Some(crate::cluster::command_to_wire(command)),
+            });
+            Box::pin(async move {
+                match call.client.forward_command(request).await {
+                    Ok(answer) => Ok(Hop::Done(crate::cluster::command_outcome_from_wire(
+                        answer.into_inner(),
+                    ))),
+                    Err(status) if is_not_owner(&status) => Ok(Hop::NotHere),
+                    Err(status) => Err(status),
+                }
+            })
+        };
+        self.forwarder
+            .to_owner("command", shard, local, remote)
+            .await
+            .map_err(CommandError::Unavailable)?
     }
 }
 

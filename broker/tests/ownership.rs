@@ -172,7 +172,7 @@ async fn the_last_node_is_not_drained_and_peer_calls_open_only_with_the_peer_sec
 }
 
 #[tokio::test]
-async fn an_actor_of_an_earlier_holding_of_its_shard_writes_nothing_under_a_later_one() {
+async fn an_actor_started_under_a_lost_lease_writes_nothing_under_the_next_one() {
     use std::sync::Arc;
     use std::time::Instant;
 

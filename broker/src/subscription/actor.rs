@@ -430,8 +430,8 @@ impl From<WriteError> for CommandError {
 
 /// This shard's fence: the epoch of the lease this node holds on it.
 /// The fence of this actor's writes and pushes: the shard's lease, held and trusted, at the
-/// epoch the actor's shard was started under. An actor of an earlier holding of the shard
-/// (lost, then taken again) writes and pushes nothing.
+/// epoch the actor's shard was started under. An actor started under another lease of the
+/// shard (one lost, then taken again) writes and pushes nothing.
 fn fence(state: &SubState) -> Result<Fence, NotOwner> {
     let fence = state.deps.ownership.fence(state.shard)?;
     if fence.epoch != state.epoch {
