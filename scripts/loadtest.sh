@@ -97,7 +97,7 @@ api_tokens = ["$token"]
 [telemetry]
 log_filter = "warn"
 TOML
-  # A node alone runs without a [cluster] section, which every build `ab` compares accepts.
+  # A node alone needs no [cluster] section.
   if [ "$nodes" -gt 1 ]; then
     printf '[cluster]\npeer_secret = "loadtest-peer-secret-0123456789"\n' >>"$work/herald-$i.toml"
   fi
