@@ -6,4 +6,4 @@ mod convert;
 mod registrations;
 
 pub use auth::ApiTokens;
-pub use registrations::RegistrationsApi;
+pub use registrations::{REPLICA_OF_KEY, RegistrationsApi};

@@ -13,7 +13,7 @@ mod peer_api;
 mod wire;
 
 pub use admin_api::AdminApi;
-pub use forward::{Forwarder, Hop, PeerCall};
+pub use forward::{Forwarder, HOME_KEY, Hop, PeerCall};
 pub use keeper::{ClusterNode, ClusterSettings};
 pub use metrics::ClusterMetrics;
 pub use peer_api::PeerApi;

@@ -45,7 +45,7 @@ impl Target {
         Ok(Self { address, token })
     }
 
-    async fn client(&self) -> Result<AdminClient<tonic::transport::Channel>, String> {
+    pub(crate) async fn client(&self) -> Result<AdminClient<tonic::transport::Channel>, String> {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
             .map_err(|e| format!("not a node address: {}: {e}", self.address))?
             .connect_timeout(Duration::from_secs(5));
@@ -56,7 +56,11 @@ impl Target {
         Ok(AdminClient::new(channel))
     }
 
-    fn request<T>(&self, message: T, timeout: Duration) -> Result<tonic::Request<T>, String> {
+    pub(crate) fn request<T>(
+        &self,
+        message: T,
+        timeout: Duration,
+    ) -> Result<tonic::Request<T>, String> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(timeout);
         request.metadata_mut().insert(

@@ -37,7 +37,27 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub telemetry: TelemetryConfig,
     pub cluster: ClusterConfig,
+    /// The other home regions, as reachable from this region, by region.
+    pub homes: std::collections::BTreeMap<String, HomeCopyConfig>,
     pub apps: Vec<AppConfig>,
+}
+
+/// Another home region's Redis as reachable from this region: a replica of that home's
+/// primary, until an operator promotes it here.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HomeCopyConfig {
+    /// `redis://host:port[/db]` of the copy (one server; not a Redis Cluster).
+    pub url: String,
+}
+
+impl fmt::Debug for HomeCopyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A Redis URL may carry a password.
+        f.debug_struct("HomeCopyConfig")
+            .field("url", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

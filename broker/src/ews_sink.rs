@@ -25,22 +25,15 @@ use herald_cluster::ShardId;
 pub struct EwsSink {
     registry: Registry,
     router: Router,
-    /// The home regions whose data this node reaches.
-    served_regions: Arc<[String]>,
     metrics: Arc<Metrics>,
 }
 
 impl EwsSink {
-    pub fn new(
-        registry: Registry,
-        router: Router,
-        served_regions: Vec<String>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// The sink of one home: `registry` and `router` are that home's.
+    pub fn new(registry: Registry, router: Router, metrics: Arc<Metrics>) -> Self {
         Self {
             registry,
             router,
-            served_regions: served_regions.into(),
             metrics,
         }
     }
@@ -67,7 +60,12 @@ impl EwsSink {
     ) -> Result<Vec<Verdict>, SinkError> {
         let count = request.messages.len();
         let Some(record) = self.resolve(callback.token()).await? else {
-            // Not a token we minted, or its registration is gone.
+            // Not a token we minted, or its registration is gone — if the store is the
+            // home's current state. A node without a trusted lease cannot tell: its store
+            // may be a primary cut off from the others while the home is served elsewhere.
+            if !self.router.home_current() {
+                return Err(SinkError::Uncertain);
+            }
             return Ok(vec![Verdict::Unsubscribe; count]);
         };
         let home = callback.home_region();
@@ -268,19 +266,14 @@ pub enum SinkError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    /// An unknown token, read from a store this node holds no trusted lease in.
+    #[error("an unknown callback token, and no lease of its home is trusted here to say so")]
+    Uncertain,
 }
 
 impl NotificationSink for EwsSink {
     async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
         let unavailable = vec![Verdict::Unavailable; request.messages.len()];
-        if !self
-            .served_regions
-            .iter()
-            .any(|r| r == callback.home_region())
-        {
-            tracing::warn!(home_region = %callback.home_region().escape_debug(), "a notification for a home region this node does not serve");
-            return unavailable;
-        }
         match self.decide_all(callback, request).await {
             Ok(verdicts) => verdicts,
             Err(error) => {

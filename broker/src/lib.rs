@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod ews_sink;
+pub mod homes;
 pub mod liveness;
 pub mod metrics;
 pub mod node;

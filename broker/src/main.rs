@@ -16,6 +16,7 @@ use herald_broker::telemetry;
 
 mod cluster_cli;
 mod demo;
+mod region_cli;
 
 // glibc's allocator spent a quarter of the node's CPU under EWS load (perf); mimalloc is
 // faster with many small, short-lived allocations across threads.
@@ -68,6 +69,38 @@ enum Command {
         #[arg(long, global = true)]
         token: Option<String>,
     },
+    /// Failover and failback between regions.
+    Region {
+        #[command(subcommand)]
+        action: RegionAction,
+        /// The configuration of a node of this region (its Redis copies, gRPC address and
+        /// API token are used).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// An API token; default: `HERALD_API_TOKEN`, else the configuration's first.
+        #[arg(long, global = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RegionAction {
+    /// Make this region's copy of HOME its primary, raise HOME's shard epochs, and wait
+    /// until this region's nodes serve HOME.
+    Promote {
+        /// The home region to serve here.
+        home: String,
+        /// Another copy of HOME (`host:port`) to follow the promoted one: the third
+        /// region's, after a region loss. Repeatable.
+        #[arg(long = "replica")]
+        replicas: Vec<String>,
+        /// `host:port` by which the other copies reach this one; default: its URL's.
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Longest wait for this region's nodes to serve HOME.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +137,17 @@ fn main() -> ExitCode {
                 token,
                 env.get("HERALD_API_TOKEN").cloned(),
             )
+        }
+        Command::Region {
+            action,
+            config,
+            token,
+        } => {
+            let config = match load(config, &env) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            run_region(&config, action, token, env.get("HERALD_API_TOKEN").cloned())
         }
         Command::Serve { config } => {
             let config = match load(config, &env) {
@@ -160,6 +204,40 @@ fn run_cluster(
     });
     match done {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e, EXIT_FAILURE),
+    }
+}
+
+fn run_region(
+    config: &Config,
+    action: RegionAction,
+    token: Option<String>,
+    env_token: Option<String>,
+) -> ExitCode {
+    let target = match cluster_cli::Target::new(config, None, token, env_token) {
+        Ok(target) => target,
+        Err(e) => return fail(&e, EXIT_CONFIG),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
+    };
+    let RegionAction::Promote {
+        home,
+        replicas,
+        advertise,
+        wait,
+    } = action;
+    let request = region_cli::Promote {
+        home,
+        replicas,
+        advertise,
+        wait,
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(region_cli::promote(config, &target, request, &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.starts_with("config: ") => fail(&e, EXIT_CONFIG),
         Err(e) => fail(&e, EXIT_FAILURE),
     }
 }

@@ -34,6 +34,12 @@ pub struct StoreLabels {
     pub operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HomeLabels {
+    /// A configured home region (or "other"): a closed set.
+    pub home: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -42,6 +48,8 @@ pub struct Metrics {
     pub grpc_duration: HistogramFamily<MethodLabels>,
     pub registrations: Family<StateLabels, Gauge>,
     pub store_errors: Family<StoreLabels, Counter>,
+    pub ews_unserved_home: Family<HomeLabels, Counter>,
+    pub home_served: Family<HomeLabels, Gauge>,
     pub gateway: GatewayMetrics,
     pub subscriptions: SubscriptionMetrics,
     pub delivery: DeliveryMetrics,
@@ -87,6 +95,18 @@ impl Default for Metrics {
             "Registration store (Redis) operations that failed, by operation",
             store_errors.clone(),
         );
+        let ews_unserved_home = Family::<HomeLabels, Counter>::default();
+        registry.register(
+            "herald_ews_unserved_home",
+            "EWS notifications answered 503 because their home region is not served in this region now, by home",
+            ews_unserved_home.clone(),
+        );
+        let home_served = Family::<HomeLabels, Gauge>::default();
+        registry.register(
+            "herald_home_served",
+            "1 while this node serves the home region (its copy here is the primary), else 0",
+            home_served.clone(),
+        );
         let gateway = GatewayMetrics::default();
         gateway.register(&mut registry);
         let subscriptions = SubscriptionMetrics::default();
@@ -105,6 +125,8 @@ impl Default for Metrics {
             grpc_duration,
             registrations,
             store_errors,
+            ews_unserved_home,
+            home_served,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Wiring: builds a node from its configuration — store, registry, gRPC API, admin
 //! listener — binds its listeners, and runs them until told to shut down.
 
-mod shard_keeper;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,16 +15,15 @@ use tonic_health::ServingStatus;
 
 use crate::admin::{self, AdminState};
 use crate::api::{ApiTokens, RegistrationsApi};
-use crate::cluster::{AdminApi, ClusterNode, ClusterSettings, Forwarder, PeerApi};
 use crate::config::{Config, ConfigError};
-use crate::ews_sink::EwsSink;
+use crate::homes::{AdminHomes, HomeCopy, HomeStack, Homes, HomesSink, PeerHomes, StackParts};
 use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings};
 use crate::routing::Router;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, RegistrationStore, StoreError};
-use crate::subscription::{Coalescing, Deps, Subscriptions};
+use crate::subscription::Subscriptions;
+use herald_cluster::Ownership;
 use herald_cluster::peer::Peers;
-use herald_cluster::{Directory, Epoch, Ownership};
 use herald_proto::v1::admin_server::AdminServer;
 use herald_proto::v1::peer_server::PeerServer;
 
@@ -67,8 +64,10 @@ pub struct RunningNode {
     pub registry: Registry,
     pub router: Router,
     pub subscriptions: Subscriptions,
-    /// The shards this node holds (every one, for a node alone).
+    /// The shards of its own region's home this node holds (every one, for a node alone).
     pub ownership: Arc<Ownership>,
+    /// Every home this node has a copy of, and the stacks of those it serves.
+    pub homes: Arc<Homes>,
     shutdown: watch::Sender<bool>,
     /// Turns `/readyz` to 503, first thing in a shutdown.
     unready: watch::Sender<bool>,
@@ -76,11 +75,8 @@ pub struct RunningNode {
     tasks: JoinSet<Result<(), String>>,
     /// The admin listener, which has a stop of its own.
     admin: Option<AdminListener>,
-    /// The liveness sweeper, the lease keeper and the shard keeper: they reach the actors,
-    /// so they are stopped before the actors drain.
-    workers: Vec<tokio::task::JoinHandle<()>>,
-    /// This node as a cluster member (not for a node on the in-memory store).
-    cluster: Option<Arc<ClusterNode>>,
+    /// The task following which homes this node serves.
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A listener's task: it ends with an error, or with `Ok` once told to stop.
@@ -112,6 +108,26 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
     })
 }
 
+/// This region's copies of the other homes (`[homes."<region>"]`), with `[redis]`'s
+/// settings.
+fn build_home_copies(config: &Config) -> Result<Vec<HomeCopy>, StoreError> {
+    config
+        .homes
+        .iter()
+        .map(|(home, copy)| {
+            let store: Arc<dyn RegistrationStore> =
+                Arc::new(RedisStore::connect(&RedisStoreConfig {
+                    url: copy.url.clone(),
+                    key_prefix: config.redis.key_prefix.clone(),
+                    response_timeout: config.redis.response_timeout,
+                    connect_timeout: config.redis.connect_timeout,
+                    cluster: false,
+                })?);
+            Ok((home.clone(), store))
+        })
+        .collect()
+}
+
 /// The push sender the configuration names: the configured apps' providers, or a recording
 /// file (`delivery.record_file`), or nothing when no app is configured.
 fn build_sender(
@@ -137,38 +153,13 @@ fn build_sender(
     Ok(Arc::new(delivery))
 }
 
-/// The subscription actors' handle, built from the configuration.
-fn subscriptions(
-    config: &Config,
-    store: &Arc<dyn RegistrationStore>,
-    ownership: Arc<Ownership>,
-    sender: Arc<dyn PushSender>,
-    metrics: &Arc<Metrics>,
-    forwarder: Arc<Forwarder>,
-) -> Subscriptions {
-    Subscriptions::new(Deps {
-        forwarder,
-        store: store.clone(),
-        ownership,
-        sender,
-        rules: Coalescing {
-            quiet: config.coalesce.quiet,
-            max_delay: config.coalesce.max_delay,
-            min_interval: config.coalesce.min_interval,
-        },
-        actors: config.actors.clone(),
-        give_up_after: config.delivery.badge_lifetime,
-        metrics: metrics.clone(),
-        live: Default::default(),
-    })
-}
-
 /// The gRPC services: health, reflection and `herald.v1.Registrations`.
 fn grpc_router(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    registry: &Registry,
+    homes: &Arc<Homes>,
+    config: &Config,
     tokens: ApiTokens,
     metrics: &Arc<Metrics>,
 ) -> Result<tonic::transport::server::Router, NodeError> {
@@ -177,7 +168,12 @@ fn grpc_router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Reflection(e.to_string()))?;
-    let api = RegistrationsApi::new(registry.clone(), tokens, metrics.clone());
+    let api = RegistrationsApi::new(
+        homes.clone(),
+        config.cluster.regions.clone(),
+        tokens,
+        metrics.clone(),
+    );
     Ok(tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
@@ -237,10 +233,11 @@ async fn advise_on_settings(store: &dyn RegistrationStore) {
     }
 }
 
-pub(crate) fn registry_settings(config: &Config) -> RegistrySettings {
+/// The registry settings of home `home`'s stack.
+pub(crate) fn registry_settings(config: &Config, home: &str) -> RegistrySettings {
     RegistrySettings {
         public_url: config.public_base().to_owned(),
-        region: config.node.region.clone(),
+        region: home.to_owned(),
         regions: config.cluster.regions.clone(),
         apps: config
             .apps
@@ -309,58 +306,18 @@ impl RunningNode {
             Some(sender) => sender,
             None => build_sender(config, &store, &metrics)?,
         };
-        // With a store several nodes can share, the node is a cluster member and holds the
-        // shards whose leases it acquires; on the in-memory store it holds every shard.
-        let tables = store.clone().cluster_tables();
-        let directory = Arc::new(Directory::default());
-        let peers = match &tables {
-            Some(_) => Some(
+        let clustered = store.clone().cluster_tables().is_some();
+        let peers = if clustered {
+            Some(
                 Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT)
                     .map_err(|e| NodeError::Shards(e.to_string()))?,
-            ),
-            None => None,
+            )
+        } else {
+            None
         };
-        let (ownership, forwarder) = match (&tables, &peers) {
-            (Some((_, leases)), Some(peers)) => (
-                Arc::new(Ownership::none()),
-                Forwarder::clustered(
-                    config.node.id.clone(),
-                    peers.clone(),
-                    directory.clone(),
-                    leases.clone(),
-                    metrics.cluster.clone(),
-                    config.cluster.forward_timeout,
-                ),
-            ),
-            _ => (
-                Arc::new(Ownership::every_shard(Epoch(0))),
-                Forwarder::alone(config.cluster.forward_timeout),
-            ),
-        };
-        let forwarder = Arc::new(forwarder);
-        let subscriptions = subscriptions(
-            config,
-            &store,
-            ownership.clone(),
-            sender,
-            &metrics,
-            forwarder.clone(),
-        );
-        shard_keeper::serve_held(&subscriptions, &ownership)
-            .await
-            .map_err(|e| NodeError::Shards(e.to_string()))?;
-        let router = Router::new(subscriptions.clone(), store.clone(), forwarder);
-        let registry = Registry::new(store.clone(), router.clone(), registry_settings(config));
         let (shutdown, _) = watch::channel(false);
         let (unready, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let sweeper = crate::liveness::spawn_sweeper(
-            store.clone(),
-            router.clone(),
-            config.liveness.status_frequency,
-            config.liveness.sweep_interval,
-            shutdown.subscribe(),
-        );
 
         let gateway_listener = bind("gateway", config.gateway.listen).await?;
         let grpc_listener = bind("grpc", config.grpc.listen).await?;
@@ -373,55 +330,32 @@ impl RunningNode {
         } else {
             config.cluster.advertise.clone()
         };
-        let cluster = tables.map(|(members, leases)| {
-            Arc::new(ClusterNode::new(
-                ClusterSettings {
-                    node_id: config.node.id.clone(),
-                    region: config.node.region.clone(),
-                    address: advertise.clone(),
-                    member_ttl: config.cluster.member_ttl,
-                    heartbeat: config.cluster.heartbeat,
-                    lease_ttl: config.cluster.lease_ttl,
-                    release_grace: config.node.shutdown_grace / 2,
-                    peer_secret_set: !config.cluster.peer_secret.is_empty(),
-                },
-                members,
-                leases,
-                ownership.clone(),
-                directory,
-                subscriptions.clone(),
-                peers,
-                metrics.cluster.clone(),
-            ))
-        });
-        let sink = EwsSink::new(
-            registry.clone(),
-            router.clone(),
-            config.cluster.regions.clone(),
-            metrics.clone(),
+        let parts = StackParts {
+            config: Arc::new(config.clone()),
+            sender,
+            metrics: metrics.clone(),
+            peers,
+            advertise,
+            tokens: tokens.clone(),
+        };
+        let homes = Arc::new(Homes::new(
+            (&config.node.region, store.clone()),
+            build_home_copies(config)?,
+        ));
+        let own = Arc::new(
+            HomeStack::build(&parts, &config.node.region, store.clone())
+                .await
+                .map_err(NodeError::Shards)?,
         );
+        homes.own().set_stack(Some(own.clone()));
+        // Which copies are primaries, before the first request: a region back from a
+        // failover, whose Redis is now a replica, must not serve its home.
+        crate::homes::follow_roles(&homes, &parts, HEALTH_INTERVAL).await;
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let peer = PeerApi::new(
-            &config.cluster.peer_secret,
-            sink.clone(),
-            router.clone(),
-            subscriptions.clone(),
-            cluster.clone(),
-        );
-        let admin_api = AdminApi::new(
-            tokens.clone(),
-            config.node.id.clone(),
-            config.node.region.clone(),
-            advertise,
-            ownership.clone(),
-            subscriptions.clone(),
-            router.clone(),
-            cluster.clone(),
-        );
-        let grpc = grpc_router(health_service, &registry, tokens, &metrics)?
-            .add_service(PeerServer::new(peer))
-            .add_service(AdminServer::new(admin_api));
+        let grpc = grpc_router(health_service, &homes, config, tokens.clone(), &metrics)?
+            .add_service(PeerServer::new(PeerHomes::new(homes.clone())))
+            .add_service(AdminServer::new(AdminHomes::new(homes.clone(), tokens)));
         let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             // Small request/answer frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
@@ -434,7 +368,7 @@ impl RunningNode {
         let gateway = Arc::new(herald_gateway::Gateway {
             config: config.gateway.clone(),
             limits: herald_gateway::Limits::default(),
-            sink,
+            sink: HomesSink::new(homes.clone(), metrics.clone()),
             metrics: metrics.gateway.clone(),
         });
         let stop = until_stopped(shutdown.subscribe());
@@ -448,7 +382,7 @@ impl RunningNode {
             store: store.clone(),
             metrics,
             stopping: unready.subscribe(),
-            ownership: ownership.clone(),
+            ownership: own.ownership.clone(),
         });
         // The admin listener answers until the end of a shutdown (readiness off first,
         // metrics meanwhile): it has a stop of its own.
@@ -462,31 +396,25 @@ impl RunningNode {
         });
 
         tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
-        let mut workers = vec![sweeper];
-        if let Some(cluster) = &cluster {
-            // Listeners up: this node counts in placement from now on and takes the free
-            // leases placement gives it.
-            cluster.join().await;
-            shard_keeper::serve_held(&subscriptions, &ownership)
-                .await
-                .map_err(|e| NodeError::Shards(e.to_string()))?;
-            workers.push(cluster.clone().spawn(shutdown.subscribe()));
-        }
-        tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, shards = ownership.count(), "node started");
-        workers.push(shard_keeper::spawn(
-            subscriptions.clone(),
-            ownership.clone(),
-            config.node.shutdown_grace / 2,
+        // Listeners up: the own home's stack joins its cluster and takes its leases; the
+        // watcher serves the homes promoted here.
+        own.run(&parts).await.map_err(NodeError::Shards)?;
+        let watcher = crate::homes::spawn_watch(
+            homes.clone(),
+            parts,
+            config.cluster.heartbeat,
             shutdown.subscribe(),
-        ));
+        );
+        tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, shards = own.ownership.count(), "node started");
         Ok(Self {
-            router,
-            subscriptions,
-            ownership,
+            router: own.router.clone(),
+            subscriptions: own.subscriptions.clone(),
+            ownership: own.ownership.clone(),
+            registry: own.registry.clone(),
+            homes,
             gateway_addr,
             grpc_addr,
             admin_addr,
-            registry,
             shutdown,
             unready,
             tasks,
@@ -494,8 +422,7 @@ impl RunningNode {
                 stop: admin_stop,
                 task: admin,
             }),
-            workers,
-            cluster,
+            watcher: Some(watcher),
         })
     }
 
@@ -508,17 +435,18 @@ impl RunningNode {
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
         let started = std::time::Instant::now();
         let _ = self.unready.send(true);
-        if let Some(cluster) = &self.cluster
-            && tokio::time::timeout(grace / 3, cluster.drain())
-                .await
-                .is_err()
-        {
+        // No home starts or stops from now on.
+        let _ = self.shutdown.send(true);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.await;
+        }
+        let stacks = self.homes.stacks();
+        let handed_over = futures_util::future::join_all(stacks.iter().map(|s| s.hand_over()));
+        if tokio::time::timeout(grace / 3, handed_over).await.is_err() {
             tracing::warn!(
                 "the shards were not all handed over in time; the rest lapse or are released at the end"
             );
         }
-        let _ = self.shutdown.send(true);
-        let subscriptions = self.subscriptions.clone();
         let drained = tokio::time::timeout(grace.saturating_sub(started.elapsed()), async {
             let mut first_error = None;
             while let Some(joined) = self.tasks.join_next().await {
@@ -527,17 +455,9 @@ impl RunningNode {
                     first_error.get_or_insert(e);
                 }
             }
-            // Listeners are closed and the sweeper and recovery have stopped: flush what was
-            // accepted, then stop the actors.
-            for worker in self.workers.drain(..) {
-                let _ = worker.await;
-            }
-            subscriptions.drain_and_stop(grace / 2).await;
-            // Bursts flushed: give the leases to the other nodes and leave.
-            if let Some(cluster) = &self.cluster {
-                cluster.handovers_done().await;
-                cluster.leave().await;
-            }
+            // Listeners are closed: flush what was accepted, stop the actors, give the
+            // leases to the other nodes and leave.
+            futures_util::future::join_all(stacks.iter().map(|s| s.stop(grace / 2))).await;
             if let Some(admin) = self.admin.take() {
                 let _ = admin.stop.send(true);
                 if let Err(e) = admin.task.await.map_err(|e| e.to_string()).and_then(|r| r) {

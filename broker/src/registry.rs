@@ -57,6 +57,13 @@ pub struct Registered {
     pub callback_url: String,
 }
 
+/// A device token of either platform (a request that does not say which).
+pub fn parse_any_device_token(raw: &str) -> Result<DeviceToken, FieldError> {
+    DeviceToken::parse(Platform::Apns, raw)
+        .or_else(|_| DeviceToken::parse(Platform::Fcm, raw))
+        .map_err(|_| FieldError::new("device_token", "is not an APNs or FCM device token"))
+}
+
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn RegistrationStore>,
@@ -208,10 +215,7 @@ impl Registry {
         &self,
         raw_token: &str,
     ) -> Result<Vec<RegistrationRecord>, RegistryError> {
-        // The platform is not part of the request: accept the token if either shape fits.
-        let token = DeviceToken::parse(Platform::Apns, raw_token)
-            .or_else(|_| DeviceToken::parse(Platform::Fcm, raw_token))
-            .map_err(|_| FieldError::new("device_token", "is not an APNs or FCM device token"))?;
+        let token = parse_any_device_token(raw_token)?;
         let mut records = self.store.list_device(&token).await?;
         records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(records)

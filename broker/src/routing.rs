@@ -73,6 +73,13 @@ impl Router {
         self.subscriptions.serves(shard)
     }
 
+    /// Whether what the home's store answers is its current state: this node holds a
+    /// lease the store renewed within the lease's time. A store that stopped taking
+    /// writes (a region cut off from the others) may lag a primary promoted elsewhere.
+    pub fn home_current(&self) -> bool {
+        self.subscriptions.trusted()
+    }
+
     /// The live actor's copy of `id`, if its actor is live here.
     pub fn live_record(&self, id: &RegistrationId) -> Option<Arc<RegistrationRecord>> {
         self.subscriptions.live_record(id)

@@ -29,7 +29,9 @@ use crate::domain::{
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, RedisStoreConfig, record_fields, record_from_fields};
+pub use redis::{
+    CopyAdmin, RedisStore, RedisStoreConfig, Replication, record_fields, record_from_fields,
+};
 
 /// How many registrations are in each state, summed over every shard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,6 +98,12 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
     /// registration, no eviction): one line each, for the operator.
     async fn settings_advice(&self) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Whether this copy of the home takes writes: a primary, or a store that has no
+    /// replication of its own. A replica of another region's primary does not.
+    async fn is_primary(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// The registration with this id, if it exists: its copy in the shard it lives in. A

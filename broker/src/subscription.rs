@@ -158,6 +158,12 @@ impl Subscriptions {
         herald_cluster::Fencing::fence(self.deps.ownership.as_ref(), shard)
     }
 
+    /// Whether this node holds a trusted lease in its home now (see
+    /// [`Ownership::trusts_any`]).
+    pub fn trusted(&self) -> bool {
+        self.deps.ownership.trusts_any()
+    }
+
     /// How many actors are live on this node.
     pub fn live_count(&self) -> i64 {
         self.deps.metrics.subscriptions.live_actors.get()

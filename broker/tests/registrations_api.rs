@@ -121,20 +121,23 @@ async fn register_mints_a_callback_url_shown_once(node: &TestNode) {
         created
     );
 
-    let elsewhere = register(
-        node,
-        RegisterRequest {
+    // Another home, which this node (alone in us-east-1) does not serve: its registrations
+    // are written only in that home's region.
+    let elsewhere = node
+        .client()
+        .await
+        .register(authed(RegisterRequest {
             home_region: "eu-west-1".into(),
             ..apns(APNS_TOKEN)
-        },
-    )
-    .await;
+        }))
+        .await
+        .expect_err("a home not served here");
+    assert_eq!(elsewhere.code(), tonic::Code::Unavailable);
     assert!(
-        elsewhere
-            .callback_url
-            .starts_with("https://push.example.test/ews/v1/eu-west-1/")
+        elsewhere.message().contains("eu-west-1 is not served"),
+        "{}",
+        elsewhere.message()
     );
-    assert_ne!(elsewhere.callback_url, created.callback_url);
 }
 
 async fn register_refuses_each_bad_field_by_name(node: &TestNode) {

@@ -105,6 +105,16 @@ impl Ownership {
         }
     }
 
+    /// Whether some lease held is trusted now: the home's store took this node's lease
+    /// writes within the lease's time, so what it answers is the home's current state.
+    pub fn trusts_any(&self) -> bool {
+        let now = self.millis(Instant::now());
+        ShardId::all().any(|s| {
+            self.epoch(s).is_some()
+                && self.until[usize::from(s.number())].load(Ordering::Acquire) > now
+        })
+    }
+
     /// Every shard held, with its epoch.
     pub fn held(&self) -> Vec<(ShardId, Epoch)> {
         ShardId::all()

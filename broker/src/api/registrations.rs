@@ -16,23 +16,108 @@ use tonic::{Request, Response, Status};
 
 use super::ApiTokens;
 use super::convert::{platform_from_proto, registration};
+use crate::domain::{RegistrationId, RegistrationRecord, validate_region};
+use crate::homes::{HomeStack, Homes, not_served};
 use crate::metrics::{GrpcLabels, MethodLabels, Metrics, StoreLabels};
-use crate::registry::{NewRegistration, Registry, RegistryError};
+use crate::registry::{NewRegistration, RegistryError, parse_any_device_token};
 
+/// Metadata on an answer read from a replica of the registration's home (a home this
+/// region does not serve now): it may lag the home's primary by the replication lag.
+pub const REPLICA_OF_KEY: &str = "herald-replica-of";
+
+/// The Registrations service of a node. A change is made by the stack of the
+/// registration's home, if this node serves it, else refused as `UNAVAILABLE`; a read
+/// is answered from whichever copy of the home this region has, saying when it is a
+/// replica's.
 #[derive(Clone, Debug)]
 pub struct RegistrationsApi {
-    registry: Registry,
+    homes: Arc<Homes>,
+    /// Every region a registration may name as its home.
+    regions: Arc<[String]>,
     tokens: ApiTokens,
     metrics: Arc<Metrics>,
 }
 
-impl RegistrationsApi {
-    pub fn new(registry: Registry, tokens: ApiTokens, metrics: Arc<Metrics>) -> Self {
+/// An answer, and the homes whose replicas it was read from.
+struct Answer<T> {
+    message: T,
+    replica_of: Vec<String>,
+}
+
+impl<T> Answer<T> {
+    fn fresh(message: T) -> Self {
         Self {
-            registry,
+            message,
+            replica_of: Vec::new(),
+        }
+    }
+}
+
+impl RegistrationsApi {
+    pub fn new(
+        homes: Arc<Homes>,
+        regions: Vec<String>,
+        tokens: ApiTokens,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            homes,
+            regions: regions.into(),
             tokens,
             metrics,
         }
+    }
+
+    /// The stack that may change registration `raw_id`: that of its home, served here.
+    async fn home_of(&self, raw_id: &str) -> Result<Arc<HomeStack>, RegistryError> {
+        let id = RegistrationId::parse("registration_id", raw_id)?;
+        let located = self.homes.locate(&id).await?;
+        located.served.ok_or_else(|| not_served(&located.home))
+    }
+
+    /// The registration `raw_id` from this region's copy of its home.
+    async fn read(&self, raw_id: &str) -> Result<Answer<RegistrationRecord>, RegistryError> {
+        let id = RegistrationId::parse("registration_id", raw_id)?;
+        let located = self.homes.locate(&id).await?;
+        Ok(Answer {
+            replica_of: match located.served {
+                Some(_) => Vec::new(),
+                None => vec![located.home],
+            },
+            message: located.record,
+        })
+    }
+
+    /// Every registration of a device, from this region's copy of every home.
+    async fn list(
+        &self,
+        raw_token: &str,
+    ) -> Result<Answer<Vec<RegistrationRecord>>, RegistryError> {
+        let token = parse_any_device_token(raw_token)?;
+        let reads = self.homes.slots().iter().map(|slot| {
+            let token = &token;
+            async move { (slot, slot.copy.list_device(token).await) }
+        });
+        let mut records = Vec::new();
+        let mut replica_of = Vec::new();
+        for (slot, read) in futures_util::future::join_all(reads).await {
+            let found = read.map_err(|error| {
+                tracing::warn!(home = %slot.home, %error, "a home's copy cannot be read");
+                RegistryError::Unavailable(format!(
+                    "the copy of home {} cannot be read now; retry",
+                    slot.home
+                ))
+            })?;
+            if !found.is_empty() && slot.served().is_none() {
+                replica_of.push(slot.home.clone());
+            }
+            records.extend(found);
+        }
+        records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(Answer {
+            message: records,
+            replica_of,
+        })
     }
 
     async fn call<Req, Resp, F, Fut>(
@@ -43,7 +128,7 @@ impl RegistrationsApi {
     ) -> Result<Response<Resp>, Status>
     where
         F: FnOnce(Req) -> Fut,
-        Fut: Future<Output = Result<Resp, RegistryError>>,
+        Fut: Future<Output = Result<Answer<Resp>, RegistryError>>,
     {
         let started = Instant::now();
         let result = match self.tokens.check(request.metadata()) {
@@ -74,7 +159,15 @@ impl RegistrationsApi {
             .grpc_duration
             .get_or_create(&MethodLabels { method })
             .observe(started.elapsed().as_secs_f64());
-        result.map(Response::new)
+        result.map(|answer| {
+            let mut response = Response::new(answer.message);
+            if !answer.replica_of.is_empty()
+                && let Ok(value) = answer.replica_of.join(",").parse()
+            {
+                response.metadata_mut().insert(REPLICA_OF_KEY, value);
+            }
+            response
+        })
     }
 }
 
@@ -109,7 +202,13 @@ impl Registrations for RegistrationsApi {
         request: Request<RegisterRequest>,
     ) -> Result<Response<Registration>, Status> {
         self.call("Register", request, |req| async move {
-            let registered = self
+            let home = if req.home_region.is_empty() {
+                self.homes.own().home.clone()
+            } else {
+                validate_region("home_region", &req.home_region, &self.regions)?.to_owned()
+            };
+            let stack = self.homes.served(&home).ok_or_else(|| not_served(&home))?;
+            let registered = stack
                 .registry
                 .register(NewRegistration {
                     device_token: req.device_token,
@@ -117,10 +216,13 @@ impl Registrations for RegistrationsApi {
                     app_id: req.app_id,
                     inbox_folder_id: req.inbox_folder_id,
                     subscription_id: req.subscription_id,
-                    home_region: req.home_region,
+                    home_region: home,
                 })
                 .await?;
-            Ok(registration(registered.record, registered.callback_url))
+            Ok(Answer::fresh(registration(
+                registered.record,
+                registered.callback_url,
+            )))
         })
         .await
     }
@@ -132,10 +234,12 @@ impl Registrations for RegistrationsApi {
     ) -> Result<Response<Registration>, Status> {
         self.call("BindSubscription", request, |req| async move {
             let record = self
+                .home_of(&req.registration_id)
+                .await?
                 .registry
                 .bind_subscription(&req.registration_id, &req.subscription_id)
                 .await?;
-            Ok(registration(record, String::new()))
+            Ok(Answer::fresh(registration(record, String::new())))
         })
         .await
     }
@@ -147,10 +251,12 @@ impl Registrations for RegistrationsApi {
     ) -> Result<Response<Registration>, Status> {
         self.call("UpdateDeviceToken", request, |req| async move {
             let record = self
+                .home_of(&req.registration_id)
+                .await?
                 .registry
                 .update_device_token(&req.registration_id, &req.device_token)
                 .await?;
-            Ok(registration(record, String::new()))
+            Ok(Answer::fresh(registration(record, String::new())))
         })
         .await
     }
@@ -161,8 +267,13 @@ impl Registrations for RegistrationsApi {
         request: Request<UnregisterRequest>,
     ) -> Result<Response<UnregisterResponse>, Status> {
         self.call("Unregister", request, |req| async move {
-            self.registry.unregister(&req.registration_id).await?;
-            Ok(UnregisterResponse {})
+            match self.home_of(&req.registration_id).await {
+                Ok(stack) => stack.registry.unregister(&req.registration_id).await?,
+                // Nowhere in any home: already gone.
+                Err(RegistryError::NotFound) => {}
+                Err(other) => return Err(other),
+            }
+            Ok(Answer::fresh(UnregisterResponse {}))
         })
         .await
     }
@@ -173,10 +284,11 @@ impl Registrations for RegistrationsApi {
         request: Request<GetRegistrationRequest>,
     ) -> Result<Response<Registration>, Status> {
         self.call("GetRegistration", request, |req| async move {
-            Ok(registration(
-                self.registry.get(&req.registration_id).await?,
-                String::new(),
-            ))
+            let read = self.read(&req.registration_id).await?;
+            Ok(Answer {
+                message: registration(read.message, String::new()),
+                replica_of: read.replica_of,
+            })
         })
         .await
     }
@@ -187,12 +299,16 @@ impl Registrations for RegistrationsApi {
         request: Request<ListDeviceRegistrationsRequest>,
     ) -> Result<Response<ListDeviceRegistrationsResponse>, Status> {
         self.call("ListDeviceRegistrations", request, |req| async move {
-            let records = self.registry.list_device(&req.device_token).await?;
-            let registrations = records
+            let read = self.list(&req.device_token).await?;
+            let registrations = read
+                .message
                 .into_iter()
                 .map(|r| registration(r, String::new()))
                 .collect();
-            Ok(ListDeviceRegistrationsResponse { registrations })
+            Ok(Answer {
+                message: ListDeviceRegistrationsResponse { registrations },
+                replica_of: read.replica_of,
+            })
         })
         .await
     }

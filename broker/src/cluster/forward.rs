@@ -41,6 +41,8 @@ pub struct PeerCall {
     /// The node meant to answer: a process that is not it (an address reused, a member
     /// of another cluster) refuses the call.
     node: String,
+    /// The home the request is for: a node serves each of its homes apart.
+    home: Arc<str>,
 }
 
 impl PeerCall {
@@ -51,6 +53,9 @@ impl PeerCall {
         if let Ok(node) = self.node.parse() {
             request.metadata_mut().insert(TARGET_NODE_KEY, node);
         }
+        if let Ok(home) = self.home.parse() {
+            request.metadata_mut().insert(HOME_KEY, home);
+        }
         request
     }
 }
@@ -58,10 +63,14 @@ impl PeerCall {
 /// Metadata naming the node a peer call is meant for.
 pub(super) const TARGET_NODE_KEY: &str = "herald-target-node";
 
+/// Metadata naming the home region a peer call is for.
+pub const HOME_KEY: &str = "herald-home";
+
 /// The other nodes, as far as forwarding needs them.
 #[derive(Debug)]
 struct Remote {
     node_id: String,
+    home: Arc<str>,
     peers: Peers,
     directory: Arc<Directory>,
     leases: Arc<dyn LeaseTable>,
@@ -87,6 +96,7 @@ impl Forwarder {
 
     pub fn clustered(
         node_id: String,
+        home: &str,
         peers: Peers,
         directory: Arc<Directory>,
         leases: Arc<dyn LeaseTable>,
@@ -96,6 +106,7 @@ impl Forwarder {
         Self {
             remote: Some(Remote {
                 node_id,
+                home: home.into(),
                 peers,
                 directory,
                 leases,
@@ -148,6 +159,7 @@ impl Forwarder {
                                 peers: cluster.peers.clone(),
                                 deadline: this_try,
                                 node,
+                                home: cluster.home.clone(),
                             }),
                         )
                         .await
@@ -193,6 +205,7 @@ impl Forwarder {
             peers: remote.peers.clone(),
             deadline,
             node: node_id.to_owned(),
+            home: remote.home.clone(),
         })
     }
 

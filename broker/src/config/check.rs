@@ -63,6 +63,33 @@ impl Config {
         }
     }
 
+    /// `[homes."<region>"]`: other configured regions, each a Redis URL, beside a Redis of
+    /// this region's own.
+    fn home_problems(&self, p: &mut Vec<String>) {
+        for (home, copy) in &self.homes {
+            if *home == self.node.region {
+                p.push(format!(
+                    "homes.\"{home}\" is this node's own region: its Redis is [redis]"
+                ));
+            } else if !self.cluster.regions.contains(home) {
+                p.push(format!(
+                    "homes.\"{}\" is not one of cluster.regions ({})",
+                    home.escape_debug(),
+                    self.cluster.regions.join(", ")
+                ));
+            }
+            if let Err(e) = redis::Client::open(copy.url.as_str()) {
+                p.push(format!("homes.\"{home}\".url is not a Redis URL: {e}"));
+            }
+        }
+        if !self.homes.is_empty() && self.redis.url.is_none() {
+            p.push(
+                "[homes] needs a [redis] of this region: a node on the in-memory store serves its own region alone"
+                    .to_owned(),
+            );
+        }
+    }
+
     pub fn problems(&self) -> Problems {
         let mut p = Vec::new();
         if self.node.id.trim().is_empty() {
@@ -115,6 +142,7 @@ impl Config {
         {
             p.push(format!("redis.url is not a Redis URL: {e}"));
         }
+        self.home_problems(&mut p);
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
             p.push("redis.key_prefix must be non-empty, without braces or spaces".to_owned());
         }

@@ -9,6 +9,7 @@ mod codec;
 mod compact;
 mod conn;
 mod keys;
+mod replication;
 mod scripts;
 mod settings;
 mod token_share;
@@ -22,6 +23,7 @@ use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::conn::Conn;
+pub use self::replication::{CopyAdmin, Replication};
 use redis::{AsyncCommands as _, Script};
 
 use self::keys::Keys;
@@ -305,6 +307,20 @@ impl RegistrationStore for RedisStore {
 
     async fn settings_advice(&self) -> Result<Vec<String>, StoreError> {
         settings::advice(&mut self.conn.clone()).await
+    }
+
+    async fn is_primary(&self) -> Result<bool, StoreError> {
+        match &self.conn {
+            // Cross-region replication is of one server; a Redis Cluster is its region's.
+            Conn::Cluster(_) => Ok(true),
+            Conn::Single(manager) => {
+                let role: Vec<redis::Value> =
+                    redis::cmd("ROLE").query_async(&mut manager.clone()).await?;
+                Ok(
+                    matches!(role.first(), Some(redis::Value::BulkString(kind)) if kind == b"master"),
+                )
+            }
+        }
     }
 
     async fn get(&self, id: &RegistrationId) -> Result<Option<RegistrationRecord>, StoreError> {

@@ -222,8 +222,11 @@ pub async fn registry_on(
             .expect("a shard is served");
     }
     let router = crate::routing::Router::new(subscriptions, store.clone(), forwarder);
-    let registry =
-        crate::registry::Registry::new(store, router, crate::node::registry_settings(&config));
+    let registry = crate::registry::Registry::new(
+        store,
+        router,
+        crate::node::registry_settings(&config, &config.node.region),
+    );
     (registry, pushes)
 }
 

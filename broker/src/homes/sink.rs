@@ -1,0 +1,50 @@
+//! The gateway's sink for a node: a notification goes to the stack of the home its
+//! callback URL names, if this node serves that home now; else it is answered 503, so
+//! that Exchange retries — by then DNS sends it to the region that serves the home.
+//! Forwarding it to that region instead would rely on this region's replica of the home's
+//! membership, which lags, and on a cross-region call inside Exchange's timeout; a quick
+//! 503 is what Exchange handles best.
+
+use std::sync::Arc;
+
+use herald_gateway::model::SendNotification;
+use herald_gateway::{Callback, NotificationSink, Verdict};
+
+use super::Homes;
+use crate::metrics::{HomeLabels, Metrics};
+
+#[derive(Clone, Debug)]
+pub struct HomesSink {
+    homes: Arc<Homes>,
+    metrics: Arc<Metrics>,
+}
+
+impl HomesSink {
+    pub fn new(homes: Arc<Homes>, metrics: Arc<Metrics>) -> Self {
+        Self { homes, metrics }
+    }
+}
+
+impl NotificationSink for HomesSink {
+    async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
+        let home = callback.home_region();
+        match self.homes.served(home) {
+            Some(stack) => stack.sink.deliver(callback, request).await,
+            None => {
+                let known = self.homes.slot(home).is_some();
+                self.metrics
+                    .ews_unserved_home
+                    .get_or_create(&HomeLabels {
+                        home: if known {
+                            home.to_owned()
+                        } else {
+                            "other".to_owned()
+                        },
+                    })
+                    .inc();
+                tracing::debug!(home = %home.escape_debug(), "a notification for a home not served here: 503");
+                vec![Verdict::Unavailable; request.messages.len()]
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Following each home copy's role: a copy that becomes a primary (promoted here) gets a
+//! stack and is served; a copy that becomes a replica (the home was promoted elsewhere) is
+//! no longer served and, unless it is this node's own region's home, its stack stops. The
+//! own region's stack lives as long as the node: while its copy is a replica, its writes
+//! (membership, leases) are refused by Redis and it serves nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{HomeStack, Homes, Slot, StackParts};
+
+/// Asks every copy its role once, records it, and starts or stops the stacks to follow.
+pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) {
+    for (index, slot) in homes.slots().iter().enumerate() {
+        let own = index == 0;
+        let primary = match tokio::time::timeout(timeout, slot.copy.is_primary()).await {
+            Ok(Ok(primary)) => primary,
+            // Unknown for now: nothing changes until the copy answers again.
+            Ok(Err(error)) => {
+                tracing::debug!(home = %slot.home, %error, "cannot ask a home's copy its role");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if primary && !own && slot.stack().is_none() {
+            match start(slot, parts).await {
+                Ok(()) => {
+                    tracing::info!(home = %slot.home, "this region's copy of the home is its primary: serving it")
+                }
+                Err(error) => {
+                    tracing::warn!(home = %slot.home, %error, "cannot serve a home promoted here; retried");
+                    continue;
+                }
+            }
+        }
+        parts
+            .metrics
+            .home_served
+            .get_or_create(&crate::metrics::HomeLabels {
+                home: slot.home.clone(),
+            })
+            .set(i64::from(primary && slot.stack().is_some()));
+        if slot.set_primary(primary) {
+            if primary {
+                tracing::info!(home = %slot.home, "serving the home: its copy here is the primary");
+            } else {
+                tracing::warn!(home = %slot.home, "no longer serving the home: its copy here is a replica");
+            }
+        }
+        if !primary
+            && !own
+            && let Some(stack) = slot.set_stack(None)
+        {
+            let grace = parts.config.node.shutdown_grace / 2;
+            tokio::spawn(async move { stack.stop(grace).await });
+        }
+    }
+}
+
+/// Builds and runs the stack of a home promoted here.
+async fn start(slot: &Slot, parts: &StackParts) -> Result<(), String> {
+    let stack = Arc::new(HomeStack::build(parts, &slot.home, slot.copy.clone()).await?);
+    stack.run(parts).await?;
+    slot.set_stack(Some(stack));
+    Ok(())
+}
+
+/// Follows the roles every `interval` until `stop`.
+pub fn spawn(
+    homes: Arc<Homes>,
+    parts: StackParts,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            tokio::select! {
+                () = follow_roles(&homes, &parts, interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}
