@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// More `redis-server` arguments (replication settings, say).
+    extra: Vec<String>,
     /// Writes every command to its append-only file before answering, so a restart keeps
     /// everything.
     durable: bool,
@@ -29,13 +31,23 @@ impl RedisServer {
         Self::launch(true)
     }
 
+    /// Starts a server with more `redis-server` arguments (`--replicaof`, say).
+    pub fn start_with(extra: &[String]) -> Self {
+        Self::launch_with(false, extra.to_vec())
+    }
+
     fn launch(durable: bool) -> Self {
+        Self::launch_with(durable, Vec::new())
+    }
+
+    fn launch_with(durable: bool, extra: Vec<String>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for redis");
         let port = free_port();
-        let child = spawn(port, durable, dir.path());
+        let child = spawn(port, durable, dir.path(), &extra);
         let server = Self {
             child,
             port,
+            extra,
             durable,
             dir,
         };
@@ -46,8 +58,14 @@ impl RedisServer {
     /// Starts the server again on its port and directory (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, self.durable, self.dir.path());
+        self.child = spawn(self.port, self.durable, self.dir.path(), &self.extra);
         self.wait_ready();
+    }
+
+    /// Starts the server again on its port and directory with other extra arguments.
+    pub fn restart_with(&mut self, extra: &[String]) {
+        self.extra = extra.to_vec();
+        self.restart();
     }
 
     pub fn port(&self) -> u16 {
@@ -88,7 +106,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, durable: bool, dir: &std::path::Path) -> Child {
+fn spawn(port: u16, durable: bool, dir: &std::path::Path, extra: &[String]) -> Child {
     let persistence: &[&str] = if durable {
         &["--appendonly", "yes", "--appendfsync", "always"]
     } else {
@@ -96,6 +114,7 @@ fn spawn(port: u16, durable: bool, dir: &std::path::Path) -> Child {
     };
     server_command(port, dir)
         .args(persistence)
+        .args(extra)
         .spawn()
         .expect("redis-server must be installed (apt-get install redis-server)")
 }

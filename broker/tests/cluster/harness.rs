@@ -51,6 +51,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Where a node runs: its region, its region's Redis, and its copies of the other homes.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    pub(crate) region: String,
+    pub(crate) redis_url: String,
+    pub(crate) redis_cluster: bool,
+    /// `(home, url)` of this region's copy of each other home.
+    pub(crate) homes: Vec<(String, String)>,
+    pub(crate) timing: Timing,
+}
+
 /// One node's configuration and files.
 pub(crate) struct Node {
     pub(crate) id: String,
@@ -65,14 +76,26 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(dir: &Path, id: &str, redis_url: &str, redis_cluster: bool, timing: Timing) -> Self {
+    pub(crate) fn new(dir: &Path, id: &str, site: &Site) -> Self {
         let (gateway, grpc, admin) = (free_port(), free_port(), free_port());
+        let (region, redis_url, redis_cluster, timing) = (
+            &site.region,
+            &site.redis_url,
+            site.redis_cluster,
+            site.timing,
+        );
+        let homes: String = site
+            .homes
+            .iter()
+            .map(|(home, url)| format!("[homes.\"{home}\"]\nurl = \"{url}\"\n"))
+            .collect();
         let pushes = dir.join(format!("{id}-pushes.jsonl"));
         let config = dir.join(format!("{id}.toml"));
         let text = format!(
             r#"
 [node]
 id = "{id}"
+region = "{region}"
 public_url = "https://push.example.test"
 shutdown_grace = "10s"
 [gateway]
@@ -98,6 +121,7 @@ max_delay = "4s"
 min_interval = "0s"
 [delivery]
 record_file = "{pushes}"
+{homes}
 {apps}
 "#,
             heartbeat = timing.heartbeat.as_millis(),
@@ -119,6 +143,14 @@ record_file = "{pushes}"
             child: None,
             starts: 0,
         }
+    }
+
+    #[allow(
+        dead_code,
+        reason = "the regions tests, which share this harness, use it"
+    )]
+    pub(crate) fn config(&self) -> &Path {
+        &self.config
     }
 
     /// Starts the process and waits until it is ready.
@@ -276,13 +308,14 @@ impl Cluster {
     /// Starts one more node.
     pub(crate) async fn add(&mut self) -> usize {
         let id = format!("node-{}", self.nodes.len());
-        let mut node = Node::new(
-            self.dir.path(),
-            &id,
-            &self.redis_url,
-            self.redis_cluster,
-            self.timing,
-        );
+        let site = Site {
+            region: "us-east-1".to_owned(),
+            redis_url: self.redis_url.clone(),
+            redis_cluster: self.redis_cluster,
+            homes: Vec::new(),
+            timing: self.timing,
+        };
+        let mut node = Node::new(self.dir.path(), &id, &site);
         node.start().await;
         self.nodes.push(node);
         self.nodes.len() - 1
