@@ -100,6 +100,12 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(Vec::new())
     }
 
+    /// What this copy of a home should change to stop taking writes when cut off from the
+    /// other regions (see `docs/operations.md`); `None` when nothing.
+    async fn partition_advice(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Whether this copy of the home takes writes: a primary, or a store that has no
     /// replication of its own. A replica of another region's primary does not.
     async fn is_primary(&self) -> Result<bool, StoreError> {

@@ -67,6 +67,30 @@ async fn start(slot: &Slot, parts: &StackParts) -> Result<(), String> {
     Ok(())
 }
 
+/// Warns, once each copy answers, about copies that would keep taking writes when cut off
+/// from the other regions. Only for a node with copies of other homes: a deployment of
+/// one region has nowhere to fail over to.
+async fn advise_on_partitions(homes: &Homes, interval: Duration) {
+    if homes.slots().len() < 2 {
+        return;
+    }
+    for slot in homes.slots() {
+        loop {
+            match tokio::time::timeout(interval, slot.copy.partition_advice()).await {
+                Ok(Ok(advice)) => {
+                    if let Some(line) = advice {
+                        tracing::warn!(home = %slot.home, "{line} (docs/operations.md)");
+                    }
+                    break;
+                }
+                // Managed servers often refuse CONFIG: nothing to advise then.
+                Ok(Err(_)) if slot.copy.ping().await.is_ok() => break,
+                _ => tokio::time::sleep(interval).await,
+            }
+        }
+    }
+}
+
 /// Follows the roles every `interval` until `stop`.
 pub fn spawn(
     homes: Arc<Homes>,
@@ -75,6 +99,10 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        tokio::select! {
+            () = advise_on_partitions(&homes, interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

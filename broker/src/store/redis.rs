@@ -309,6 +309,13 @@ impl RegistrationStore for RedisStore {
         settings::advice(&mut self.conn.clone()).await
     }
 
+    async fn partition_advice(&self) -> Result<Option<String>, StoreError> {
+        match &self.conn {
+            Conn::Cluster(_) => Ok(None),
+            Conn::Single(manager) => settings::partition_advice(&mut manager.clone()).await,
+        }
+    }
+
     async fn is_primary(&self) -> Result<bool, StoreError> {
         match &self.conn {
             // Cross-region replication is of one server; a Redis Cluster is its region's.

@@ -60,3 +60,27 @@ pub(super) async fn advice(conn: &mut impl ConnectionLike) -> Result<Vec<String>
     }
     Ok(advice)
 }
+
+/// Where a copy of a home falls short of partition safety: a primary that keeps writing
+/// with no replica in reach lets a region cut off from the others write (and push) on while
+/// its home is promoted elsewhere. `None` when `min-replicas-to-write` is set.
+pub(super) async fn partition_advice(
+    conn: &mut impl ConnectionLike,
+) -> Result<Option<String>, StoreError> {
+    let settings: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("min-replicas-to-write")
+        .arg("min-replicas-max-lag")
+        .query_async(conn)
+        .await?;
+    let to_write = settings
+        .get("min-replicas-to-write")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok((to_write == 0).then(|| {
+        "Redis min-replicas-to-write is 0: cut off from the other regions, this copy would \
+         go on taking writes (and its nodes pushing) while the home is promoted elsewhere; \
+         set min-replicas-to-write 1 and min-replicas-max-lag 10 on every copy of every home"
+            .to_owned()
+    }))
+}
