@@ -193,6 +193,13 @@ fn secrets_are_redacted_from_debug() {
             url: Some("redis://:pw-secret@10.0.0.1".into()),
             ..RedisConfig::default()
         },
+        homes: [(
+            "eu-west-1".to_owned(),
+            super::HomeCopyConfig {
+                url: "redis://:copy-secret@10.0.0.2".into(),
+            },
+        )]
+        .into(),
         cluster: herald_cluster::ClusterConfig {
             peer_secret: "peer-secret-xyz".into(),
             ..Default::default()
@@ -203,7 +210,8 @@ fn secrets_are_redacted_from_debug() {
     assert!(
         !shown.contains("hunter2")
             && !shown.contains("pw-secret")
-            && !shown.contains("peer-secret-xyz"),
+            && !shown.contains("peer-secret-xyz")
+            && !shown.contains("copy-secret"),
         "{shown}"
     );
 }
@@ -275,6 +283,12 @@ fn docs_configuration_lists_exactly_the_keys_of_the_code() {
     config.auth.api_tokens_file = Some("/x".into());
     config.telemetry.otlp_endpoint = Some("http://127.0.0.1:4317".into());
     config.delivery.record_file = Some("/pushes.jsonl".into());
+    config.homes.insert(
+        "<region>".into(),
+        super::HomeCopyConfig {
+            url: "redis://127.0.0.1:6380".into(),
+        },
+    );
     let mut in_code = BTreeSet::new();
     keys("", &toml::Value::try_from(&config).unwrap(), &mut in_code);
 
@@ -282,10 +296,57 @@ fn docs_configuration_lists_exactly_the_keys_of_the_code() {
     let in_doc: BTreeSet<String> = doc
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split_once('`').map(|(k, _)| k.to_owned()))
+        .filter_map(|l| l.split_once('`').map(|(k, _)| k.replace('"', "")))
         .collect();
     assert_eq!(
         in_doc, in_code,
         "docs/configuration.md and the code disagree"
     );
+}
+
+#[test]
+fn home_copies_must_name_other_known_regions_and_need_a_redis_of_their_own() {
+    let f = file(
+        r#"
+[node]
+region = "us-east-1"
+[homes."us-east-1"]
+url = "redis://127.0.0.1:6380"
+[homes."mars-1"]
+url = "redis://127.0.0.1:6381"
+[homes."eu-west-1"]
+url = "http://not-redis"
+"#,
+    );
+    let problems = Config::load(Some(f.path()), &HashMap::new())
+        .unwrap()
+        .problems()
+        .0;
+    let expected = [
+        "homes.\"us-east-1\" is this node's own region",
+        "homes.\"mars-1\" is not one of cluster.regions",
+        "homes.\"eu-west-1\".url is not a Redis URL",
+        "[homes] needs a [redis] of this region",
+    ];
+    for want in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+
+    let f = file(
+        r#"
+[redis]
+url = "redis://127.0.0.1:6379"
+[homes."eu-west-1"]
+url = "redis://127.0.0.1:6380"
+[homes."ap-southeast-1"]
+url = "redis://127.0.0.1:6381"
+"#,
+    );
+    let config = Config::load(Some(f.path()), &HashMap::new()).unwrap();
+    assert_eq!(config.problems(), Problems::default());
+    assert_eq!(config.homes.len(), 2);
 }
