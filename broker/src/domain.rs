@@ -10,7 +10,7 @@ mod validate;
 
 pub use callback::{CallbackSecretHash, CallbackToken};
 pub use feedback::DeadToken;
-pub use ids::{DeviceToken, RegistrationId, SubscriptionId};
+pub use ids::{DeviceToken, RegistrationId, SubscriptionId, home_tag};
 pub use progress::{Burst, Progress, RECENT_KEYS};
 pub use registration::{Platform, RegState, RegistrationRecord, UnixMillis};
 pub use validate::{FieldError, validate_folder_id, validate_region};

@@ -63,7 +63,7 @@ impl EwsSink {
             // Not a token we minted, or its registration is gone — if the store is the
             // home's current state. A node without a trusted lease cannot tell: its store
             // may be a primary cut off from the others while the home is served elsewhere.
-            if !self.router.home_current() {
+            if !self.store_is_current().await {
                 return Err(SinkError::Uncertain);
             }
             return Ok(vec![Verdict::Unsubscribe; count]);
@@ -90,6 +90,13 @@ impl EwsSink {
             }
         }
         Err(DeliverError::Elsewhere.into())
+    }
+
+    /// Whether the store's "no such registration" is the home's: this node holds a lease
+    /// the store renewed within the lease's time, and the store is still the home's
+    /// primary now (a copy demoted a moment ago may lag the new primary).
+    async fn store_is_current(&self) -> bool {
+        self.router.home_current() && matches!(self.registry.store().is_primary().await, Ok(true))
     }
 
     /// [`decide_all`](Self::decide_all) for `record`, on the node that holds its shard:

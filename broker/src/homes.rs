@@ -25,9 +25,9 @@ pub use admin::AdminHomes;
 pub use peer::PeerHomes;
 pub use sink::HomesSink;
 pub use stack::{HomeStack, StackParts};
-pub use watch::{follow_roles, spawn as spawn_watch};
+pub use watch::{Watcher, follow_roles, spawn as spawn_watch};
 
-use crate::domain::{RegistrationId, RegistrationRecord};
+use crate::domain::{RegistrationId, RegistrationRecord, home_tag};
 use crate::registry::RegistryError;
 use crate::store::RegistrationStore;
 
@@ -44,6 +44,8 @@ pub struct Slot {
     primary: AtomicBool,
     /// The stack serving the home, while this node serves it.
     stack: RwLock<Option<Arc<HomeStack>>>,
+    /// The stop of the home's last stack, while it runs (the home left this region).
+    stopping: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Slot {
@@ -53,6 +55,7 @@ impl Slot {
             copy,
             primary: AtomicBool::new(false),
             stack: RwLock::new(None),
+            stopping: std::sync::Mutex::new(None),
         }
     }
 
@@ -62,6 +65,20 @@ impl Slot {
             return None;
         }
         self.stack.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the stop of the home's last stack.
+    fn stopping(&self, stop: tokio::task::JoinHandle<()>) {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+    }
+
+    /// Whether the home's last stack is still stopping.
+    fn still_stopping(&self) -> bool {
+        self.stopping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|stop| !stop.is_finished())
     }
 
     /// Records the copy's role; `true` when it changed.
@@ -85,27 +102,34 @@ impl Slot {
 #[derive(Debug)]
 pub struct Homes {
     slots: Vec<Slot>,
+    /// Every region of the deployment (`cluster.regions`).
+    regions: Vec<String>,
 }
 
 /// Where a registration was found.
 #[derive(Debug)]
 pub struct Located {
     pub home: String,
-    pub record: RegistrationRecord,
+    pub record: Option<RegistrationRecord>,
     /// The stack of its home, when this node serves that home.
     pub served: Option<Arc<HomeStack>>,
 }
 
 impl Homes {
-    /// `own` is this node's region and its store; `others` the copies of the other homes.
-    pub fn new(own: (&str, Arc<dyn RegistrationStore>), others: Vec<HomeCopy>) -> Self {
+    /// `own` is this node's region and its store; `others` the copies of the other homes;
+    /// `regions` every region of the deployment.
+    pub fn new(
+        own: (&str, Arc<dyn RegistrationStore>),
+        others: Vec<HomeCopy>,
+        regions: Vec<String>,
+    ) -> Self {
         let mut slots = vec![Slot::new(own.0, own.1)];
         slots.extend(
             others
                 .iter()
                 .map(|(home, copy)| Slot::new(home, copy.clone())),
         );
-        Self { slots }
+        Self { slots, regions }
     }
 
     pub fn slots(&self) -> &[Slot] {
@@ -131,36 +155,45 @@ impl Homes {
         self.slots.iter().filter_map(Slot::stack).collect()
     }
 
-    /// The registration `id`, from whichever home's copy holds it (a registration is in
-    /// one home). `NotFound` only when every copy answered and none holds it.
+    /// Waits for the stacks stopped by the watcher (homes that left this region).
+    pub async fn stopped(&self) {
+        for slot in &self.slots {
+            let stop = slot
+                .stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(stop) = stop {
+                let _ = stop.await;
+            }
+        }
+    }
+
+    /// Where registration `id` lives: the copy of its home (named by the id), read. `None`
+    /// in `record` is final only when `served`; a replica may lag its primary.
     pub async fn locate(&self, id: &RegistrationId) -> Result<Located, RegistryError> {
-        let reads = self
-            .slots
-            .iter()
-            .map(|slot| async move { (slot, slot.copy.get(id).await) });
-        let mut unreachable = None;
-        for (slot, read) in futures_util::future::join_all(reads).await {
-            match read {
-                Ok(Some(record)) => {
-                    return Ok(Located {
-                        home: slot.home.clone(),
-                        record,
-                        served: slot.served(),
-                    });
-                }
-                Ok(None) => {}
-                Err(error) => unreachable = Some((slot.home.clone(), error)),
-            }
-        }
-        match unreachable {
-            None => Err(RegistryError::NotFound),
-            Some((home, error)) => {
-                tracing::warn!(%home, %error, "a home's copy cannot be read");
-                Err(RegistryError::Unavailable(format!(
-                    "the copy of home {home} cannot be read now; retry"
-                )))
-            }
-        }
+        let tag = id.home_tag();
+        let Some(slot) = self.slots.iter().find(|s| home_tag(&s.home) == tag) else {
+            return Err(match self.regions.iter().find(|r| home_tag(r) == tag) {
+                Some(home) => RegistryError::Unavailable(format!(
+                    "this region has no copy of home {home}; call a node of the region that serves it"
+                )),
+                // No region of this deployment minted it.
+                None => RegistryError::NotFound,
+            });
+        };
+        let record = slot.copy.get(id).await.map_err(|error| {
+            tracing::warn!(home = %slot.home, %error, "a home's copy cannot be read");
+            RegistryError::Unavailable(format!(
+                "the copy of home {} cannot be read now; retry",
+                slot.home
+            ))
+        })?;
+        Ok(Located {
+            home: slot.home.clone(),
+            record,
+            served: slot.served(),
+        })
     }
 }
 

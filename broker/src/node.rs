@@ -16,7 +16,9 @@ use tonic_health::ServingStatus;
 use crate::admin::{self, AdminState};
 use crate::api::{ApiTokens, RegistrationsApi};
 use crate::config::{Config, ConfigError};
-use crate::homes::{AdminHomes, HomeCopy, HomeStack, Homes, HomesSink, PeerHomes, StackParts};
+use crate::homes::{
+    AdminHomes, HomeCopy, HomeStack, Homes, HomesSink, PeerHomes, StackParts, Watcher,
+};
 use crate::metrics::Metrics;
 use crate::registry::{KnownApp, Registry, RegistrySettings};
 use crate::routing::Router;
@@ -76,7 +78,7 @@ pub struct RunningNode {
     /// The admin listener, which has a stop of its own.
     admin: Option<AdminListener>,
     /// The task following which homes this node serves.
-    watcher: Option<tokio::task::JoinHandle<()>>,
+    watcher: Option<Watcher>,
 }
 
 /// A listener's task: it ends with an error, or with `Ok` once told to stop.
@@ -341,6 +343,7 @@ impl RunningNode {
         let homes = Arc::new(Homes::new(
             (&config.node.region, store.clone()),
             build_home_copies(config)?,
+            config.cluster.regions.clone(),
         ));
         let own = Arc::new(
             HomeStack::build(&parts, &config.node.region, store.clone())
@@ -348,9 +351,6 @@ impl RunningNode {
                 .map_err(NodeError::Shards)?,
         );
         homes.own().set_stack(Some(own.clone()));
-        // Which copies are primaries, before the first request: a region back from a
-        // failover, whose Redis is now a replica, must not serve its home.
-        crate::homes::follow_roles(&homes, &parts, HEALTH_INTERVAL).await;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         let grpc = grpc_router(health_service, &homes, config, tokens.clone(), &metrics)?
@@ -396,15 +396,13 @@ impl RunningNode {
         });
 
         tasks.spawn(follow_store_health(health, store, shutdown.subscribe()));
-        // Listeners up: the own home's stack joins its cluster and takes its leases; the
-        // watcher serves the homes promoted here.
+        // Listeners up. Which copies are primaries: until this answers, no home is served
+        // (503), so that a region back from a failover, whose Redis is now a replica, does
+        // not serve its home; a home promoted here gets its stack. Then the own home's
+        // stack joins its cluster and takes its leases.
+        crate::homes::follow_roles(&homes, &parts, HEALTH_INTERVAL).await;
         own.run(&parts).await.map_err(NodeError::Shards)?;
-        let watcher = crate::homes::spawn_watch(
-            homes.clone(),
-            parts,
-            config.cluster.heartbeat,
-            shutdown.subscribe(),
-        );
+        let watcher = crate::homes::spawn_watch(homes.clone(), parts, config.cluster.heartbeat);
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, shards = own.ownership.count(), "node started");
         Ok(Self {
             router: own.router.clone(),
@@ -435,11 +433,11 @@ impl RunningNode {
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
         let started = std::time::Instant::now();
         let _ = self.unready.send(true);
-        // No home starts or stops from now on.
-        let _ = self.shutdown.send(true);
+        // No home starts or stops being served from now on.
         if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.await;
+            watcher.stop().await;
         }
+        // The shards are handed over while the listeners still answer.
         let stacks = self.homes.stacks();
         let handed_over = futures_util::future::join_all(stacks.iter().map(|s| s.hand_over()));
         if tokio::time::timeout(grace / 3, handed_over).await.is_err() {
@@ -447,6 +445,7 @@ impl RunningNode {
                 "the shards were not all handed over in time; the rest lapse or are released at the end"
             );
         }
+        let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(grace.saturating_sub(started.elapsed()), async {
             let mut first_error = None;
             while let Some(joined) = self.tasks.join_next().await {
@@ -458,6 +457,7 @@ impl RunningNode {
             // Listeners are closed: flush what was accepted, stop the actors, give the
             // leases to the other nodes and leave.
             futures_util::future::join_all(stacks.iter().map(|s| s.stop(grace / 2))).await;
+            self.homes.stopped().await;
             if let Some(admin) = self.admin.take() {
                 let _ = admin.stop.send(true);
                 if let Err(e) = admin.task.await.map_err(|e| e.to_string()).and_then(|r| r) {

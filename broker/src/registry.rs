@@ -113,7 +113,8 @@ impl Registry {
             raw => Some(SubscriptionId::parse("subscription_id", raw)?),
         };
 
-        let id = RegistrationId::mint(device_token.shard()).map_err(RegistryError::entropy)?;
+        let id = RegistrationId::mint(device_token.shard(), &home_region)
+            .map_err(RegistryError::entropy)?;
         let token = CallbackToken::mint(id.clone()).map_err(RegistryError::entropy)?;
         let record = RegistrationRecord {
             id,

@@ -79,13 +79,15 @@ impl RegistrationsApi {
     async fn read(&self, raw_id: &str) -> Result<Answer<RegistrationRecord>, RegistryError> {
         let id = RegistrationId::parse("registration_id", raw_id)?;
         let located = self.homes.locate(&id).await?;
-        Ok(Answer {
-            replica_of: match located.served {
-                Some(_) => Vec::new(),
-                None => vec![located.home],
-            },
-            message: located.record,
-        })
+        match (located.record, located.served) {
+            (Some(record), Some(_)) => Ok(Answer::fresh(record)),
+            (Some(record), None) => Ok(Answer {
+                message: record,
+                replica_of: vec![located.home],
+            }),
+            (None, Some(_)) => Err(RegistryError::NotFound),
+            (None, None) => Err(RegistryError::NotInReplica(located.home)),
+        }
     }
 
     /// Every registration of a device, from this region's copy of every home.

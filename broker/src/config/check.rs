@@ -82,6 +82,20 @@ impl Config {
                 p.push(format!("homes.\"{home}\".url is not a Redis URL: {e}"));
             }
         }
+        let mut tags = std::collections::HashMap::new();
+        for region in &self.cluster.regions {
+            if let Some(other) = tags.insert(crate::domain::home_tag(region), region) {
+                p.push(format!(
+                    "cluster.regions {other:?} and {region:?} share a registration id tag: rename one"
+                ));
+            }
+        }
+        if !self.homes.is_empty() && self.redis.cluster {
+            p.push(
+                "[homes] needs [redis] to be one server (redis.cluster = false): a home on a Redis Cluster cannot be replicated to the other regions"
+                    .to_owned(),
+            );
+        }
         if !self.homes.is_empty() && self.redis.url.is_none() {
             p.push(
                 "[homes] needs a [redis] of this region: a node on the in-memory store serves its own region alone"

@@ -13,12 +13,12 @@ use super::validate::FieldError;
 /// Longest subscription id or folder id accepted (Exchange's are ~90–150 characters).
 pub(super) const MAX_OPAQUE_ID_LEN: usize = 512;
 
-/// A registration id: 16 bytes, written as 32 lowercase hex characters. An id minted by this
-/// version names the shard the registration was created in (its birth shard) in its first
-/// two bytes, followed by 112 random bits, so the store finds a registration that never
-/// moved without a lookup; ids minted before are 128 random bits. Shared, not copied: a live
-/// registration's id is a key in several of the node's maps, and a clone is a reference
-/// count rather than an allocation.
+/// A registration id: 16 bytes, written as 32 lowercase hex characters: the shard the
+/// registration was created in (its birth shard) in the first two bytes, its home region's
+/// tag ([`home_tag`]) in the third, then 104 random bits. The store finds a registration
+/// that never moved without a lookup, and a node knows which home to ask for any id.
+/// Shared, not copied: a live registration's id is a key in several of the node's maps,
+/// and a clone is a reference count rather than an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistrationId(Arc<str>);
 
@@ -29,18 +29,23 @@ impl RegistrationId {
         Self(hex::encode(bytes).into())
     }
 
-    /// A new id for a registration created in `shard`, from the operating system's random
-    /// source.
-    pub fn mint(shard: ShardId) -> Result<Self, getrandom::Error> {
+    /// A new id for a registration of home region `home` created in `shard`, from the
+    /// operating system's random source.
+    pub fn mint(shard: ShardId, home: &str) -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; Self::BYTES];
-        getrandom::fill(&mut bytes[2..])?;
+        getrandom::fill(&mut bytes[3..])?;
         bytes[..2].copy_from_slice(&shard.number().to_be_bytes());
+        bytes[2] = home_tag(home);
         Ok(Self::from_bytes(bytes))
     }
 
-    /// The shard named by the id's first two bytes, if they name one. Only a hint: the store
-    /// trusts it for registrations it has no other location for (docs in the store's key
-    /// schema), and an id minted before birth shards may name one by chance.
+    /// The tag of the id's home region (see [`home_tag`]).
+    pub fn home_tag(&self) -> u8 {
+        self.to_bytes()[2]
+    }
+
+    /// The shard named by the id's first two bytes, if they name one: the store trusts it
+    /// for registrations it has no other location for (docs in the store's key schema).
     pub fn birth_shard(&self) -> Option<ShardId> {
         // The string is 32 hex characters (built from bytes or checked by `parse`).
         u16::from_str_radix(self.0.get(..4)?, 16)
@@ -81,6 +86,12 @@ impl fmt::Debug for RegistrationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RegistrationId({})", self.0)
     }
+}
+
+/// The one-byte tag of a home region in the registration ids it mints. The configured
+/// regions' tags must differ (`herald check-config` says so).
+pub fn home_tag(region: &str) -> u8 {
+    xxhash_rust::xxh3::xxh3_64(region.as_bytes()).to_be_bytes()[7]
 }
 
 /// A push provider's device token, normalised (APNs tokens lowercase hex).
@@ -194,18 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn a_minted_id_names_its_birth_shard_and_is_otherwise_random() {
+    fn a_minted_id_names_its_birth_shard_and_home_and_is_otherwise_random() {
         let shard = ShardId::new(1023).unwrap();
         let (a, b) = (
-            RegistrationId::mint(shard).unwrap(),
-            RegistrationId::mint(shard).unwrap(),
+            RegistrationId::mint(shard, "eu-west-1").unwrap(),
+            RegistrationId::mint(shard, "eu-west-1").unwrap(),
         );
         assert_eq!(a.birth_shard(), Some(shard));
         assert!(a.as_str().starts_with("03ff"), "{a}");
+        assert_eq!(a.home_tag(), home_tag("eu-west-1"));
         assert_ne!(a, b);
         let parsed = RegistrationId::parse("id", a.as_str()).unwrap();
         assert_eq!(parsed.birth_shard(), Some(shard));
-        // Ids minted before birth shards are random: most name no shard.
+        assert_eq!(parsed.home_tag(), home_tag("eu-west-1"));
+        // The three regions' tags differ.
+        let tags: std::collections::BTreeSet<u8> = ["us-east-1", "eu-west-1", "ap-southeast-1"]
+            .iter()
+            .map(|r| home_tag(r))
+            .collect();
+        assert_eq!(tags.len(), 3);
+        // Two bytes name no shard above 1023.
         assert_eq!(RegistrationId::from_bytes([0xab; 16]).birth_shard(), None);
         assert_eq!(
             RegistrationId::from_bytes([0; 16]).birth_shard(),

@@ -25,6 +25,10 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
             Err(_) => continue,
         };
         if primary && !own && slot.stack().is_none() {
+            if slot.still_stopping() {
+                // Its previous stack (the home was here, left, and is back) first ends.
+                continue;
+            }
             match start(slot, parts).await {
                 Ok(()) => {
                     tracing::info!(home = %slot.home, "this region's copy of the home is its primary: serving it")
@@ -54,16 +58,21 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
             && let Some(stack) = slot.set_stack(None)
         {
             let grace = parts.config.node.shutdown_grace / 2;
-            tokio::spawn(async move { stack.stop(grace).await });
+            slot.stopping(tokio::spawn(async move { stack.stop(grace).await }));
         }
     }
 }
 
-/// Builds and runs the stack of a home promoted here.
+/// Builds and runs the stack of a home promoted here. It is in its slot before it runs,
+/// so that a shutdown meanwhile stops it.
 async fn start(slot: &Slot, parts: &StackParts) -> Result<(), String> {
     let stack = Arc::new(HomeStack::build(parts, &slot.home, slot.copy.clone()).await?);
-    stack.run(parts).await?;
-    slot.set_stack(Some(stack));
+    slot.set_stack(Some(stack.clone()));
+    if let Err(error) = stack.run(parts).await {
+        slot.set_stack(None);
+        stack.stop(parts.config.node.shutdown_grace / 2).await;
+        return Err(error);
+    }
     Ok(())
 }
 
@@ -91,29 +100,44 @@ async fn advise_on_partitions(homes: &Homes, interval: Duration) {
     }
 }
 
-/// Follows the roles every `interval` until `stop`.
-pub fn spawn(
-    homes: Arc<Homes>,
-    parts: StackParts,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::select! {
-            () = advise_on_partitions(&homes, interval) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+/// The task following the copies' roles.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    advice: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Stops following: no home starts or stops being served from now on.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.advice.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Follows the roles every `interval` until stopped.
+pub fn spawn(homes: Arc<Homes>, parts: StackParts, interval: Duration) -> Watcher {
+    let (stop, mut stopped) = watch::channel(false);
+    let advice = {
+        let homes = homes.clone();
+        tokio::spawn(async move { advise_on_partitions(&homes, interval).await })
+    };
+    let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stopped.wait_for(|s| *s) => return,
             }
-            tokio::select! {
-                () = follow_roles(&homes, &parts, interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            // A round is not cut short: a stack half started would be left running.
+            follow_roles(&homes, &parts, interval).await;
+            if *stopped.borrow() {
+                return;
             }
         }
-    })
+    });
+    Watcher { stop, task, advice }
 }

@@ -13,6 +13,11 @@ pub enum RegistryError {
     InvalidArgument(#[from] FieldError),
     #[error("registration not found")]
     NotFound,
+    /// Not in this region's replica of its home, which may lag the home's primary.
+    #[error(
+        "registration not found in this region's replica of home {0} (a replica may lag its primary by the replication lag)"
+    )]
+    NotInReplica(String),
     #[error("{0}")]
     AlreadyExists(String),
     #[error(transparent)]
@@ -35,7 +40,7 @@ impl RegistryError {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::NotFound => Code::NotFound,
+            Self::NotFound | Self::NotInReplica(_) => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotOwner(_) | Self::Store(_) | Self::Entropy(_) | Self::Unavailable(_) => {
                 Code::Unavailable

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use herald_broker::api::REPLICA_OF_KEY;
+use herald_broker::domain::home_tag;
 use herald_broker::testsuite::eventually;
 use herald_proto::v1::{
     GetRegistrationRequest, ListDeviceRegistrationsRequest, Platform, RegisterRequest,
-    UpdateDeviceTokenRequest,
+    UnregisterRequest, UpdateDeviceTokenRequest,
 };
 
 use super::harness::{Told, authed, heartbeat, post};
@@ -81,6 +82,24 @@ async fn each_home_is_read_everywhere_and_answered_only_where_it_is_served() {
                     .await
                     .expect_err("a registration in a home not served here");
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                let status = client
+                    .unregister(authed(UnregisterRequest {
+                        registration_id: device.registration_id.clone(),
+                    }))
+                    .await
+                    .expect_err("an unregistration in a home not served here");
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                // An id of that home this region's replica does not hold: not found here,
+                // and the answer says it came from a replica.
+                let unknown = format!("0000{:02x}{}", home_tag(REGIONS[h]), "0".repeat(26));
+                let status = client
+                    .get_registration(authed(GetRegistrationRequest {
+                        registration_id: unknown,
+                    }))
+                    .await
+                    .expect_err("unknown");
+                assert_eq!(status.code(), tonic::Code::NotFound);
+                assert!(status.message().contains("replica"), "{status:?}");
             }
         }
     }
