@@ -77,11 +77,19 @@ fn status_error(status: tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-pub(crate) async fn status(target: &Target, out: &mut impl Write) -> Result<(), String> {
+/// The cluster serving `home` (default: the node's own region's home).
+pub(crate) async fn status(
+    target: &Target,
+    home: Option<String>,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    let request = ClusterStatusRequest {
+        region: home.unwrap_or_default(),
+    };
     let answer = target
         .client()
         .await?
-        .cluster_status(target.request(ClusterStatusRequest::default(), Duration::from_secs(10))?)
+        .cluster_status(target.request(request, Duration::from_secs(10))?)
         .await
         .map_err(status_error)?
         .into_inner();

@@ -42,6 +42,8 @@ pub struct Slot {
     pub copy: Arc<dyn RegistrationStore>,
     /// Whether `copy` was a primary when last asked.
     primary: AtomicBool,
+    /// Whether `copy` was a stale primary when last asked (the home promoted elsewhere).
+    stale: AtomicBool,
     /// The stack serving the home, while this node serves it.
     stack: RwLock<Option<Arc<HomeStack>>>,
     /// The stop of the home's last stack, while it runs (the home left this region).
@@ -54,6 +56,7 @@ impl Slot {
             home: home.to_owned(),
             copy,
             primary: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
             stack: RwLock::new(None),
             stopping: std::sync::Mutex::new(None),
         }
@@ -79,6 +82,11 @@ impl Slot {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|stop| !stop.is_finished())
+    }
+
+    /// Records whether the copy is a stale primary; `true` when that changed.
+    fn set_stale(&self, stale: bool) -> bool {
+        self.stale.swap(stale, Ordering::AcqRel) != stale
     }
 
     /// Records the copy's role; `true` when it changed.

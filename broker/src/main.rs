@@ -106,7 +106,12 @@ enum RegionAction {
 #[derive(Subcommand, Debug)]
 enum ClusterAction {
     /// Every member: alive, draining, shards owned, live actors, last heartbeat.
-    Status,
+    Status {
+        /// The home whose cluster to show (one this region serves); default: the node's
+        /// own region's.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Move every shard off NODE and stop it taking new ones (before a deploy).
     Drain {
         /// The node id.
@@ -196,7 +201,9 @@ fn run_cluster(
     let mut out = std::io::stdout();
     let done = runtime.block_on(async {
         match action {
-            ClusterAction::Status => cluster_cli::status(&target, &mut out).await,
+            ClusterAction::Status { region } => {
+                cluster_cli::status(&target, region, &mut out).await
+            }
             ClusterAction::Drain { node_id } => {
                 cluster_cli::drain(&target, node_id, &mut out).await
             }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use herald_broker::config::Config;
-use herald_broker::store::CopyAdmin;
+use herald_broker::store::{CopyAdmin, Replication};
 use herald_proto::v1::ClusterStatusRequest;
 
 use crate::cluster_cli::Target;
@@ -26,6 +26,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 const PAUSE: Duration = Duration::from_secs(10);
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(100);
+/// Longest chain of replicas followed to find the home's primary.
+const MAX_HOPS: usize = 4;
 
 /// What the operator asked.
 pub(crate) struct Promote {
@@ -67,12 +69,10 @@ pub(crate) async fn promote(
     request: Promote,
     out: &mut impl Write,
 ) -> Result<(), String> {
-    let say = |out: &mut dyn Write, line: String| {
-        let _ = writeln!(out, "{line}");
-    };
     let home = &request.home;
     let url = copy_url(config, home).map_err(|e| format!("config: {e}"))?;
     let prefix = &config.redis.key_prefix;
+    let deadline = Instant::now() + request.wait;
     let copy = CopyAdmin::open(url, prefix, REDIS_TIMEOUT)
         .await
         .map_err(|e| format!("cannot reach this region's copy of {home}: {e}"))?;
@@ -84,23 +84,14 @@ pub(crate) async fn promote(
     };
     let state = copy.replication().await.map_err(|e| e.to_string())?;
     if state.primary {
+        refuse_if_stale(config, &copy, home).await?;
         say(
             out,
             format!("{home}: this region's copy is the primary already"),
         );
     } else {
-        let old = match &state.follows {
-            Some((host, port)) => match copy.sibling(host, *port).await {
-                Ok(old) => match old.replication().await {
-                    Ok(r) if r.primary => Some((old, host.clone(), *port)),
-                    _ => None,
-                },
-                Err(_) => None,
-            },
-            None => None,
-        };
-        match old {
-            Some((old, host, port)) => {
+        match upstream(&copy, &state, &advertised).await {
+            Upstream::Primary(old, (host, port)) => {
                 switch_over(&copy, &old, &advertised).await?;
                 say(
                     out,
@@ -109,17 +100,22 @@ pub(crate) async fn promote(
                     ),
                 );
             }
-            None => {
+            Upstream::NoPrimary => {
                 copy.make_primary().await.map_err(|e| e.to_string())?;
                 say(
                     out,
                     format!(
-                        "{home}: the primary{} does not answer; this copy is promoted as it was (offset {}): writes of the last replication lag are lost",
-                        state
-                            .follows
-                            .as_ref()
-                            .map(|(h, p)| format!(" {h}:{p}"))
-                            .unwrap_or_default(),
+                        "{home}: no copy took writes (the copies followed each other); this one does now"
+                    ),
+                );
+            }
+            Upstream::Unreachable((host, port)) => {
+                wait_out_old_primary(config, &copy, home, out).await?;
+                copy.make_primary().await.map_err(|e| e.to_string())?;
+                say(
+                    out,
+                    format!(
+                        "{home}: the primary {host}:{port} does not answer; this copy is promoted as it was (offset {}): writes of the last replication lag are lost",
                         state.offset
                     ),
                 );
@@ -140,13 +136,14 @@ pub(crate) async fn promote(
             ),
         }
     }
-    let top = copy.raise_epochs().await.map_err(|e| e.to_string())?;
+    let generation = raise_epochs(&copy, home, deadline).await?;
     say(
         out,
-        format!("{home}: every shard's epoch raised (now up to {top})"),
+        format!("{home}: every shard's epoch raised (now up to {generation})"),
     );
+    record_generation(config, &copy, home, generation, out).await?;
     let started = Instant::now();
-    wait_served(target, home, &config.node.region, request.wait).await?;
+    wait_served(target, home, &config.node.region, deadline).await?;
     say(
         out,
         format!(
@@ -158,8 +155,178 @@ pub(crate) async fn promote(
     Ok(())
 }
 
-/// The planned move: `old`'s writes held until `copy` has all of them, `copy` promoted,
-/// `old` made to follow it, its writes let go (they are refused now: it is a replica).
+fn say(out: &mut impl Write, line: String) {
+    let _ = writeln!(out, "{line}");
+}
+
+/// Where this copy's replication leads.
+enum Upstream {
+    /// The home's primary, answering.
+    Primary(Box<CopyAdmin>, (String, u16)),
+    /// The copies follow each other round: nobody takes writes.
+    NoPrimary,
+    /// A server on the way does not answer: the primary may be lost, or only out of reach.
+    Unreachable((String, u16)),
+}
+
+/// Follows this copy's primary, and that one's if it is a replica, up to a few hops.
+async fn upstream(copy: &CopyAdmin, state: &Replication, advertised: &(String, u16)) -> Upstream {
+    let own = copy.address();
+    let mut next = state.follows.clone();
+    for _ in 0..MAX_HOPS {
+        let Some(address) = next.take() else {
+            break;
+        };
+        if address == *advertised || Some(&address) == own.as_ref() {
+            return Upstream::NoPrimary;
+        }
+        let Ok(server) = copy.sibling(&address.0, address.1).await else {
+            return Upstream::Unreachable(address);
+        };
+        match server.replication().await {
+            Ok(r) if r.primary => return Upstream::Primary(Box::new(server), address),
+            Ok(r) => next = r.follows,
+            Err(_) => return Upstream::Unreachable(address),
+        }
+    }
+    Upstream::Unreachable(state.follows.clone().unwrap_or_default())
+}
+
+/// Before promoting without the old primary: it may be alive but out of reach. Its copy
+/// here must have lost it for longer than the old primary can go on writing
+/// (`min-replicas-max-lag`) plus its nodes trusting their leases (`cluster.lease_ttl`) and a
+/// heartbeat — so that it has stopped writing and pushing when this copy starts.
+async fn wait_out_old_primary(
+    config: &Config,
+    copy: &CopyAdmin,
+    home: &str,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    let bound = copy.max_lag().await + config.cluster.lease_ttl + config.cluster.heartbeat;
+    let mut told = false;
+    loop {
+        let state = copy.replication().await.map_err(|e| e.to_string())?;
+        if state.link_up {
+            return Err(format!(
+                "{home}: this copy still replicates from its primary{}: it is alive; promote from a host that reaches it (a switchover loses nothing), or stop it first",
+                state
+                    .follows
+                    .map(|(h, p)| format!(" {h}:{p}"))
+                    .unwrap_or_default()
+            ));
+        }
+        let Some(down_for) = state.link_down_for else {
+            return Err(format!(
+                "{home}: this copy has never synced with its primary: promoting it would lose the home's registrations"
+            ));
+        };
+        if down_for >= bound {
+            return Ok(());
+        }
+        if !told {
+            told = true;
+            say(
+                out,
+                format!(
+                    "{home}: this copy lost its primary {} s ago; waiting until {} s (min-replicas-max-lag + lease_ttl + heartbeat), when a primary still alive has stopped writing and its nodes pushing",
+                    down_for.as_secs(),
+                    bound.as_secs_f64().ceil()
+                ),
+            );
+        }
+        tokio::time::sleep(POLL * 5).await;
+    }
+}
+
+/// A copy that is a primary but whose home was promoted since elsewhere (a region back
+/// from a failover whose Redis started as a primary) must not be "promoted" as it is.
+async fn refuse_if_stale(config: &Config, copy: &CopyAdmin, home: &str) -> Result<(), String> {
+    let own = copy.generation(home).await.map_err(|e| e.to_string())?;
+    let newest = newest_elsewhere(config, home).await;
+    if newest > own {
+        return Err(format!(
+            "{home}: this copy is a stale primary (generation {own}; the home was promoted at generation {newest} since): make it a replica of the home's current primary (REPLICAOF), then promote it again"
+        ));
+    }
+    Ok(())
+}
+
+/// The newest generation of `home` the other copies this configuration names know.
+async fn newest_elsewhere(config: &Config, home: &str) -> u64 {
+    let own_url = copy_url(config, home).ok();
+    let urls = config
+        .redis
+        .url
+        .iter()
+        .chain(config.homes.values().map(|c| &c.url))
+        .filter(|url| Some(url.as_str()) != own_url);
+    let mut newest = 0;
+    for url in urls {
+        if let Ok(other) = CopyAdmin::open(url, &config.redis.key_prefix, REDIS_TIMEOUT).await
+            && let Ok(generation) = other.generation(home).await
+        {
+            newest = newest.max(generation);
+        }
+    }
+    newest
+}
+
+/// Raises the epochs; until a replica has attached, a primary with `min-replicas-to-write`
+/// refuses, so this is retried until `deadline`.
+async fn raise_epochs(copy: &CopyAdmin, home: &str, deadline: Instant) -> Result<u64, String> {
+    loop {
+        match copy.raise_epochs().await {
+            Ok(top) => return Ok(top),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(%e, "raising the epochs; retried");
+                tokio::time::sleep(POLL * 2).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{home}: promoted, but its epochs cannot be raised ({e}): a primary with min-replicas-to-write needs a replica in reach (--replica)"
+                ));
+            }
+        }
+    }
+}
+
+/// Writes the promotion's generation into the promoted copy and, for another region's home,
+/// into this region's own home, which the other regions replicate: a primary of `home`
+/// with an older generation is stale, and nodes do not serve it.
+async fn record_generation(
+    config: &Config,
+    copy: &CopyAdmin,
+    home: &str,
+    generation: u64,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    copy.set_generation(home, generation)
+        .await
+        .map_err(|e| format!("{home}: cannot record the promotion: {e}"))?;
+    if home != config.node.region
+        && let Some(url) = &config.redis.url
+    {
+        let recorded = match CopyAdmin::open(url, &config.redis.key_prefix, REDIS_TIMEOUT).await {
+            Ok(own) => own.set_generation(home, generation).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            say(
+                out,
+                format!(
+                    "{home}: warning: cannot record the promotion in {}'s Redis: {e}",
+                    config.node.region
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The planned move, never with two primaries: `old`'s writes held until `copy` has all of
+/// them; `old` made to follow `copy` (from then on it refuses writes), then `copy`
+/// promoted, then `old`'s clients let go. If `copy` cannot be promoted after `old` follows
+/// it, no copy takes writes until the command is run again.
 async fn switch_over(
     copy: &CopyAdmin,
     old: &CopyAdmin,
@@ -177,21 +344,26 @@ async fn switch_over(
         }
         Ok::<_, herald_broker::store::StoreError>(true)
     };
-    match caught_up.await {
-        Ok(true) => {}
-        outcome => {
-            let _ = old.unpause().await;
-            return Err(match outcome {
-                Err(e) => format!("cannot compare the copies' offsets: {e}"),
-                _ => "this copy did not catch up with the primary in time; nothing changed"
-                    .to_owned(),
-            });
+    let ready = match caught_up.await {
+        Ok(true) => old.follow(&advertised.0, advertised.1).await.map_err(|e| {
+            format!("the primary cannot be made to follow this copy: {e}; nothing changed")
+        }),
+        Ok(false) => {
+            Err("this copy did not catch up with the primary in time; nothing changed".to_owned())
         }
+        Err(e) => Err(format!(
+            "cannot compare the copies' offsets: {e}; nothing changed"
+        )),
+    };
+    if let Err(e) = ready {
+        let _ = old.unpause().await;
+        return Err(e);
     }
-    copy.make_primary().await.map_err(|e| e.to_string())?;
-    let followed = old.follow(&advertised.0, advertised.1).await;
+    let promoted = copy.make_primary().await;
     let _ = old.unpause().await;
-    followed.map_err(|e| format!("promoted, but the old primary does not follow this copy: {e}; make it a replica (REPLICAOF) before it takes writes"))
+    promoted.map_err(|e| {
+        format!("the old primary follows this copy, but this copy cannot be promoted: {e}; no copy takes writes until this command is run again")
+    })
 }
 
 /// Polls this region's node until HOME's shards are all held by live nodes of `region`.
@@ -199,9 +371,8 @@ async fn wait_served(
     target: &Target,
     home: &str,
     region: &str,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + wait;
     loop {
         let asked = async {
             let request = target.request(
@@ -238,7 +409,7 @@ async fn wait_served(
         };
         if Instant::now() > deadline {
             return Err(format!(
-                "{home} is not served here after {wait:?} ({last}); the copy is promoted: see `herald cluster status`"
+                "{home} is not served here in the time given ({last}); the copy is promoted: see `herald cluster status --region {home}`"
             ));
         }
         tokio::time::sleep(POLL).await;

@@ -106,6 +106,12 @@ pub trait RegistrationStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(None)
     }
 
+    /// The generation of each home of `homes` as this copy knows it (0: never promoted);
+    /// see `herald region promote`.
+    async fn home_generations(&self, homes: &[String]) -> Result<Vec<u64>, StoreError> {
+        Ok(vec![0; homes.len()])
+    }
+
     /// Whether this copy of the home takes writes: a primary, or a store that has no
     /// replication of its own. A replica of another region's primary does not.
     async fn is_primary(&self) -> Result<bool, StoreError> {

@@ -11,11 +11,31 @@ use tokio::sync::watch;
 
 use super::{HomeStack, Homes, Slot, StackParts};
 
-/// Asks every copy its role once, records it, and starts or stops the stacks to follow.
+/// Every copy's generations of every home (see `herald region promote`), `None` for a copy
+/// that did not answer.
+async fn generations(homes: &Homes, timeout: Duration) -> Vec<Option<Vec<u64>>> {
+    let names: Vec<String> = homes.slots().iter().map(|s| s.home.clone()).collect();
+    let reads = homes.slots().iter().map(|slot| {
+        let names = &names;
+        async move {
+            match tokio::time::timeout(timeout, slot.copy.home_generations(names)).await {
+                Ok(Ok(generations)) => Some(generations),
+                _ => None,
+            }
+        }
+    });
+    futures_util::future::join_all(reads).await
+}
+
+/// Asks every copy its role once, records it, and starts or stops the stacks to follow. A
+/// copy is taken as its home's primary when Redis says it is one and no other copy knows
+/// of a later promotion of the home (a region back from a failover whose Redis started as
+/// a primary holds a stale copy).
 pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) {
+    let known = generations(homes, timeout).await;
     for (index, slot) in homes.slots().iter().enumerate() {
         let own = index == 0;
-        let primary = match tokio::time::timeout(timeout, slot.copy.is_primary()).await {
+        let role = match tokio::time::timeout(timeout, slot.copy.is_primary()).await {
             Ok(Ok(primary)) => primary,
             // Unknown for now: nothing changes until the copy answers again.
             Ok(Err(error)) => {
@@ -24,6 +44,14 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
             }
             Err(_) => continue,
         };
+        let Some(mine) = known[index].as_ref().map(|g| g[index]) else {
+            continue;
+        };
+        let newest = known.iter().flatten().map(|g| g[index]).max().unwrap_or(0);
+        if slot.set_stale(role && mine < newest) && role && mine < newest {
+            tracing::warn!(home = %slot.home, generation = mine, newest, "this region's copy of the home is a primary, but the home was promoted elsewhere since: not served; make the copy a replica of the home's primary");
+        }
+        let primary = role && mine >= newest;
         if primary && !own && slot.stack().is_none() {
             if slot.still_stopping() {
                 // Its previous stack (the home was here, left, and is back) first ends.

@@ -316,6 +316,18 @@ impl RegistrationStore for RedisStore {
         }
     }
 
+    async fn home_generations(&self, homes: &[String]) -> Result<Vec<u64>, StoreError> {
+        let commands = homes
+            .iter()
+            .map(|home| redis::Cmd::get(self.keys.home_generation(home)))
+            .collect();
+        let values: Vec<Option<String>> = self.conn.each(commands).await?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0))
+            .collect())
+    }
+
     async fn is_primary(&self) -> Result<bool, StoreError> {
         match &self.conn {
             // Cross-region replication is of one server; a Redis Cluster is its region's.

@@ -10,7 +10,7 @@ use herald_broker::api::REPLICA_OF_KEY;
 use herald_proto::v1::GetRegistrationRequest;
 
 use super::harness::{Device, Told, authed, heartbeat, post, post_until_ok};
-use super::world::{REGIONS, World, register_at, replica_of, role};
+use super::world::{REGIONS, World, promote_command, register_at, replica_of, role};
 use super::{burst_of, pushed_by, try_post};
 
 const A: usize = 0;
@@ -204,14 +204,39 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
         late.len()
     );
 
-    // Failback: the region returns, its primary now a replica of the survivor's copy.
-    let survivor_copy = world.regions[B].copies[A].as_ref().unwrap().port();
+    // The region returns, by mistake with its Redis a primary again: the copies elsewhere
+    // know of the later promotion, so its node does not serve the home and the command
+    // refuses to promote the stale copy.
     let region = &mut world.regions[A];
-    region.primary.restart_with(&replica_of(survivor_copy));
+    region.primary.restart();
     for copy in region.copies.iter_mut().flatten() {
         copy.restart();
     }
-    region.nodes[0].start().await;
+    world.synced(B).await;
+    world.synced(C).await;
+    world.regions[A].nodes[0].start().await;
+    let returned = &world.regions[A].nodes[0];
+    assert_eq!(role(&world.regions[A].primary).as_deref(), Some("master"));
+    assert!(
+        returned
+            .metrics()
+            .await
+            .contains(r#"herald_home_served{home="us-east-1"} 0"#)
+    );
+    assert_eq!(
+        post(returned.gateway, &devices[0].path, &heartbeat(&devices[0])).await,
+        Told::Unavailable
+    );
+    let refused = promote_command(returned.config(), REGIONS[A], &[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("stale primary"), "{said}");
+
+    // Failback: its Redis now a replica of the survivor's copy.
+    let survivor_copy = world.regions[B].copies[A].as_ref().unwrap().port();
+    world.regions[A]
+        .primary
+        .restart_with(&replica_of(survivor_copy));
     world.synced(A).await;
     assert_eq!(role(&world.regions[A].primary).as_deref(), Some("slave"));
     let returned = &world.regions[A].nodes[0];

@@ -211,12 +211,7 @@ impl World {
     /// Runs `herald region promote HOME` with node `node`'s configuration and `extra`
     /// arguments; its standard output, or a panic with its error.
     pub(crate) fn promote(&self, config: &Path, home: &str, extra: &[String]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["region", "promote", home, "--wait", "60s", "--config"])
-            .arg(config)
-            .args(extra)
-            .output()
-            .unwrap();
+        let output = promote_command(config, home, extra);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
@@ -225,6 +220,16 @@ impl World {
         );
         stdout
     }
+}
+
+/// `herald region promote HOME` with a node's configuration and `extra` arguments.
+pub(crate) fn promote_command(config: &Path, home: &str, extra: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["region", "promote", home, "--wait", "60s", "--config"])
+        .arg(config)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 pub(crate) async fn status_of(

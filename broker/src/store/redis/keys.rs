@@ -14,6 +14,7 @@
 //! | `{prefix}:subs:{<b>}` | hash | bound subscription ids whose digest starts with the four hex digits `<b>`: the rest of the digest (base64url) as field, the registration as value |
 //! | `{prefix}:claim:{<b>}:<rest of digest>` | string | a registration's pending claim on a subscription id, expiring unless the registration write confirms it |
 //! | `{prefix}:apns-token:<team>:<key id>` | string | the APNs provider token the nodes share: `<iat> <jwt>` |
+//! | `{prefix}:home-generation:<home>` | string | the generation (the raised epoch) of home `<home>`'s last promotion, written by `herald region promote` into the promoted copy and into the promoting region's own home; a primary of a home whose generation is below another copy's is stale and not served |
 //! | `{prefix}:members` | hash | the cluster's member rows: node id → `<heartbeat ms> <ready> <draining> <shards> <actors> <region> <address>` |
 //! | `{prefix}:feedback` | stream | dead-token events for internal services (docs/feedback.md) |
 //!
@@ -121,6 +122,11 @@ impl Keys {
 
     pub(super) fn members(&self) -> String {
         format!("{}:members", self.prefix)
+    }
+
+    /// The generation of home `home`'s primary last promoted, as this copy knows it.
+    pub(super) fn home_generation(&self, home: &str) -> String {
+        format!("{}:home-generation:{home}", self.prefix)
     }
 
     pub(super) fn registration(&self, shard: ShardId, id: &RegistrationId) -> String {

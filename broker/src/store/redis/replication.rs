@@ -37,6 +37,9 @@ pub struct Replication {
     pub follows: Option<(String, u16)>,
     /// A replica's link to its primary is up.
     pub link_up: bool,
+    /// How long a replica's link has been down, if it was ever up (`None`: up, or never
+    /// synced).
+    pub link_down_for: Option<Duration>,
     /// The replication offset this copy has applied (a primary's: what it has written).
     pub offset: u64,
     /// A primary's replicas that are connected.
@@ -154,6 +157,38 @@ impl CopyAdmin {
         Ok(())
     }
 
+    /// Records that home `home` was promoted at `generation` (its raised epochs).
+    pub async fn set_generation(&self, home: &str, generation: u64) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.home_generation(home))
+            .arg(generation)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The generation of home `home` this copy knows (0: never promoted).
+    pub async fn generation(&self, home: &str) -> Result<u64, StoreError> {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.keys.home_generation(home))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// `min-replicas-max-lag`, in seconds (Redis's default 10 when unreadable).
+    pub async fn max_lag(&self) -> Duration {
+        let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("min-replicas-max-lag")
+            .query_async(&mut self.conn.clone())
+            .await;
+        answer
+            .ok()
+            .and_then(|pair| pair.get(1)?.parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_secs)
+    }
+
     /// Raises every shard's epoch above anything issued before (see [`RAISE_EPOCHS`]):
     /// the largest epoch now.
     pub async fn raise_epochs(&self) -> Result<u64, StoreError> {
@@ -192,6 +227,9 @@ fn parse_replication(info: &str) -> Replication {
         primary,
         follows,
         link_up: field("master_link_status") == Some("up"),
+        link_down_for: field("master_link_down_since_seconds")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs),
         offset,
         replicas: field("connected_slaves")
             .and_then(|v| v.parse().ok())
@@ -205,13 +243,14 @@ mod tests {
 
     #[test]
     fn a_replica_names_its_primary_and_offset() {
-        let info = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.7\r\nmaster_port:6380\r\nmaster_link_status:down\r\nslave_repl_offset:4242\r\nconnected_slaves:0\r\nmaster_repl_offset:4242\r\n";
+        let info = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.7\r\nmaster_port:6380\r\nmaster_link_status:down\r\nmaster_link_down_since_seconds:37\r\nslave_repl_offset:4242\r\nconnected_slaves:0\r\nmaster_repl_offset:4242\r\n";
         assert_eq!(
             parse_replication(info),
             Replication {
                 primary: false,
                 follows: Some(("10.0.0.7".into(), 6380)),
                 link_up: false,
+                link_down_for: Some(Duration::from_secs(37)),
                 offset: 4242,
                 replicas: 0,
             }
