@@ -127,8 +127,28 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
     );
     // Registrations made just before the loss, not waited for: those within the lag may be lost.
     let late = register_at(&world.regions[A].nodes[0], 5, "failover-late").await;
+    // Bursts accepted and not pushed yet (held for `coalesce.quiet`) when the region is lost,
+    // older than the lag: the survivor pushes them.
+    let pending = &devices[..5];
+    for device in pending {
+        post_until_ok(
+            world.regions[A].nodes[0].gateway,
+            &device.path,
+            &burst_of(device, 6, 'p'),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !world.regions[A].nodes[0]
+            .sent()
+            .iter()
+            .any(|p| p.badge == 6),
+        "still held when the region is lost"
+    );
 
     // The whole region is lost, under load: its node, its primary, its copies.
+    let lost = Instant::now();
     let region = &mut world.regions[A];
     region.nodes[0].sigkill();
     region.primary.kill();
@@ -159,6 +179,10 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
     let promoted = promoting.elapsed();
     println!("{said}");
     assert!(said.contains("does not answer"), "{said}");
+    // The bursts pending at the loss are pushed by the survivor, with nothing more from
+    // Exchange.
+    pushed_by(survivor, pending, 6).await;
+    let recovered = lost.elapsed();
     post_until_ok(
         survivor.gateway,
         &devices[0].path,
@@ -166,6 +190,7 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
     )
     .await;
     let first_ok = promoting.elapsed();
+    let served_after_loss = lost.elapsed();
     let mut client = survivor.registrations().await;
     for device in devices.iter() {
         let read = client
@@ -195,10 +220,13 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
     }
     pushed_by(survivor, &devices, 7).await;
     println!(
-        "failover: promotion done in {} ms, first OK at the survivor {} ms after it began; \
+        "failover: promotion done in {} ms, first OK at the survivor {} ms after it began \
+         ({} ms after the loss; pending bursts pushed {} ms after the loss); \
          {} of {} registrations older than the lag kept, {kept} of {} made just before the loss",
         promoted.as_millis(),
         first_ok.as_millis(),
+        served_after_loss.as_millis(),
+        recovered.as_millis(),
         devices.len(),
         devices.len(),
         late.len()
