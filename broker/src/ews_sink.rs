@@ -25,15 +25,24 @@ use herald_cluster::ShardId;
 pub struct EwsSink {
     registry: Registry,
     router: Router,
+    /// Whether this node serves the sink's home now (its copy is the home's primary).
+    serving: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
 impl EwsSink {
-    /// The sink of one home: `registry` and `router` are that home's.
-    pub fn new(registry: Registry, router: Router, metrics: Arc<Metrics>) -> Self {
+    /// The sink of one home: `registry` and `router` are that home's; `serving` says
+    /// whether this node serves it.
+    pub fn new(
+        registry: Registry,
+        router: Router,
+        serving: Arc<std::sync::atomic::AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             registry,
             router,
+            serving,
             metrics,
         }
     }
@@ -92,11 +101,14 @@ impl EwsSink {
         Err(DeliverError::Elsewhere.into())
     }
 
-    /// Whether the store's "no such registration" is the home's: this node holds a lease
-    /// the store renewed within the lease's time, and the store is still the home's
-    /// primary now (a copy demoted a moment ago may lag the new primary).
+    /// Whether the store's "no such registration" is the home's: this node serves the home
+    /// (its copy is the home's primary, not a stale one), holds a lease the store renewed
+    /// within the lease's time, and the store is still a primary now (a copy demoted a
+    /// moment ago may lag the new primary).
     async fn store_is_current(&self) -> bool {
-        self.router.home_current() && matches!(self.registry.store().is_primary().await, Ok(true))
+        self.serving.load(std::sync::atomic::Ordering::Acquire)
+            && self.router.home_current()
+            && matches!(self.registry.store().is_primary().await, Ok(true))
     }
 
     /// [`decide_all`](Self::decide_all) for `record`, on the node that holds its shard:

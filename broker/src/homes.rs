@@ -40,8 +40,9 @@ pub struct Slot {
     pub home: String,
     /// The home's Redis as reachable from here: its primary, or a replica.
     pub copy: Arc<dyn RegistrationStore>,
-    /// Whether `copy` was a primary when last asked.
-    primary: AtomicBool,
+    /// Whether `copy` was the home's primary (and not a stale one) when last asked; shared
+    /// with the home's stack, whose sink checks it again before saying a token is unknown.
+    primary: Arc<AtomicBool>,
     /// Whether `copy` was a stale primary when last asked (the home promoted elsewhere).
     stale: AtomicBool,
     /// The stack serving the home, while this node serves it.
@@ -55,7 +56,7 @@ impl Slot {
         Self {
             home: home.to_owned(),
             copy,
-            primary: AtomicBool::new(false),
+            primary: Arc::new(AtomicBool::new(false)),
             stale: AtomicBool::new(false),
             stack: RwLock::new(None),
             stopping: std::sync::Mutex::new(None),
@@ -82,6 +83,11 @@ impl Slot {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|stop| !stop.is_finished())
+    }
+
+    /// The flag saying whether this node serves the home now.
+    pub fn serving(&self) -> Arc<AtomicBool> {
+        self.primary.clone()
     }
 
     /// Records whether the copy is a stale primary; `true` when that changed.

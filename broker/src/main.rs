@@ -100,6 +100,11 @@ enum RegionAction {
         /// Longest wait for this region's nodes to serve HOME.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: std::time::Duration,
+        /// Promote without the old primary even if not every other copy of HOME is named
+        /// or can be made to follow, or this copy never synced: only once the old primary
+        /// is known to be stopped.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -234,12 +239,14 @@ fn run_region(
         replicas,
         advertise,
         wait,
+        force,
     } = action;
     let request = region_cli::Promote {
         home,
         replicas,
         advertise,
         wait,
+        force,
     };
     let mut out = std::io::stdout();
     match runtime.block_on(region_cli::promote(config, &target, request, &mut out)) {

@@ -346,9 +346,14 @@ impl RunningNode {
             config.cluster.regions.clone(),
         ));
         let own = Arc::new(
-            HomeStack::build(&parts, &config.node.region, store.clone())
-                .await
-                .map_err(NodeError::Shards)?,
+            HomeStack::build(
+                &parts,
+                &config.node.region,
+                store.clone(),
+                homes.own().serving(),
+            )
+            .await
+            .map_err(NodeError::Shards)?,
         );
         homes.own().set_stack(Some(own.clone()));
 

@@ -45,6 +45,9 @@ pub struct ClusterSettings {
     pub release_grace: Duration,
     /// Whether this node can take peer calls (`cluster.peer_secret` is set).
     pub peer_secret_set: bool,
+    /// Whether this node serves the cluster's home now (its copy is the home's primary):
+    /// while it does not, it is not ready, so it takes no lease and gives away those held.
+    pub serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// This node as a member of its cluster.
@@ -225,7 +228,8 @@ impl ClusterNode {
             incarnation: self.incarnation.clone(),
             region: self.settings.region.clone(),
             address: self.settings.address.clone(),
-            ready: self.ready.load(Ordering::Acquire),
+            ready: self.ready.load(Ordering::Acquire)
+                && self.settings.serving.load(Ordering::Acquire),
             draining: self.is_draining(),
             shards_owned: u32::try_from(self.ownership.count()).unwrap_or(u32::MAX),
             live_actors: u64::try_from(self.subscriptions.live_count()).unwrap_or(0),

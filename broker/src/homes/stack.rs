@@ -59,10 +59,12 @@ pub struct HomeStack {
 
 impl HomeStack {
     /// Builds the stack of `home` on `store`. It takes no lease before [`run`](Self::run).
+    /// `serving` says whether this node serves the home now (its slot's flag).
     pub async fn build(
         parts: &StackParts,
         home: &str,
         store: Arc<dyn RegistrationStore>,
+        serving: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, String> {
         let config = &parts.config;
         // With a store several nodes can share, the node is a cluster member and holds the
@@ -124,6 +126,7 @@ impl HomeStack {
                     lease_ttl: config.cluster.lease_ttl,
                     release_grace: config.node.shutdown_grace / 2,
                     peer_secret_set: !config.cluster.peer_secret.is_empty(),
+                    serving: serving.clone(),
                 },
                 members,
                 leases,
@@ -135,7 +138,12 @@ impl HomeStack {
             ))),
             _ => None,
         };
-        let sink = EwsSink::new(registry.clone(), router.clone(), parts.metrics.clone());
+        let sink = EwsSink::new(
+            registry.clone(),
+            router.clone(),
+            serving,
+            parts.metrics.clone(),
+        );
         let peer = PeerApi::new(
             &config.cluster.peer_secret,
             sink.clone(),

@@ -94,7 +94,8 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
 /// Builds and runs the stack of a home promoted here. It is in its slot before it runs,
 /// so that a shutdown meanwhile stops it.
 async fn start(slot: &Slot, parts: &StackParts) -> Result<(), String> {
-    let stack = Arc::new(HomeStack::build(parts, &slot.home, slot.copy.clone()).await?);
+    let stack =
+        Arc::new(HomeStack::build(parts, &slot.home, slot.copy.clone(), slot.serving()).await?);
     slot.set_stack(Some(stack.clone()));
     if let Err(error) = stack.run(parts).await {
         slot.set_stack(None);

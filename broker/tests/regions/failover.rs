@@ -169,6 +169,17 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
         );
     }
 
+    // Without the third region's copy named, the old primary could still write through it
+    // if it were alive: refused, nothing changed.
+    let refused = promote_command(survivor.config(), REGIONS[A], &[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--replica"), "{said}");
+    assert_eq!(
+        role(world.regions[B].copies[A].as_ref().unwrap()).as_deref(),
+        Some("slave")
+    );
+
     let promoting = Instant::now();
     let third = world.regions[C].copies[A].as_ref().unwrap().port();
     let said = world.promote(

@@ -13,7 +13,8 @@ use crate::store::StoreError;
 use herald_cluster::ShardId;
 
 /// Sets every shard's epoch to the larger of its value plus one and the server's clock in
-/// milliseconds (KEYS: the epochs): the largest epoch set. A primary lost with the last
+/// milliseconds (KEYS: the epochs, then the home's generation key), and records the largest
+/// epoch set as the home's generation: returned. A primary lost with the last
 /// increments unreplicated issued at most a few epochs per shard past its replica's; to
 /// have issued more than the clock jumps, it would have had to acquire one shard's lease
 /// more than once a millisecond since the previous promotion.
@@ -21,11 +22,12 @@ const RAISE_EPOCHS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local top = 0
-for _, key in ipairs(KEYS) do
-  local raised = math.max(tonumber(redis.call('GET', key) or '0') + 1, now)
-  redis.call('SET', key, string.format('%d', raised))
+for i = 1, #KEYS - 1 do
+  local raised = math.max(tonumber(redis.call('GET', KEYS[i]) or '0') + 1, now)
+  redis.call('SET', KEYS[i], string.format('%d', raised))
   if raised > top then top = raised end
 end
+redis.call('SET', KEYS[#KEYS], string.format('%d', top))
 return string.format('%d', top)
 "#;
 
@@ -44,6 +46,8 @@ pub struct Replication {
     pub offset: u64,
     /// A primary's replicas that are connected.
     pub replicas: usize,
+    /// The replication history this copy is in (a replica's: its primary's, once synced).
+    pub replid: Option<String>,
 }
 
 /// One home's copy, reached for administration.
@@ -176,6 +180,19 @@ impl CopyAdmin {
         Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
+    /// `min-replicas-to-write` (0 when unreadable).
+    pub async fn min_replicas_to_write(&self) -> u64 {
+        let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("min-replicas-to-write")
+            .query_async(&mut self.conn.clone())
+            .await;
+        answer
+            .ok()
+            .and_then(|pair| pair.get(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `min-replicas-max-lag`, in seconds (Redis's default 10 when unreadable).
     pub async fn max_lag(&self) -> Duration {
         let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
@@ -189,14 +206,15 @@ impl CopyAdmin {
             .map_or(Duration::from_secs(10), Duration::from_secs)
     }
 
-    /// Raises every shard's epoch above anything issued before (see [`RAISE_EPOCHS`]):
-    /// the largest epoch now.
-    pub async fn raise_epochs(&self) -> Result<u64, StoreError> {
+    /// Raises every shard's epoch above anything issued before and records the largest as
+    /// `home`'s generation (see [`RAISE_EPOCHS`]): that generation.
+    pub async fn raise_epochs(&self, home: &str) -> Result<u64, StoreError> {
         let script = redis::Script::new(RAISE_EPOCHS);
         let mut invocation = script.prepare_invoke();
         for shard in ShardId::all() {
             invocation.key(self.keys.epoch(shard));
         }
+        invocation.key(self.keys.home_generation(home));
         let top: String = invocation.invoke_async(&mut self.conn.clone()).await?;
         top.parse().map_err(|_| StoreError::Corrupt {
             key: "the raised epochs".into(),
@@ -234,6 +252,7 @@ fn parse_replication(info: &str) -> Replication {
         replicas: field("connected_slaves")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        replid: field("master_replid").map(str::to_owned),
     }
 }
 
@@ -253,6 +272,7 @@ mod tests {
                 link_down_for: Some(Duration::from_secs(37)),
                 offset: 4242,
                 replicas: 0,
+                replid: None,
             }
         );
     }
