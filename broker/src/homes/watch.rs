@@ -138,10 +138,14 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Stops following: no home starts or stops being served from now on.
+    /// Stops following: no home starts or stops being served from now on. A round in
+    /// progress (asking copies that may not answer) is cut short: a stack it was starting
+    /// is in its slot before it runs, so the shutdown stops it with the others, and a
+    /// stack it gave up is already being stopped.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.advice.abort();
+        self.task.abort();
         let _ = self.task.await;
     }
 }
@@ -161,11 +165,7 @@ pub fn spawn(homes: Arc<Homes>, parts: StackParts, interval: Duration) -> Watche
                 _ = ticker.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
             }
-            // A round is not cut short: a stack half started would be left running.
             follow_roles(&homes, &parts, interval).await;
-            if *stopped.borrow() {
-                return;
-            }
         }
     });
     Watcher { stop, task, advice }
