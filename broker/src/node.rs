@@ -345,6 +345,14 @@ impl RunningNode {
             build_home_copies(config)?,
             config.cluster.regions.clone(),
         ));
+        for slot in homes.slots() {
+            metrics
+                .home_served
+                .get_or_create(&crate::metrics::HomeLabels {
+                    home: slot.home.clone(),
+                })
+                .set(0);
+        }
         let own = Arc::new(
             HomeStack::build(
                 &parts,

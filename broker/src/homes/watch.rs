@@ -11,6 +11,9 @@ use tokio::sync::watch;
 
 use super::{HomeStack, Homes, Slot, StackParts};
 
+/// Least time a copy is given to answer a round's questions.
+const MIN_ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Every copy's generations of every home (see `herald region promote`), `None` for a copy
 /// that did not answer.
 async fn generations(homes: &Homes, timeout: Duration) -> Vec<Option<Vec<u64>>> {
@@ -30,42 +33,40 @@ async fn generations(homes: &Homes, timeout: Duration) -> Vec<Option<Vec<u64>>> 
 /// Asks every copy its role once, records it, and starts or stops the stacks to follow. A
 /// copy is taken as its home's primary when Redis says it is one and no other copy knows
 /// of a later promotion of the home (a region back from a failover whose Redis started as
-/// a primary holds a stale copy).
+/// a primary holds a stale copy). While a copy does not answer, what it knows is unknown:
+/// a home served stays served, one not served yet waits until every copy has answered.
 pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) {
     let known = generations(homes, timeout).await;
+    let all_answered = known.iter().all(Option::is_some);
     for (index, slot) in homes.slots().iter().enumerate() {
         let own = index == 0;
         let role = match tokio::time::timeout(timeout, slot.copy.is_primary()).await {
-            Ok(Ok(primary)) => primary,
-            // Unknown for now: nothing changes until the copy answers again.
+            Ok(Ok(primary)) => Some(primary),
             Ok(Err(error)) => {
                 tracing::debug!(home = %slot.home, %error, "cannot ask a home's copy its role");
-                continue;
+                None
             }
-            Err(_) => continue,
+            Err(_) => None,
         };
-        let Some(mine) = known[index].as_ref().map(|g| g[index]) else {
-            continue;
-        };
+        let mine = known[index].as_ref().map(|g| g[index]);
         let newest = known.iter().flatten().map(|g| g[index]).max().unwrap_or(0);
-        if slot.set_stale(role && mine < newest) && role && mine < newest {
-            tracing::warn!(home = %slot.home, generation = mine, newest, "this region's copy of the home is a primary, but the home was promoted elsewhere since: not served; make the copy a replica of the home's primary");
-        }
-        let primary = role && mine >= newest;
-        if primary && !own && slot.stack().is_none() {
-            if slot.still_stopping() {
-                // Its previous stack (the home was here, left, and is back) first ends.
-                continue;
-            }
-            match start(slot, parts).await {
-                Ok(()) => {
-                    tracing::info!(home = %slot.home, "this region's copy of the home is its primary: serving it")
+        let serve = match (role, mine) {
+            (Some(false), _) => Some(false),
+            (Some(true), Some(mine)) if mine < newest => {
+                if slot.set_stale(true) {
+                    tracing::warn!(home = %slot.home, generation = mine, newest, "this region's copy of the home is a primary, but the home was promoted elsewhere since: not served; make the copy a replica of the home's primary");
                 }
-                Err(error) => {
-                    tracing::warn!(home = %slot.home, %error, "cannot serve a home promoted here; retried");
-                    continue;
-                }
+                Some(false)
             }
+            (Some(true), Some(_)) if all_answered || slot.served().is_some() => {
+                slot.set_stale(false);
+                Some(true)
+            }
+            // Unknown for now: nothing changes until the copies answer.
+            _ => None,
+        };
+        if let Some(serve) = serve {
+            follow(slot, own, serve, parts).await;
         }
         parts
             .metrics
@@ -73,21 +74,40 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
             .get_or_create(&crate::metrics::HomeLabels {
                 home: slot.home.clone(),
             })
-            .set(i64::from(primary && slot.stack().is_some()));
-        if slot.set_primary(primary) {
-            if primary {
-                tracing::info!(home = %slot.home, "serving the home: its copy here is the primary");
-            } else {
-                tracing::warn!(home = %slot.home, "no longer serving the home: its copy here is a replica");
+            .set(i64::from(slot.served().is_some()));
+    }
+}
+
+/// Serves the home of `slot`, or stops serving it.
+async fn follow(slot: &Slot, own: bool, serve: bool, parts: &StackParts) {
+    if serve && !own && slot.stack().is_none() {
+        if slot.still_stopping() {
+            // Its previous stack (the home was here, left, and is back) first ends.
+            return;
+        }
+        match start(slot, parts).await {
+            Ok(()) => {
+                tracing::info!(home = %slot.home, "this region's copy of the home is its primary: serving it")
+            }
+            Err(error) => {
+                tracing::warn!(home = %slot.home, %error, "cannot serve a home promoted here; retried");
+                return;
             }
         }
-        if !primary
-            && !own
-            && let Some(stack) = slot.set_stack(None)
-        {
-            let grace = parts.config.node.shutdown_grace / 2;
-            slot.stopping(tokio::spawn(async move { stack.stop(grace).await }));
+    }
+    if slot.set_primary(serve) {
+        if serve {
+            tracing::info!(home = %slot.home, "serving the home: its copy here is the primary");
+        } else {
+            tracing::warn!(home = %slot.home, "no longer serving the home: its copy here is not its primary");
         }
+    }
+    if !serve
+        && !own
+        && let Some(stack) = slot.set_stack(None)
+    {
+        let grace = parts.config.node.shutdown_grace / 2;
+        slot.stopping(tokio::spawn(async move { stack.stop(grace).await }));
     }
 }
 
@@ -165,7 +185,7 @@ pub fn spawn(homes: Arc<Homes>, parts: StackParts, interval: Duration) -> Watche
                 _ = ticker.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
             }
-            follow_roles(&homes, &parts, interval).await;
+            follow_roles(&homes, &parts, interval.max(MIN_ASK_TIMEOUT)).await;
         }
     });
     Watcher { stop, task, advice }

@@ -236,6 +236,16 @@ record_file = "{pushes}"
             .map(tonic::Response::into_inner)
     }
 
+    /// What the current process logged so far.
+    #[allow(
+        dead_code,
+        reason = "the regions tests, which share this harness, use it"
+    )]
+    pub(crate) fn log_text(&self) -> String {
+        let log = self.log.with_extension(format!("{}.log", self.starts));
+        std::fs::read_to_string(log).unwrap_or_default()
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         http_get(self.admin, "/metrics").await.1
     }

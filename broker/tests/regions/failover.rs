@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_broker::api::REPLICA_OF_KEY;
+use herald_broker::testsuite::eventually;
 use herald_proto::v1::GetRegistrationRequest;
 
 use super::harness::{Device, Told, authed, heartbeat, post, post_until_ok};
@@ -256,6 +257,13 @@ async fn a_lost_region_is_served_by_a_survivor_and_the_home_moves_back() {
     world.regions[A].nodes[0].start().await;
     let returned = &world.regions[A].nodes[0];
     assert_eq!(role(&world.regions[A].primary).as_deref(), Some("master"));
+    eventually(Duration::from_secs(10), || async {
+        returned
+            .log_text()
+            .contains("the home was promoted elsewhere since")
+            .then_some(())
+    })
+    .await;
     assert!(
         returned
             .metrics()
