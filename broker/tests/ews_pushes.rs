@@ -133,7 +133,11 @@ async fn the_device_badge_sums_its_registrations_for_the_app() {
         );
     node.post_ews(&carol.path, carol_three.as_bytes()).await;
     node.flushed(carol).await;
-    assert_eq!(badges(&node, &alice.registration.device_token), vec![4, 7]);
+    // Delivery is at least once: a push repeated with the same absolute badge (a flush
+    // retried on a busy machine) changes nothing on the phone.
+    let mut seen = badges(&node, &alice.registration.device_token);
+    seen.dedup();
+    assert_eq!(seen, vec![4, 7]);
     node.stop().await;
 }
 
