@@ -22,6 +22,17 @@ fn file(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
+/// `problems` are `expected`, each found by its start, and no more.
+fn assert_problems(problems: &[String], expected: &[&str]) {
+    for want in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+}
+
 /// DESIGN.md §5.1's minimal file, with the committed test credentials.
 const DESIGN_EXAMPLE: &str = r#"
 [node]
@@ -173,13 +184,7 @@ cert_file = "/dev/null"
         "apps[2] (c): cert_file /nonexistent/cert.pem",
         "apps[3] (d): cert_file is not a PEM certificate and private key",
     ];
-    for want in expected {
-        assert!(
-            problems.iter().any(|p| p.starts_with(want)),
-            "missing {want:?} in {problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    assert_problems(&problems, &expected);
 }
 
 #[test]
@@ -241,13 +246,7 @@ lease_ttl = "6s"
         "cluster.heartbeat must be above zero and below cluster.member_ttl",
         "cluster.lease_ttl must be at least five cluster.heartbeat",
     ];
-    for want in expected {
-        assert!(
-            problems.iter().any(|p| p.starts_with(want)),
-            "missing {want:?} in {problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    assert_problems(&problems, &expected);
 }
 
 /// Flattens a serialised configuration into `section.key` names (`apps[].key` for lists).
@@ -328,13 +327,7 @@ url = "http://not-redis"
         "homes.\"eu-west-1\".url is not a Redis URL",
         "[homes] needs a [redis] of this region",
     ];
-    for want in expected {
-        assert!(
-            problems.iter().any(|p| p.starts_with(want)),
-            "missing {want:?} in {problems:#?}"
-        );
-    }
-    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    assert_problems(&problems, &expected);
 
     let f = file(
         r#"

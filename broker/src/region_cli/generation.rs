@@ -78,14 +78,7 @@ pub(super) async fn refuse_if_stale(
     copy: &CopyAdmin,
     home: &str,
 ) -> Result<(), String> {
-    let own = copy.generation(home).await.map_err(|e| e.to_string())?;
-    let newest = newest_elsewhere(config, home, true).await?;
-    if newest > own {
-        return Err(format!(
-            "{home}: this copy is a stale primary (generation {own}; the home was promoted at generation {newest} since): make it a replica of the home's current primary (REPLICAOF), then promote it again"
-        ));
-    }
-    Ok(())
+    refuse_older(config, copy, home, "this copy is a stale primary", true).await
 }
 
 /// Refuses a switchover from `old` when another copy knows a later generation than it.
@@ -94,11 +87,30 @@ pub(super) async fn refuse_stale_source(
     old: &CopyAdmin,
     home: &str,
 ) -> Result<(), String> {
-    let theirs = old.generation(home).await.map_err(|e| e.to_string())?;
-    let newest = newest_elsewhere(config, home, false).await?;
+    refuse_older(
+        config,
+        old,
+        home,
+        "the primary this copy follows is stale",
+        false,
+    )
+    .await
+}
+
+/// Refuses `server` when another copy this configuration names knows a later generation of
+/// `home`; with `every_copy`, also when one of them cannot be read.
+async fn refuse_older(
+    config: &Config,
+    server: &CopyAdmin,
+    home: &str,
+    what: &str,
+    every_copy: bool,
+) -> Result<(), String> {
+    let theirs = server.generation(home).await.map_err(|e| e.to_string())?;
+    let newest = newest_elsewhere(config, home, every_copy).await?;
     if newest > theirs {
         return Err(format!(
-            "{home}: the primary this copy follows is stale (generation {theirs}; the home was promoted at generation {newest} since): nothing changed"
+            "{home}: {what} (generation {theirs}; the home was promoted at generation {newest} since): make it a replica of the home's current primary (REPLICAOF); nothing changed"
         ));
     }
     Ok(())

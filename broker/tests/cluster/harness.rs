@@ -368,11 +368,17 @@ pub(crate) struct Device {
 
 /// Registers `count` devices, each through node `i % nodes`.
 pub(crate) async fn register(cluster: &Cluster, count: usize, tag: &str) -> Vec<Device> {
+    let nodes: Vec<&Node> = cluster.nodes.iter().collect();
+    register_through(&nodes, count, tag).await
+}
+
+/// Registers `count` devices, each through `nodes[i % nodes.len()]`, in that node's home.
+pub(crate) async fn register_through(nodes: &[&Node], count: usize, tag: &str) -> Vec<Device> {
     let registry = &expected("ews")["registry"]["alice"];
     let inbox = registry["inbox_folder_id"].as_str().unwrap();
     let mut devices = Vec::new();
     for i in 0..count {
-        let node = &cluster.nodes[i % cluster.nodes.len()];
+        let node = nodes[i % nodes.len()];
         let subscription = format!("{tag}-subscription-{i:04}");
         let device_token = format!(
             "{:064x}",
@@ -461,8 +467,18 @@ pub(crate) async fn post_until_ok(gateway: SocketAddr, path: &str, body: &[u8]) 
 
 /// Waits until every device in `devices` was pushed `badge` by some node; returns every push.
 pub(crate) async fn pushed(cluster: &Cluster, devices: &[Device], badge: u32) -> Vec<PushRequest> {
+    pushed_in(|| cluster.sent(), devices, badge).await
+}
+
+/// Waits until every device in `devices` was pushed `badge` as `sent` tells; returns every
+/// push.
+pub(crate) async fn pushed_in(
+    sent: impl Fn() -> Vec<PushRequest>,
+    devices: &[Device],
+    badge: u32,
+) -> Vec<PushRequest> {
     eventually(Duration::from_secs(30), || async {
-        let sent = cluster.sent();
+        let sent = sent();
         devices
             .iter()
             .all(|d| {

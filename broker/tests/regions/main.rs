@@ -16,7 +16,6 @@ mod routing;
 mod world;
 
 use harness::{Device, Node};
-use herald_broker::testsuite::eventually;
 use herald_workers::PushRequest;
 
 /// [`harness::post`] that tells a node gone (connection refused or reset) as `None`.
@@ -47,17 +46,7 @@ pub(crate) static ONE_WORLD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_
 
 /// Waits until `node` pushed `badge` to every device of `devices`; returns its pushes.
 pub(crate) async fn pushed_by(node: &Node, devices: &[Device], badge: u32) -> Vec<PushRequest> {
-    eventually(std::time::Duration::from_secs(30), || async {
-        let sent = node.sent();
-        devices
-            .iter()
-            .all(|d| {
-                sent.iter()
-                    .any(|p| p.device_token == d.device_token && p.badge == badge)
-            })
-            .then_some(sent)
-    })
-    .await
+    harness::pushed_in(|| node.sent(), devices, badge).await
 }
 
 /// The burst fixture for `device`, with Inbox unread count `unread` and watermarks of its

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use herald_broker::testsuite::{RedisServer, eventually};
-use herald_proto::v1::{ClusterStatusRequest, ClusterStatusResponse, Platform, RegisterRequest};
+use herald_proto::v1::{ClusterStatusRequest, ClusterStatusResponse};
 
 use super::harness::{Device, Node, Site, TEST_TIMING, authed};
 use super::proxy::Proxy;
@@ -272,39 +272,9 @@ fn offset(server: &RedisServer, name: &str) -> Option<u64> {
     field(&info(server)?, name)?.parse().ok()
 }
 
-/// Registers `count` devices through `node`, in the node's own home; each with its own
-/// subscription and device token.
+/// Registers `count` devices through `node`, in the node's own home.
 pub(crate) async fn register_at(node: &Node, count: usize, tag: &str) -> Vec<Device> {
-    let registry = &herald_broker::testsuite::expected("ews")["registry"]["alice"];
-    let inbox = registry["inbox_folder_id"].as_str().unwrap();
-    let mut client = node.registrations().await;
-    let mut devices = Vec::new();
-    for i in 0..count {
-        let subscription = format!("{tag}-subscription-{i:04}");
-        let device_token = format!(
-            "{:064x}",
-            xxhash_rust::xxh3::xxh3_64(format!("{tag}{i}").as_bytes())
-        );
-        let registration = client
-            .register(authed(RegisterRequest {
-                device_token: device_token.clone(),
-                platform: Platform::Apns.into(),
-                app_id: "com.example.mail".into(),
-                inbox_folder_id: inbox.into(),
-                subscription_id: subscription.clone(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        devices.push(Device {
-            registration_id: registration.registration_id,
-            device_token,
-            path: herald_broker::testsuite::callback_path(&registration.callback_url),
-            subscription,
-        });
-    }
-    devices
+    super::harness::register_through(&[node], count, tag).await
 }
 
 /// Time since `start`, in milliseconds.

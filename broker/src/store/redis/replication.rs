@@ -182,28 +182,29 @@ impl CopyAdmin {
 
     /// `min-replicas-to-write` (0 when unreadable).
     pub async fn min_replicas_to_write(&self) -> u64 {
-        let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("min-replicas-to-write")
-            .query_async(&mut self.conn.clone())
-            .await;
-        answer
-            .ok()
-            .and_then(|pair| pair.get(1)?.parse().ok())
+        self.config_number("min-replicas-to-write")
+            .await
             .unwrap_or(0)
     }
 
-    /// `min-replicas-max-lag`, in seconds (Redis's default 10 when unreadable).
+    /// `min-replicas-max-lag` (Redis's default of 10 s when unreadable).
     pub async fn max_lag(&self) -> Duration {
-        let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        Duration::from_secs(
+            self.config_number("min-replicas-max-lag")
+                .await
+                .unwrap_or(10),
+        )
+    }
+
+    /// A numeric setting (`CONFIG GET`), if the server tells it.
+    async fn config_number(&self, name: &str) -> Option<u64> {
+        let pair: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
-            .arg("min-replicas-max-lag")
+            .arg(name)
             .query_async(&mut self.conn.clone())
-            .await;
-        answer
-            .ok()
-            .and_then(|pair| pair.get(1)?.parse().ok())
-            .map_or(Duration::from_secs(10), Duration::from_secs)
+            .await
+            .ok()?;
+        pair.get(1)?.parse().ok()
     }
 
     /// Raises every shard's epoch above anything issued before and records the largest as
