@@ -196,6 +196,9 @@ impl Homes {
                 None => RegistryError::NotFound,
             });
         };
+        // Whether the home is served is read first: a copy promoted during the read was
+        // still a replica when it answered, and its miss is not final.
+        let served = slot.served();
         let record = slot.copy.get(id).await.map_err(|error| {
             tracing::warn!(home = %slot.home, %error, "a home's copy cannot be read");
             RegistryError::Unavailable(format!(
@@ -206,7 +209,7 @@ impl Homes {
         Ok(Located {
             home: slot.home.clone(),
             record,
-            served: slot.served(),
+            served,
         })
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! 1. every other region's copy of the home (`--replica`) is made to follow this copy
 //!    first: the old primary loses the replicas that let it write
-//!    (`min-replicas-to-write`);
+//!    (`min-replicas-to-write`) — except the copy this one replicates through, if any,
+//!    which is re-pointed after the promotion (its link to the old primary is down);
 //! 2. this copy's link to the old primary must be down (else it is alive: promote from a
 //!    host that reaches it), and both that link and the re-pointed copies must have been
 //!    away from it for `min-replicas-max-lag` + `cluster.lease_ttl` + `cluster.heartbeat` —
@@ -61,7 +62,14 @@ pub(super) async fn run(plan: Plan<'_>, out: &mut impl Write) -> Result<(), Stri
             ),
         );
     }
+    let upstream = (!std::ptr::eq(via, copy)).then(|| via.address()).flatten();
     for (host, port) in replicas {
+        // The copy this one follows is re-pointed after the promotion: now it would close
+        // a loop. Its link to the old primary must be down anyway (checked below), so it
+        // keeps nothing writing there.
+        if upstream.as_ref() == Some(&(host.clone(), *port)) {
+            continue;
+        }
         if let Err(e) = follow(copy, host, *port, advertised).await {
             if !force {
                 return Err(format!(
