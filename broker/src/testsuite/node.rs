@@ -180,9 +180,11 @@ impl TestNode {
         format!("http://{}{path}", self.node.admin_addr)
     }
 
+    /// Shuts the node down within `node.shutdown_grace`'s default (10 s): a node whose Redis
+    /// is gone spends a third of it on handovers that cannot finish.
     pub async fn stop(self) {
         self.node
-            .shutdown(Duration::from_secs(5))
+            .shutdown(Duration::from_secs(10))
             .await
             .expect("clean shutdown");
     }
