@@ -1,6 +1,6 @@
 //! Following each home copy's role: a copy that becomes a primary (promoted here) gets a
 //! stack and is served; a copy that becomes a replica (the home was promoted elsewhere) is
-//! no longer served and, unless it is this node's own region's home, its stack stops. The
+//! not served from then on and, unless it is this node's own region's home, its stack stops. The
 //! own region's stack lives as long as the node: while its copy is a replica, its writes
 //! (membership, leases) are refused by Redis and it serves nothing.
 
@@ -82,7 +82,7 @@ pub async fn follow_roles(homes: &Homes, parts: &StackParts, timeout: Duration) 
 async fn follow(slot: &Slot, own: bool, serve: bool, parts: &StackParts) {
     if serve && !own && slot.stack().is_none() {
         if slot.still_stopping() {
-            // Its previous stack (the home was here, left, and is back) first ends.
+            // The stack it had when it was last here (it left and is back) ends first.
             return;
         }
         match start(slot, parts).await {

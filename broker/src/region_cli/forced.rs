@@ -1,5 +1,5 @@
 //! Promoting without the old primary, which does not answer: it may be lost, or alive and
-//! out of reach. So that it can no longer write (nor its nodes push) when this copy
+//! out of reach. So that it cannot write (nor its nodes push) once this copy
 //! starts to:
 //!
 //! 1. every other region's copy of the home (`--replica`) is made to follow this copy

@@ -17,7 +17,7 @@ use herald_cluster::ShardId;
 /// epoch set as the home's generation: returned. A primary lost with the last
 /// increments unreplicated issued at most a few epochs per shard past its replica's; to
 /// have issued more than the clock jumps, it would have had to acquire one shard's lease
-/// more than once a millisecond since the previous promotion.
+/// more than once a millisecond between two promotions.
 const RAISE_EPOCHS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
