@@ -195,29 +195,13 @@ fn run_cluster(
     token: Option<String>,
     env_token: Option<String>,
 ) -> ExitCode {
-    let target = match cluster_cli::Target::new(config, node, token, env_token) {
-        Ok(target) => target,
-        Err(e) => return fail(&e, EXIT_CONFIG),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
-    };
-    let mut out = std::io::stdout();
-    let done = runtime.block_on(async {
+    run_operator(config, node, token, env_token, |target| async move {
+        let out = &mut std::io::stdout();
         match action {
-            ClusterAction::Status { region } => {
-                cluster_cli::status(&target, region, &mut out).await
-            }
-            ClusterAction::Drain { node_id } => {
-                cluster_cli::drain(&target, node_id, &mut out).await
-            }
+            ClusterAction::Status { region } => cluster_cli::status(&target, region, out).await,
+            ClusterAction::Drain { node_id } => cluster_cli::drain(&target, node_id, out).await,
         }
-    });
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e, EXIT_FAILURE),
-    }
+    })
 }
 
 fn run_region(
@@ -226,14 +210,6 @@ fn run_region(
     token: Option<String>,
     env_token: Option<String>,
 ) -> ExitCode {
-    let target = match cluster_cli::Target::new(config, None, token, env_token) {
-        Ok(target) => target,
-        Err(e) => return fail(&e, EXIT_CONFIG),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
-    };
     let RegionAction::Promote {
         home,
         replicas,
@@ -248,8 +224,34 @@ fn run_region(
         wait,
         force,
     };
-    let mut out = std::io::stdout();
-    match runtime.block_on(region_cli::promote(config, &target, request, &mut out)) {
+    run_operator(config, None, token, env_token, |target| async move {
+        region_cli::promote(config, &target, request, &mut std::io::stdout()).await
+    })
+}
+
+/// Runs an operator's command against a node (`--node`, else the configuration's), on a
+/// runtime of its own, printing to stdout: exit 0, 64 for a configuration that cannot be
+/// used (an error starting "config: "), else 1.
+fn run_operator<F, Fut>(
+    config: &Config,
+    node: Option<String>,
+    token: Option<String>,
+    env_token: Option<String>,
+    command: F,
+) -> ExitCode
+where
+    F: FnOnce(cluster_cli::Target) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let target = match cluster_cli::Target::new(config, node, token, env_token) {
+        Ok(target) => target,
+        Err(e) => return fail(&e, EXIT_CONFIG),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), EXIT_FAILURE),
+    };
+    match runtime.block_on(command(target)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.starts_with("config: ") => fail(&e, EXIT_CONFIG),
         Err(e) => fail(&e, EXIT_FAILURE),
