@@ -1,5 +1,5 @@
-//! The admin HTTP listener: `/healthz` (the process runs), `/readyz` (it can serve: the
-//! store answers and it is not shutting down), `/metrics` (Prometheus text).
+//! The admin HTTP listener: `/healthz` (the process runs), `/readyz` (it can serve: it has
+//! started, the store answers and it is not shutting down), `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +17,23 @@ use crate::store::RegistrationStore;
 /// How long a readiness or metrics probe waits for the store.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Where a node is in its life, as readiness sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Listeners are up, but which homes this node serves is not known yet: a request
+    /// now would be answered 503.
+    Starting,
+    Serving,
+    /// A shutdown has begun.
+    Stopping,
+}
+
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub store: Arc<dyn RegistrationStore>,
     pub metrics: Arc<Metrics>,
-    /// Set when the node begins to shut down: from then on it is not ready.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where the node is in its life: ready only while it serves.
+    pub phase: tokio::sync::watch::Receiver<Phase>,
     /// The shards this node holds: the registrations gauge counts theirs, so that summing
     /// it over a cluster's nodes gives the region's total.
     pub ownership: Arc<herald_cluster::Ownership>,
@@ -37,13 +48,14 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    if *state.stopping.borrow() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: shutting down
-",
-        )
-            .into_response();
+    let phase = *state.phase.borrow();
+    let not_ready = match phase {
+        Phase::Starting => Some("not ready: starting (checking which homes it serves)\n"),
+        Phase::Stopping => Some("not ready: shutting down\n"),
+        Phase::Serving => None,
+    };
+    if let Some(why) = not_ready {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     }
     match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Phase};
 use crate::api::{ApiTokens, RegistrationsApi};
 use crate::config::{Config, ConfigError};
 use crate::homes::{
@@ -71,8 +71,8 @@ pub struct RunningNode {
     /// Every home this node has a copy of, and the stacks of those it serves.
     pub homes: Arc<Homes>,
     shutdown: watch::Sender<bool>,
-    /// Turns `/readyz` to 503, first thing in a shutdown.
-    unready: watch::Sender<bool>,
+    /// What `/readyz` says: 503 until started, and again first thing in a shutdown.
+    phase: watch::Sender<Phase>,
     /// The gateway and gRPC listeners and the health follower.
     tasks: JoinSet<Result<(), String>>,
     /// The admin listener, which has a stop of its own.
@@ -318,7 +318,7 @@ impl RunningNode {
             None
         };
         let (shutdown, _) = watch::channel(false);
-        let (unready, _) = watch::channel(false);
+        let (phase, _) = watch::channel(Phase::Starting);
         let mut tasks = JoinSet::new();
 
         let gateway_listener = bind("gateway", config.gateway.listen).await?;
@@ -394,7 +394,7 @@ impl RunningNode {
         let admin = admin::router(AdminState {
             store: store.clone(),
             metrics,
-            stopping: unready.subscribe(),
+            phase: phase.subscribe(),
             ownership: own.ownership.clone(),
         });
         // The admin listener answers until the end of a shutdown (readiness off first,
@@ -416,6 +416,7 @@ impl RunningNode {
         crate::homes::follow_roles(&homes, &parts, HEALTH_INTERVAL).await;
         own.run(&parts).await.map_err(NodeError::Shards)?;
         let watcher = crate::homes::spawn_watch(homes.clone(), parts, config.cluster.heartbeat);
+        phase.send_replace(Phase::Serving);
         tracing::info!(%gateway_addr, %grpc_addr, %admin_addr, node = %config.node.id, region = %config.node.region, shards = own.ownership.count(), "node started");
         Ok(Self {
             router: own.router.clone(),
@@ -427,7 +428,7 @@ impl RunningNode {
             grpc_addr,
             admin_addr,
             shutdown,
-            unready,
+            phase,
             tasks,
             admin: Some(AdminListener {
                 stop: admin_stop,
@@ -445,7 +446,7 @@ impl RunningNode {
     /// listener. Waits up to `grace` in all.
     pub async fn shutdown(mut self, grace: Duration) -> Result<(), String> {
         let started = std::time::Instant::now();
-        let _ = self.unready.send(true);
+        let _ = self.phase.send(Phase::Stopping);
         // No home starts or stops being served from now on.
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;
