@@ -86,6 +86,9 @@ id = "node-$i"
 public_url = "http://$gateway"
 [gateway]
 listen = "$gateway"
+# One load generator on one address plays every Exchange server: no per-source limits.
+source_requests_per_second = 0
+max_connections_per_source = 0
 [grpc]
 listen = "$node_grpc"
 [admin]

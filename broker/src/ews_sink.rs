@@ -6,14 +6,16 @@
 use std::sync::Arc;
 
 use herald_gateway::model::SendNotification;
-use herald_gateway::{Callback, NotificationSink, Verdict};
+use herald_gateway::{Admission, Callback, NotificationSink, Verdict};
 
 use futures_util::future::BoxFuture;
 use herald_cluster::peer::is_not_owner;
 use herald_proto::v1 as pb;
 
 use crate::cluster::{Hop, PeerCall};
-use crate::domain::{RegState, RegistrationId, RegistrationRecord, SubscriptionId};
+use crate::domain::{
+    CallbackToken, RegState, RegistrationId, RegistrationRecord, SubscriptionId, home_tag,
+};
 use crate::metrics::{Metrics, StoreLabels};
 use crate::registry::{MessageEffect, Registry, RegistryError, decide};
 use crate::routing::{MOVING_WAIT, ROUTE_ATTEMPTS, Router};
@@ -58,16 +60,19 @@ impl EwsSink {
             .await
     }
 
-    /// Each message's verdict, decided on the node that serves the registration's shard
-    /// (this one, or its owner one hop away). `Unsubscribe` is answered only for what
-    /// Herald knows: no registration for this token and secret, a dead one, or Exchange's
-    /// own error.
-    async fn decide_all(
+    /// What a callback URL names, before its body is read: `Unknown` only for what Herald
+    /// knows — a token it never minted for this home, or no live registration with this
+    /// token and secret in a store that is the home's current state.
+    async fn admit_record(
         &self,
         callback: &Callback,
-        request: SendNotification,
-    ) -> Result<Vec<Verdict>, SinkError> {
-        let count = request.messages.len();
+    ) -> Result<Admission<Arc<RegistrationRecord>>, SinkError> {
+        let home = callback.home_region();
+        let minted_here = CallbackToken::parse(callback.token())
+            .is_some_and(|token| token.registration_id().home_tag() == home_tag(home));
+        if !minted_here {
+            return Ok(Admission::Unknown);
+        }
         let Some(record) = self.resolve(callback.token()).await? else {
             // Not a token we minted, or its registration is gone — if the store is the
             // home's current state. A node without a trusted lease cannot tell: its store
@@ -75,12 +80,23 @@ impl EwsSink {
             if !self.store_is_current().await {
                 return Err(SinkError::Uncertain);
             }
-            return Ok(vec![Verdict::Unsubscribe; count]);
+            return Ok(Admission::Unknown);
         };
-        let home = callback.home_region();
         if record.home_region != home || record.state == RegState::Dead {
-            return Ok(vec![Verdict::Unsubscribe; count]);
+            return Ok(Admission::Unknown);
         }
+        Ok(Admission::Known(record))
+    }
+
+    /// Each message's verdict for `record`'s registration, decided on the node that serves
+    /// its shard (this one, or its owner one hop away).
+    async fn decide_all(
+        &self,
+        record: Arc<RegistrationRecord>,
+        request: SendNotification,
+    ) -> Result<Vec<Verdict>, SinkError> {
+        let count = request.messages.len();
+        let home = record.home_region.clone();
         let request = Arc::new(request);
         let id = record.id.clone();
         let mut record = Some(record);
@@ -90,15 +106,28 @@ impl EwsSink {
                 // It moved to another shard meanwhile: where is it now?
                 None => match self.router.lookup(&id).await.map_err(DeliverError::Store)? {
                     Some(record) => record,
-                    None => return Ok(vec![Verdict::Unsubscribe; count]),
+                    None if self.store_is_current().await => {
+                        return Ok(vec![Verdict::Unsubscribe; count]);
+                    }
+                    None => return Err(SinkError::Uncertain),
                 },
             };
-            match self.decide_at_owner(home, &request, record).await {
+            match self.decide_at_owner(&home, &request, record).await {
                 Err(SinkError::Deliver(DeliverError::Elsewhere)) => {}
                 other => return other,
             }
         }
         Err(DeliverError::Elsewhere.into())
+    }
+
+    fn count_error(&self, error: &SinkError) {
+        self.metrics
+            .store_errors
+            .get_or_create(&StoreLabels {
+                operation: "ews_notification",
+            })
+            .inc();
+        tracing::warn!(%error, "cannot record an ews notification; answering 503");
     }
 
     /// Whether the store's "no such registration" is the home's: this node serves the home
@@ -291,20 +320,26 @@ pub enum SinkError {
 }
 
 impl NotificationSink for EwsSink {
-    async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
-        let unavailable = vec![Verdict::Unavailable; request.messages.len()];
-        match self.decide_all(callback, request).await {
-            Ok(verdicts) => verdicts,
-            Err(error) => {
-                self.metrics
-                    .store_errors
-                    .get_or_create(&StoreLabels {
-                        operation: "ews_notification",
-                    })
-                    .inc();
-                tracing::warn!(%error, "cannot record an ews notification; answering 503");
-                unavailable
-            }
-        }
+    type Admitted = Arc<RegistrationRecord>;
+
+    async fn admit(&self, callback: &Callback) -> Admission<Arc<RegistrationRecord>> {
+        self.admit_record(callback).await.unwrap_or_else(|error| {
+            self.count_error(&error);
+            Admission::Unavailable
+        })
+    }
+
+    async fn deliver(
+        &self,
+        record: Arc<RegistrationRecord>,
+        request: SendNotification,
+    ) -> Vec<Verdict> {
+        let count = request.messages.len();
+        self.decide_all(record, request)
+            .await
+            .unwrap_or_else(|error| {
+                self.count_error(&error);
+                vec![Verdict::Unavailable; count]
+            })
     }
 }

@@ -378,12 +378,11 @@ impl RunningNode {
                 .map_err(|e| format!("grpc server: {e}"))
         });
 
-        let gateway = Arc::new(herald_gateway::Gateway {
-            config: config.gateway.clone(),
-            limits: herald_gateway::Limits::default(),
-            sink: HomesSink::new(homes.clone(), metrics.clone()),
-            metrics: metrics.gateway.clone(),
-        });
+        let gateway = Arc::new(herald_gateway::Gateway::new(
+            config.gateway.clone(),
+            HomesSink::new(homes.clone(), metrics.clone()),
+            metrics.gateway.clone(),
+        ));
         let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             herald_gateway::serve(gateway_listener, gateway, stop)

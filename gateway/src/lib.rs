@@ -10,6 +10,8 @@
 
 mod answer;
 mod config;
+mod edge;
+mod handler;
 mod metrics;
 pub mod model;
 mod parse;
@@ -23,4 +25,4 @@ pub use config::GatewayConfig;
 pub use metrics::GatewayMetrics;
 pub use parse::{Limits, ParseError, Reason, parse};
 pub use server::{Gateway, router, serve};
-pub use sink::{AcceptAll, Callback, NotificationSink, Outcome, Verdict, combine};
+pub use sink::{AcceptAll, Admission, Callback, NotificationSink, Outcome, Verdict, combine};

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,10 @@ pub struct GatewayMetrics {
     pub messages: Family<VerdictLabels, Counter>,
     pub body_bytes: Histogram,
     pub parse_seconds: Histogram,
+    /// Bytes of request bodies held now (the budget's use).
+    pub body_bytes_in_flight: Gauge,
+    /// Connections open now.
+    pub connections: Gauge,
 }
 
 impl Default for GatewayMetrics {
@@ -44,6 +49,8 @@ impl Default for GatewayMetrics {
             body_bytes: Histogram::new(exponential_buckets(256.0, 2.0, 16)),
             // 2 µs … ~65 ms.
             parse_seconds: Histogram::new(exponential_buckets(0.000_002, 2.0, 16)),
+            body_bytes_in_flight: Gauge::default(),
+            connections: Gauge::default(),
         }
     }
 }
@@ -57,7 +64,7 @@ impl GatewayMetrics {
         );
         registry.register(
             "herald_gateway_rejections",
-            "EWS requests refused, by reason",
+            "EWS requests and connections refused, by reason",
             self.rejections.clone(),
         );
         registry.register(
@@ -74,6 +81,16 @@ impl GatewayMetrics {
             "herald_gateway_parse_duration_seconds",
             "Time to parse one EWS request body",
             self.parse_seconds.clone(),
+        );
+        registry.register(
+            "herald_gateway_body_in_flight_bytes",
+            "Bytes of EWS request bodies held now (bounded by gateway.body_budget)",
+            self.body_bytes_in_flight.clone(),
+        );
+        registry.register(
+            "herald_gateway_connections",
+            "Gateway connections open now",
+            self.connections.clone(),
         );
     }
 

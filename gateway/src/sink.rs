@@ -66,13 +66,32 @@ impl Verdict {
     }
 }
 
-/// Receives every well-formed request (by value: the sink may keep its parts). Implementations
-/// resolve the callback, apply each message durably, and return one verdict per message, in
+/// What the sink says of a callback URL before the request's body is read, so that an
+/// unknown or unserved URL costs no more than its headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission<T> {
+    /// A registration has this callback: read the body, then hand it over with this.
+    Known(T),
+    /// No live registration has this callback, and the sink is sure of it: `Unsubscribe`.
+    Unknown,
+    /// The sink cannot tell now (its store is away, the home is not served here): 503.
+    Unavailable,
+}
+
+/// Where the gateway hands requests. First [`admit`](Self::admit) resolves the callback URL
+/// (its shape, then whether a registration has it); then, for a known one, every
+/// well-formed request goes to [`deliver`](Self::deliver) (by value: the sink may keep its
+/// parts), which applies each message durably and returns one verdict per message, in
 /// order.
 pub trait NotificationSink: Send + Sync + 'static {
+    /// What `admit` found, handed back to `deliver`.
+    type Admitted: Send + 'static;
+
+    fn admit(&self, callback: &Callback) -> impl Future<Output = Admission<Self::Admitted>> + Send;
+
     fn deliver(
         &self,
-        callback: &Callback,
+        admitted: Self::Admitted,
         request: SendNotification,
     ) -> impl Future<Output = Vec<Verdict>> + Send;
 }
@@ -110,7 +129,13 @@ pub fn combine(verdicts: &[Verdict], messages: usize) -> Outcome {
 pub struct AcceptAll;
 
 impl NotificationSink for AcceptAll {
-    async fn deliver(&self, _callback: &Callback, request: SendNotification) -> Vec<Verdict> {
+    type Admitted = ();
+
+    async fn admit(&self, _callback: &Callback) -> Admission<()> {
+        Admission::Known(())
+    }
+
+    async fn deliver(&self, (): (), request: SendNotification) -> Vec<Verdict> {
         vec![Verdict::Ok; request.messages.len()]
     }
 }

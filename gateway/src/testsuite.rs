@@ -53,6 +53,26 @@ pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     parse_response(&raw)
 }
 
+/// [`send_raw`] from the local address `from` (any of 127.0.0.0/8 on loopback), so that a
+/// test can play several sources.
+pub async fn send_raw_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    request: &[u8],
+) -> RawResponse {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
 /// `POST path` with `body`, `Content-Length`, `Connection: close`, and a `Content-Type`
 /// unless `None`.
 pub async fn post(

@@ -148,9 +148,7 @@ impl Config {
                 }
             }
         }
-        if self.gateway.max_body == 0 {
-            p.push("gateway.max_body is 0".to_owned());
-        }
+        p.extend(self.gateway.problems());
         if let Some(url) = &self.redis.url
             && let Err(e) = redis::Client::open(url.as_str())
         {

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use herald_gateway::model::SendNotification;
-use herald_gateway::{Callback, NotificationSink, Verdict};
+use herald_gateway::{Admission, Callback, NotificationSink, Verdict};
 
-use super::Homes;
+use super::{HomeStack, Homes};
+use crate::domain::RegistrationRecord;
 use crate::metrics::{HomeLabels, Metrics};
 
 #[derive(Clone, Debug)]
@@ -26,25 +27,37 @@ impl HomesSink {
 }
 
 impl NotificationSink for HomesSink {
-    async fn deliver(&self, callback: &Callback, request: SendNotification) -> Vec<Verdict> {
+    type Admitted = (Arc<HomeStack>, Arc<RegistrationRecord>);
+
+    async fn admit(&self, callback: &Callback) -> Admission<Self::Admitted> {
         let home = callback.home_region();
-        match self.homes.served(home) {
-            Some(stack) => stack.sink.deliver(callback, request).await,
-            None => {
-                let known = self.homes.slot(home).is_some();
-                self.metrics
-                    .ews_unserved_home
-                    .get_or_create(&HomeLabels {
-                        home: if known {
-                            home.to_owned()
-                        } else {
-                            "other".to_owned()
-                        },
-                    })
-                    .inc();
-                tracing::debug!(home = %home.escape_debug(), "a notification for a home not served here: 503");
-                vec![Verdict::Unavailable; request.messages.len()]
-            }
+        let Some(stack) = self.homes.served(home) else {
+            let known = self.homes.slot(home).is_some();
+            self.metrics
+                .ews_unserved_home
+                .get_or_create(&HomeLabels {
+                    home: if known {
+                        home.to_owned()
+                    } else {
+                        "other".to_owned()
+                    },
+                })
+                .inc();
+            tracing::debug!(home = %home.escape_debug(), "a notification for a home not served here: 503");
+            return Admission::Unavailable;
+        };
+        match stack.sink.admit(callback).await {
+            Admission::Known(record) => Admission::Known((stack, record)),
+            Admission::Unknown => Admission::Unknown,
+            Admission::Unavailable => Admission::Unavailable,
         }
+    }
+
+    async fn deliver(
+        &self,
+        (stack, record): Self::Admitted,
+        request: SendNotification,
+    ) -> Vec<Verdict> {
+        stack.sink.deliver(record, request).await
     }
 }
