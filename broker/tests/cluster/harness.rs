@@ -213,6 +213,21 @@ record_file = "{pushes}"
         assert!(status.success(), "{} exited with {status}", self.id);
     }
 
+    /// The process's resident memory now, in bytes.
+    #[allow(
+        dead_code,
+        reason = "the fault tests, which share this harness, use it"
+    )]
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Every push this node recorded.
     pub(crate) fn sent(&self) -> Vec<PushRequest> {
         RecordingSender::read_file(&self.pushes).unwrap_or_default()
