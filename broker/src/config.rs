@@ -4,6 +4,7 @@
 //! Every key is documented in `docs/configuration.md`.
 
 mod check;
+mod credentials;
 mod env;
 mod sections;
 
@@ -72,6 +73,9 @@ pub struct NodeConfig {
     /// How long shutdown waits for in-flight work before giving up.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Allows an `http://` `public_url` on a host other than loopback (a test setup only:
+    /// callback tokens would cross the network in the clear).
+    pub insecure_public_url: bool,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +85,7 @@ impl Default for NodeConfig {
             region: "us-east-1".to_owned(),
             public_url: "http://127.0.0.1:8080".to_owned(),
             shutdown_grace: Duration::from_secs(10),
+            insecure_public_url: false,
         }
     }
 }
@@ -152,13 +157,28 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Bearer tokens accepted from gRPC callers.
     pub api_tokens: Vec<String>,
     /// A file with one more token per line (kept out of the main file and its backups).
     pub api_tokens_file: Option<PathBuf>,
+    /// Calls per second each API token may make, sustained; beyond it and its burst:
+    /// `RESOURCE_EXHAUSTED`. 0: no limit.
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_tokens: Vec::new(),
+            api_tokens_file: None,
+            requests_per_second: 1_000,
+            burst: 2_000,
+        }
+    }
 }
 
 impl fmt::Debug for AuthConfig {
@@ -169,6 +189,8 @@ impl fmt::Debug for AuthConfig {
                 &format_args!("<{} redacted>", self.api_tokens.len()),
             )
             .field("api_tokens_file", &self.api_tokens_file)
+            .field("requests_per_second", &self.requests_per_second)
+            .field("burst", &self.burst)
             .finish()
     }
 }

@@ -20,6 +20,13 @@ pub struct GrpcLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcRefusedLabels {
+    pub service: &'static str,
+    /// `unauthenticated` or `rate`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
     pub method: &'static str,
 }
@@ -46,6 +53,7 @@ pub struct Metrics {
     registry: Registry,
     pub grpc_requests: Family<GrpcLabels, Counter>,
     pub grpc_duration: HistogramFamily<MethodLabels>,
+    pub grpc_refused: Family<GrpcRefusedLabels, Counter>,
     pub registrations: Family<StateLabels, Gauge>,
     pub store_errors: Family<StoreLabels, Counter>,
     pub ews_unserved_home: Family<HomeLabels, Counter>,
@@ -82,6 +90,12 @@ impl Default for Metrics {
             "herald_grpc_request_duration_seconds",
             "Time to answer a gRPC call, by method",
             grpc_duration.clone(),
+        );
+        let grpc_refused = Family::<GrpcRefusedLabels, Counter>::default();
+        registry.register(
+            "herald_grpc_refused",
+            "gRPC calls refused before their message was read, by service and reason",
+            grpc_refused.clone(),
         );
         let registrations = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -123,6 +137,7 @@ impl Default for Metrics {
             gateway,
             grpc_requests,
             grpc_duration,
+            grpc_refused,
             registrations,
             store_errors,
             ews_unserved_home,

@@ -14,7 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::admin::{self, AdminState, Phase};
-use crate::api::{ApiTokens, RegistrationsApi};
+use crate::api::{ApiTokens, GuardLayer, RegistrationsApi};
 use crate::config::{Config, ConfigError};
 use crate::homes::{
     AdminHomes, HomeCopy, HomeStack, Homes, HomesSink, PeerHomes, StackParts, Watcher,
@@ -34,6 +34,8 @@ const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the gRPC health status follows the store's reachability.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the gRPC guard forgets API tokens idle long enough to be back at a full burst.
+const GUARD_FORGET_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -155,16 +157,30 @@ fn build_sender(
     Ok(Arc::new(delivery))
 }
 
-/// The gRPC services: health, reflection and `herald.v1.Registrations`.
+/// The gRPC server's routes, every one behind the guard.
+type GrpcRoutes = tonic::transport::server::Router<
+    tower::layer::util::Stack<GuardLayer, tower::layer::util::Identity>,
+>;
+
+/// Largest request each service decodes: registration calls carry a few ids and a device
+/// token; a peer call carries at most one parsed EWS request, which is smaller than its body.
+const REGISTRATIONS_MAX_MESSAGE: usize = 16 * 1024;
+const ADMIN_MAX_MESSAGE: usize = 4 * 1024;
+/// Largest answer each service encodes (a device's registrations, a cluster's status).
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+/// The gRPC services: health, reflection, `herald.v1.Registrations`, `Peer` and `Admin`,
+/// behind the guard (credentials and rates before a message is decoded) and with explicit
+/// message sizes.
 fn grpc_router(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
     homes: &Arc<Homes>,
     config: &Config,
-    tokens: ApiTokens,
+    guard: GuardLayer,
     metrics: &Arc<Metrics>,
-) -> Result<tonic::transport::server::Router, NodeError> {
+) -> Result<GrpcRoutes, NodeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(herald_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -173,13 +189,28 @@ fn grpc_router(
     let api = RegistrationsApi::new(
         homes.clone(),
         config.cluster.regions.clone(),
-        tokens,
         metrics.clone(),
     );
+    let peer_max_message = 2 * config.gateway.max_body + 64 * 1024;
     Ok(tonic::transport::Server::builder()
+        .layer(guard)
         .add_service(health)
         .add_service(reflection)
-        .add_service(RegistrationsServer::new(api)))
+        .add_service(
+            RegistrationsServer::new(api)
+                .max_decoding_message_size(REGISTRATIONS_MAX_MESSAGE)
+                .max_encoding_message_size(MAX_ANSWER),
+        )
+        .add_service(
+            PeerServer::new(PeerHomes::new(homes.clone()))
+                .max_decoding_message_size(peer_max_message)
+                .max_encoding_message_size(MAX_ANSWER),
+        )
+        .add_service(
+            AdminServer::new(AdminHomes::new(homes.clone()))
+                .max_decoding_message_size(ADMIN_MAX_MESSAGE)
+                .max_encoding_message_size(MAX_ANSWER),
+        ))
 }
 
 /// Resolves when the node is told to stop.
@@ -338,7 +369,6 @@ impl RunningNode {
             metrics: metrics.clone(),
             peers,
             advertise,
-            tokens: tokens.clone(),
         };
         let homes = Arc::new(Homes::new(
             (&config.node.region, store.clone()),
@@ -366,9 +396,23 @@ impl RunningNode {
         homes.own().set_stack(Some(own.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let grpc = grpc_router(health_service, &homes, config, tokens.clone(), &metrics)?
-            .add_service(PeerServer::new(PeerHomes::new(homes.clone())))
-            .add_service(AdminServer::new(AdminHomes::new(homes.clone(), tokens)));
+        let guard = GuardLayer::new(
+            tokens,
+            &config.cluster.peer_secret,
+            config.auth.requests_per_second,
+            config.auth.burst,
+            metrics.clone(),
+        );
+        tasks.spawn({
+            let forgetting = guard.spawn_forgetting(GUARD_FORGET_EVERY);
+            let mut stop = shutdown.subscribe();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+                forgetting.abort();
+                Ok(())
+            }
+        });
+        let grpc = grpc_router(health_service, &homes, config, guard, &metrics)?;
         let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             // Small request/answer frames: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.

@@ -4,7 +4,6 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
-use tonic::metadata::MetadataMap;
 
 #[derive(Clone)]
 pub struct ApiTokens {
@@ -28,9 +27,9 @@ impl ApiTokens {
         self.digests.is_empty()
     }
 
-    /// Checks `authorization: Bearer <token>`.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        let header = metadata
+    /// Which configured token `authorization: Bearer <token>` presents (its index).
+    pub fn caller(&self, headers: &http::HeaderMap) -> Result<usize, Status> {
+        let header = headers
             .get("authorization")
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
         let value = header
@@ -41,17 +40,14 @@ impl ApiTokens {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be 'Bearer <token>'"))?;
         let presented = digest(token.trim());
-        let matched = self
-            .digests
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, known| {
-                acc | known.ct_eq(&presented)
-            });
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("unknown API token"))
+        // Every digest is compared, in constant time each.
+        let mut matched = None;
+        for (i, known) in self.digests.iter().enumerate() {
+            if bool::from(known.ct_eq(&presented)) {
+                matched = Some(i);
+            }
         }
+        matched.ok_or_else(|| Status::unauthenticated("unknown API token"))
     }
 }
 
@@ -63,8 +59,8 @@ fn digest(token: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn with(value: &str) -> MetadataMap {
-        let mut map = MetadataMap::new();
+    fn with(value: &str) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
         map.insert("authorization", value.parse().unwrap());
         map
     }
@@ -72,20 +68,20 @@ mod tests {
     #[test]
     fn only_a_configured_bearer_token_passes() {
         let tokens = ApiTokens::new(["s3cret-token"]);
-        assert!(tokens.check(&with("Bearer s3cret-token")).is_ok());
+        assert!(tokens.caller(&with("Bearer s3cret-token")).is_ok());
         for bad in [
             "Bearer wrong",
             "s3cret-token",
             "Basic s3cret-token",
             "Bearer ",
         ] {
-            let err = tokens.check(&with(bad)).unwrap_err();
+            let err = tokens.caller(&with(bad)).unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad}");
         }
-        assert!(tokens.check(&MetadataMap::new()).is_err());
+        assert!(tokens.caller(&http::HeaderMap::new()).is_err());
         assert!(
             ApiTokens::new(Vec::<String>::new())
-                .check(&with("Bearer x"))
+                .caller(&with("Bearer x"))
                 .is_err()
         );
     }

@@ -14,7 +14,6 @@ use herald_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::ApiTokens;
 use super::convert::{platform_from_proto, registration};
 use crate::domain::{RegistrationId, RegistrationRecord, validate_region};
 use crate::homes::{HomeStack, Homes, not_served};
@@ -34,7 +33,6 @@ pub struct RegistrationsApi {
     homes: Arc<Homes>,
     /// Every region a registration may name as its home.
     regions: Arc<[String]>,
-    tokens: ApiTokens,
     metrics: Arc<Metrics>,
 }
 
@@ -54,16 +52,10 @@ impl<T> Answer<T> {
 }
 
 impl RegistrationsApi {
-    pub fn new(
-        homes: Arc<Homes>,
-        regions: Vec<String>,
-        tokens: ApiTokens,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(homes: Arc<Homes>, regions: Vec<String>, metrics: Arc<Metrics>) -> Self {
         Self {
             homes,
             regions: regions.into(),
-            tokens,
             metrics,
         }
     }
@@ -133,19 +125,17 @@ impl RegistrationsApi {
         Fut: Future<Output = Result<Answer<Resp>, RegistryError>>,
     {
         let started = Instant::now();
-        let result = match self.tokens.check(request.metadata()) {
-            Ok(()) => handler(request.into_inner()).await.map_err(|err| {
-                if let RegistryError::Store(store_err) = &err {
-                    self.metrics
-                        .store_errors
-                        .get_or_create(&StoreLabels { operation: method })
-                        .inc();
-                    tracing::warn!(method, error = %store_err, "registration store failed");
-                }
-                Status::from(err)
-            }),
-            Err(status) => Err(status),
-        };
+        // The caller was authenticated before its message was decoded (`api::guard`).
+        let result = handler(request.into_inner()).await.map_err(|err| {
+            if let RegistryError::Store(store_err) = &err {
+                self.metrics
+                    .store_errors
+                    .get_or_create(&StoreLabels { operation: method })
+                    .inc();
+                tracing::warn!(method, error = %store_err, "registration store failed");
+            }
+            Status::from(err)
+        });
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),

@@ -12,7 +12,6 @@ use herald_proto::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
 use super::keeper::ClusterNode;
-use crate::api::ApiTokens;
 use crate::routing::Router;
 use crate::subscription::Subscriptions;
 
@@ -21,7 +20,6 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct AdminApi {
-    tokens: ApiTokens,
     node_id: String,
     region: String,
     address: String,
@@ -34,7 +32,6 @@ pub struct AdminApi {
 impl AdminApi {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        tokens: ApiTokens,
         node_id: String,
         region: String,
         address: String,
@@ -44,7 +41,6 @@ impl AdminApi {
         cluster: Option<Arc<ClusterNode>>,
     ) -> Self {
         Self {
-            tokens,
             node_id,
             region,
             address,
@@ -130,7 +126,6 @@ impl Admin for AdminApi {
         &self,
         request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        self.tokens.check(request.metadata())?;
         let region = request.into_inner().region;
         if !region.is_empty() && region != self.region {
             return Err(Status::failed_precondition(format!(
@@ -149,7 +144,6 @@ impl Admin for AdminApi {
         &self,
         request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        self.tokens.check(request.metadata())?;
         let node_id = request.into_inner().node_id;
         let Some(cluster) = &self.cluster else {
             return Err(Status::failed_precondition(

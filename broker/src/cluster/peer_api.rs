@@ -1,5 +1,6 @@
 //! The `herald.v1.Peer` service: what this node does for the other nodes of its cluster.
-//! Every call is authenticated with `cluster.peer_secret`, applied only if this node serves
+//! Every call was authenticated with `cluster.peer_secret` before its message was decoded
+//! (`api::guard`); it is applied only if it is meant for this node and this node serves
 //! the shard it is for (else `UNAVAILABLE` with the not-owner marker, and the caller looks
 //! the owner up again), and never forwarded further.
 
@@ -15,7 +16,6 @@ use tonic::{Request, Response, Status};
 use super::Hop;
 use super::keeper::ClusterNode;
 use super::wire;
-use crate::api::ApiTokens;
 use crate::domain::RegistrationId;
 use crate::ews_sink::{EwsSink, SinkError};
 use crate::routing::Router;
@@ -23,8 +23,6 @@ use crate::subscription::{DeliverError, Subscriptions};
 
 #[derive(Clone, Debug)]
 pub struct PeerApi {
-    /// The peer secret, kept as a digest and compared in constant time.
-    secret: ApiTokens,
     sink: EwsSink,
     router: Router,
     subscriptions: Subscriptions,
@@ -32,21 +30,13 @@ pub struct PeerApi {
 }
 
 impl PeerApi {
-    /// The service; with an empty `peer_secret` it refuses every call.
     pub fn new(
-        peer_secret: &str,
         sink: EwsSink,
         router: Router,
         subscriptions: Subscriptions,
         cluster: Option<Arc<ClusterNode>>,
     ) -> Self {
-        let secrets: &[&str] = if peer_secret.is_empty() {
-            &[]
-        } else {
-            &[peer_secret]
-        };
         Self {
-            secret: ApiTokens::new(secrets),
             sink,
             router,
             subscriptions,
@@ -54,15 +44,9 @@ impl PeerApi {
         }
     }
 
-    /// The call is authenticated and meant for this node (else a not-owner answer: the
-    /// caller looks the owner up again).
+    /// The call is meant for this node (else a not-owner answer: the caller looks the
+    /// owner up again).
     fn check<T>(&self, request: &Request<T>, shard: Option<ShardId>) -> Result<(), Status> {
-        if self.secret.is_empty() {
-            return Err(Status::unauthenticated(
-                "this node has no cluster.peer_secret: it takes no peer calls",
-            ));
-        }
-        self.secret.check(request.metadata())?;
         let Some(cluster) = &self.cluster else {
             return Err(Status::failed_precondition(
                 "this node runs alone on an in-memory store: it is no cluster member",

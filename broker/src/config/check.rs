@@ -38,6 +38,10 @@ impl Config {
         }
         if cluster.peer_secret.chars().any(|c| !c.is_ascii_graphic()) {
             p.push("cluster.peer_secret must be printable ASCII without spaces".to_owned());
+        } else if !cluster.peer_secret.is_empty()
+            && let Some(weak) = super::credentials::weakness(&cluster.peer_secret)
+        {
+            p.push(format!("cluster.peer_secret {weak}"));
         }
         if cluster.heartbeat.is_zero() || cluster.heartbeat >= cluster.member_ttl {
             p.push("cluster.heartbeat must be above zero and below cluster.member_ttl".to_owned());
@@ -135,6 +139,10 @@ impl Config {
             p.push(format!(
                 "node.public_url '{url}' is not an http(s) URL with a host"
             ));
+        } else if let Some(problem) =
+            super::credentials::plain_http_problem(url, self.node.insecure_public_url)
+        {
+            p.push(problem);
         }
         let listeners = [
             ("gateway.listen", self.gateway.listen),
@@ -162,7 +170,13 @@ impl Config {
             Ok(tokens) if tokens.iter().any(|t| t.trim().is_empty()) => {
                 p.push("auth.api_tokens has an empty token".to_owned());
             }
-            Ok(_) => {}
+            Ok(tokens) => {
+                for (i, token) in tokens.iter().enumerate() {
+                    if let Some(weak) = super::credentials::weakness(token) {
+                        p.push(format!("auth.api_tokens[{i}] {weak}"));
+                    }
+                }
+            }
             Err(e) => p.push(format!("auth.api_tokens_file: {e}")),
         }
         if self.coalesce.quiet.is_zero() || self.coalesce.quiet > self.coalesce.max_delay {

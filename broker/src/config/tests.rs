@@ -70,10 +70,13 @@ ca_file = ""
 "#;
 
 #[test]
-fn the_design_example_loads_and_has_no_problems() {
+fn the_design_example_loads_and_only_its_example_token_is_refused() {
     let f = file(DESIGN_EXAMPLE);
     let config = Config::load(Some(f.path()), &HashMap::new()).unwrap();
-    assert_eq!(config.problems(), Problems::default());
+    assert_eq!(
+        config.problems().0,
+        ["auth.api_tokens[0] is a well-known example value"]
+    );
     assert_eq!(config.node.id, "use1-a");
     assert_eq!(config.coalesce.max_delay, Duration::from_secs(3));
     assert_eq!(config.apps.len(), 2);
@@ -192,7 +195,7 @@ fn secrets_are_redacted_from_debug() {
     let config = Config {
         auth: AuthConfig {
             api_tokens: vec!["hunter2-token".into()],
-            api_tokens_file: None,
+            ..AuthConfig::default()
         },
         redis: RedisConfig {
             url: Some("redis://:pw-secret@10.0.0.1".into()),

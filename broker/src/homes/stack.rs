@@ -13,7 +13,6 @@ use herald_workers::PushSender;
 use tokio::sync::watch;
 
 use super::shard_keeper;
-use crate::api::ApiTokens;
 use crate::cluster::{AdminApi, ClusterNode, ClusterSettings, Forwarder, PeerApi};
 use crate::config::Config;
 use crate::ews_sink::EwsSink;
@@ -33,7 +32,6 @@ pub struct StackParts {
     pub peers: Option<Peers>,
     /// The gRPC address this node's peers call.
     pub advertise: String,
-    pub tokens: ApiTokens,
 }
 
 /// One home, served by this node.
@@ -145,14 +143,12 @@ impl HomeStack {
             parts.metrics.clone(),
         );
         let peer = PeerApi::new(
-            &config.cluster.peer_secret,
             sink.clone(),
             router.clone(),
             subscriptions.clone(),
             cluster.clone(),
         );
         let admin = AdminApi::new(
-            parts.tokens.clone(),
             config.node.id.clone(),
             home.to_owned(),
             parts.advertise.clone(),
