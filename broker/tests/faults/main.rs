@@ -10,6 +10,8 @@ mod flood;
 #[allow(dead_code)]
 #[path = "../cluster/harness.rs"]
 mod harness;
+mod load;
+mod redis;
 
 use std::time::Duration;
 

@@ -1,15 +1,19 @@
-//! A TCP proxy the test controls: the replication links between regions run through it,
-//! so a test can cut a region off (every connection closed, new ones refused) and heal it.
+//! A TCP proxy the test controls: the replication links between regions (and, in the fault
+//! tests, a node's link to its Redis) run through it, so a test can cut the link (every
+//! connection closed, new ones refused) and heal it, or slow it down.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub(crate) struct Proxy {
     pub(crate) port: u16,
     cut: watch::Sender<bool>,
+    delay: watch::Sender<Duration>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -19,7 +23,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, _) = watch::channel(false);
-        let watch = cut.clone();
+        let (delay, _) = watch::channel(Duration::ZERO);
+        let (watch, delays) = (cut.clone(), delay.clone());
         let task = tokio::spawn(async move {
             let target = SocketAddr::from(([127, 0, 0, 1], target));
             while let Ok((inbound, _)) = listener.accept().await {
@@ -28,19 +33,27 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
+                let (up, down) = (delays.subscribe(), delays.subscribe());
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
-                    let (mut inbound, mut outbound) = (inbound, outbound);
+                    let (from_client, to_client) = inbound.into_split();
+                    let (from_server, to_server) = outbound.into_split();
                     tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = pump(from_client, to_server, up) => {}
+                        () = pump(from_server, to_client, down) => {}
                         _ = is_cut.wait_for(|c| *c) => {}
                     }
                 });
             }
         });
-        Self { port, cut, task }
+        Self {
+            port,
+            cut,
+            delay,
+            task,
+        }
     }
 
     /// Closes every connection and refuses new ones until [`heal`](Self::heal).
@@ -50,6 +63,30 @@ impl Proxy {
 
     pub(crate) fn heal(&self) {
         self.cut.send_replace(false);
+    }
+
+    /// Holds every chunk, each way, `delay` before passing it on (zero: none).
+    #[allow(dead_code, reason = "the fault tests, which share this proxy, use it")]
+    pub(crate) fn slow_down(&self, delay: Duration) {
+        self.delay.send_replace(delay);
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk for the current delay.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: watch::Receiver<Duration>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let held = *delay.borrow();
+        if !held.is_zero() {
+            tokio::time::sleep(held).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
