@@ -99,6 +99,8 @@ struct Shared {
     certificates: ClientCertificates,
     script: Script,
     record: Record<ApnsPush>,
+    /// Connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A running mock APNs; it stops when dropped.
@@ -126,6 +128,7 @@ impl MockApns {
             keys,
             certificates: tls.clients(),
             record: Record::new(options.record),
+            connections: Arc::default(),
             options,
             script: Script::default(),
         });
@@ -137,6 +140,7 @@ impl MockApns {
             router,
             true,
             streams,
+            shared.connections.clone(),
             stopped,
         );
         Ok(Self {
@@ -149,6 +153,13 @@ impl MockApns {
     /// The base URL an app's `base_url` names.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What to misbehave on.
@@ -187,13 +198,26 @@ async fn push(
 ) -> Response {
     let token = uri.path().strip_prefix("/3/device/").unwrap_or_default();
     let mut fault = shared.script.fault_for(token);
-    if let Some(Fault::DelayMs(ms)) = fault {
-        tokio::time::sleep(delay(ms)).await;
-        fault = None;
+    match fault {
+        Some(Fault::DelayMs(ms)) => {
+            tokio::time::sleep(delay(ms)).await;
+            fault = None;
+        }
+        Some(Fault::Goaway) => {
+            // The GOAWAY goes out while this stream is open; its answer follows.
+            connection.goaway.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            fault = None;
+        }
+        _ => {}
     }
     let answer = match fault {
         Some(Fault::Drop) => {
             connection.drop.notify_one();
+            Err(Reply::new(503, "Shutdown"))
+        }
+        Some(Fault::Reset) => {
+            connection.reset();
             Err(Reply::new(503, "Shutdown"))
         }
         Some(Fault::Reply(reply)) => Err(reply),

@@ -84,6 +84,8 @@ struct Shared {
     script: Script,
     record: Record<FcmPush>,
     tokens: Mutex<Tokens>,
+    /// Connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A running mock FCM; it stops when dropped.
@@ -107,6 +109,7 @@ impl MockFcm {
             assertion_key,
             script: Script::default(),
             tokens: Mutex::default(),
+            connections: Arc::default(),
         });
         let api = Router::new()
             .route("/v1/projects/{project}/messages:send", post(send))
@@ -117,7 +120,15 @@ impl MockFcm {
             .with_state(shared.clone());
         let (stop, stopped) = watch::channel(false);
         let tls = tls.server_config(&[b"h2", b"http/1.1"])?;
-        spawn_tls(listener, tls, api, false, 1000, stopped.clone());
+        spawn_tls(
+            listener,
+            tls,
+            api,
+            false,
+            1000,
+            shared.connections.clone(),
+            stopped.clone(),
+        );
         spawn_plain(token_listener, tokens, stopped);
         Ok(Self {
             addr,
@@ -153,6 +164,13 @@ impl MockFcm {
 
     pub fn script(&self) -> &Script {
         &self.shared.script
+    }
+
+    /// Connections accepted so far (the API listener's).
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn pushes(&self) -> Vec<FcmPush> {
@@ -268,14 +286,27 @@ async fn send(
         .unwrap_or_default()
         .to_owned();
     let mut fault = shared.script.fault_for(&token);
-    if let Some(Fault::DelayMs(ms)) = fault {
-        tokio::time::sleep(delay(ms)).await;
-        fault = None;
+    match fault {
+        Some(Fault::DelayMs(ms)) => {
+            tokio::time::sleep(delay(ms)).await;
+            fault = None;
+        }
+        Some(Fault::Goaway) => {
+            // The GOAWAY goes out while this stream is open; its answer follows.
+            connection.goaway.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            fault = None;
+        }
+        _ => {}
     }
     let answer = match fault {
         Some(Fault::Drop) => {
             connection.drop.notify_one();
             Err((Reply::new(503, "UNAVAILABLE"), "connection dropped"))
+        }
+        Some(Fault::Reset) => {
+            connection.reset();
+            Err((Reply::new(503, "UNAVAILABLE"), "connection reset"))
         }
         Some(Fault::Reply(reply)) => Err((reply, "scripted error")),
         _ => check(&shared, &project, &headers, &body, message),

@@ -1,5 +1,6 @@
 //! What a mock is told to do besides accepting: answer an error for some device tokens or
-//! for a share of all traffic, wait before answering, or drop the connection.
+//! for a share of all traffic, wait before answering, drop or reset the connection, or
+//! send GOAWAY on it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +43,12 @@ pub enum Fault {
     DelayMs(u64),
     /// Close the connection without answering.
     Drop,
+    /// Reset the connection (TCP RST) without answering, as a crashed or overloaded
+    /// front end does.
+    Reset,
+    /// Send HTTP/2 GOAWAY on the connection — no new streams on it — then answer this
+    /// request normally a little later, as a provider draining a connection does.
+    Goaway,
 }
 
 /// A fault for one device token, for its next `times` requests (`None`: until cleared).

@@ -20,6 +20,10 @@ use super::MockError;
 pub(crate) struct Connection {
     /// Notified to close the connection without answering.
     pub(crate) drop: Notify,
+    /// Notified to send GOAWAY and let the connection end once its streams are answered.
+    pub(crate) goaway: Notify,
+    /// The connection's socket, to make its close a reset (`SO_LINGER` 0).
+    socket: Option<std::net::TcpStream>,
     /// APNs pins one team and tracks the provider token per connection.
     pub(crate) auth: Mutex<Option<ConnectionAuth>>,
     /// The client certificate presented at the handshake (DER), if any.
@@ -51,6 +55,7 @@ pub(crate) fn spawn_tls(
     router: Router,
     http2_only: bool,
     max_streams: u32,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -67,6 +72,10 @@ pub(crate) fn spawn_tls(
                 _ = stop.changed() => return,
             };
             let _ = tcp.set_nodelay(true);
+            let Ok((tcp, socket)) = with_handle(tcp) else {
+                continue;
+            };
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (acceptor, router, mut stop) = (acceptor.clone(), router.clone(), stop.clone());
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(tcp).await else {
@@ -79,6 +88,7 @@ pub(crate) fn spawn_tls(
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|cert| cert.to_vec()),
+                    socket,
                     ..Connection::default()
                 });
                 let service = TowerToHyperService::new(router.layer(Extension(connection.clone())));
@@ -88,14 +98,38 @@ pub(crate) fn spawn_tls(
                     builder = builder.http2_only();
                 }
                 let serving = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = serving => {}
-                    _ = connection.drop.notified() => {}
-                    _ = stop.changed() => {}
+                tokio::pin!(serving);
+                loop {
+                    tokio::select! {
+                        _ = serving.as_mut() => break,
+                        () = connection.drop.notified() => break,
+                        () = connection.goaway.notified() => serving.as_mut().graceful_shutdown(),
+                        _ = stop.changed() => break,
+                    }
                 }
             });
         }
     });
+}
+
+/// `tcp`, and a second handle on its socket (to set options after tokio-rustls and hyper
+/// own the first; none if the descriptor cannot be duplicated).
+fn with_handle(
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, Option<std::net::TcpStream>)> {
+    let std = tcp.into_std()?;
+    let handle = std.try_clone().ok();
+    Ok((tokio::net::TcpStream::from_std(std)?, handle))
+}
+
+impl Connection {
+    /// Makes the connection's close a reset, then closes it.
+    pub(crate) fn reset(&self) {
+        if let Some(socket) = &self.socket {
+            let _ = socket2::SockRef::from(socket).set_linger(Some(std::time::Duration::ZERO));
+        }
+        self.drop.notify_one();
+    }
 }
 
 /// Serves `router` over plain HTTP until `stop` turns true.

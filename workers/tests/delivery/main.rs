@@ -16,6 +16,7 @@ use herald_workers::{
     PushSender,
 };
 
+mod connection_faults;
 mod refusals;
 
 const IOS: &str = "com.example.mail";
