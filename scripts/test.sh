@@ -18,6 +18,13 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Supply chain (deny.toml): licenses, banned and duplicate crates, allowed sources.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "cargo-deny not found: installing it from crates.io" >&2
+  cargo install --locked cargo-deny@0.20.2
+fi
+cargo deny --offline check licenses bans sources
+
 cargo test --workspace --all-targets --locked "$@"
 
 # The parser's fuzz target (gateway/fuzz) lives outside the workspace because running it
