@@ -22,6 +22,18 @@ use crate::routing::{MOVING_WAIT, ROUTE_ATTEMPTS, Router};
 use crate::subscription::DeliverError;
 use herald_cluster::ShardId;
 
+/// How long a registration read when its callback URL was admitted stands for it once the
+/// body has arrived; an older read (a slow body) is read again, so that an actor is never
+/// started from a copy that other writers may have overtaken.
+const ADMITTED_FRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A callback URL's registration, as read when the URL was admitted.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    record: Arc<RegistrationRecord>,
+    read_at: std::time::Instant,
+}
+
 /// Hands gateway requests to the subscription actors.
 #[derive(Clone, Debug)]
 pub struct EwsSink {
@@ -63,53 +75,60 @@ impl EwsSink {
     /// What a callback URL names, before its body is read: `Unknown` only for what Herald
     /// knows — a token it never minted for this home, or no live registration with this
     /// token and secret in a store that is the home's current state.
-    async fn admit_record(
-        &self,
-        callback: &Callback,
-    ) -> Result<Admission<Arc<RegistrationRecord>>, SinkError> {
+    async fn admit_record(&self, callback: &Callback) -> Result<Admission<Admitted>, SinkError> {
         let home = callback.home_region();
         let minted_here = CallbackToken::parse(callback.token())
             .is_some_and(|token| token.registration_id().home_tag() == home_tag(home));
         if !minted_here {
             return Ok(Admission::Unknown);
         }
+        let read_at = std::time::Instant::now();
         let Some(record) = self.resolve(callback.token()).await? else {
             // Not a token we minted, or its registration is gone — if the store is the
-            // home's current state. A node without a trusted lease cannot tell: its store
-            // may be a primary cut off from the others while the home is served elsewhere.
-            if !self.store_is_current().await {
-                return Err(SinkError::Uncertain);
-            }
+            // home's current state.
+            self.gone().await?;
             return Ok(Admission::Unknown);
         };
         if record.home_region != home || record.state == RegState::Dead {
             return Ok(Admission::Unknown);
         }
-        Ok(Admission::Known(record))
+        Ok(Admission::Known(Admitted { record, read_at }))
+    }
+
+    /// `Ok` when the store's "no such registration" is final: the store is the home's
+    /// current state. A node without a trusted lease cannot tell — its store may be a
+    /// primary cut off from the others while the home is served elsewhere — and says so.
+    async fn gone(&self) -> Result<(), SinkError> {
+        if self.store_is_current().await {
+            Ok(())
+        } else {
+            Err(SinkError::Uncertain)
+        }
     }
 
     /// Each message's verdict for `record`'s registration, decided on the node that serves
     /// its shard (this one, or its owner one hop away).
     async fn decide_all(
         &self,
-        record: Arc<RegistrationRecord>,
+        admitted: Admitted,
         request: SendNotification,
     ) -> Result<Vec<Verdict>, SinkError> {
         let count = request.messages.len();
-        let home = record.home_region.clone();
+        let home = admitted.record.home_region.clone();
         let request = Arc::new(request);
-        let id = record.id.clone();
-        let mut record = Some(record);
+        let id = admitted.record.id.clone();
+        // A read from before a slow body is read again below.
+        let mut record = (admitted.read_at.elapsed() <= ADMITTED_FRESH).then_some(admitted.record);
         for _ in 0..ROUTE_ATTEMPTS {
             let record = match record.take() {
                 Some(record) => record,
-                // It moved to another shard meanwhile: where is it now?
+                // It moved to another shard meanwhile, or the read is old: where is it now?
                 None => match self.router.lookup(&id).await.map_err(DeliverError::Store)? {
                     Some(record) => record,
-                    None if self.store_is_current().await => {
+                    None => {
+                        self.gone().await?;
                         return Ok(vec![Verdict::Unsubscribe; count]);
                     }
-                    None => return Err(SinkError::Uncertain),
                 },
             };
             match self.decide_at_owner(&home, &request, record).await {
@@ -209,8 +228,11 @@ impl EwsSink {
                 Some(record) => record,
                 None => match self.router.lookup(id).await {
                     Ok(Some(record)) => record,
-                    // Deleted since the caller resolved its token.
-                    Ok(None) => return every(Verdict::Unsubscribe),
+                    // Deleted since the caller resolved its token, if the store is current.
+                    Ok(None) => match self.gone().await {
+                        Ok(()) => return every(Verdict::Unsubscribe),
+                        Err(error) => return Hop::Done(Err(error)),
+                    },
                     Err(error) => return Hop::Done(Err(RegistryError::from(error).into())),
                 },
             };
@@ -320,22 +342,18 @@ pub enum SinkError {
 }
 
 impl NotificationSink for EwsSink {
-    type Admitted = Arc<RegistrationRecord>;
+    type Admitted = Admitted;
 
-    async fn admit(&self, callback: &Callback) -> Admission<Arc<RegistrationRecord>> {
+    async fn admit(&self, callback: &Callback) -> Admission<Admitted> {
         self.admit_record(callback).await.unwrap_or_else(|error| {
             self.count_error(&error);
             Admission::Unavailable
         })
     }
 
-    async fn deliver(
-        &self,
-        record: Arc<RegistrationRecord>,
-        request: SendNotification,
-    ) -> Vec<Verdict> {
+    async fn deliver(&self, admitted: Admitted, request: SendNotification) -> Vec<Verdict> {
         let count = request.messages.len();
-        self.decide_all(record, request)
+        self.decide_all(admitted, request)
             .await
             .unwrap_or_else(|error| {
                 self.count_error(&error);

@@ -166,6 +166,8 @@ type GrpcRoutes = tonic::transport::server::Router<
 /// token; a peer call carries at most one parsed EWS request, which is smaller than its body.
 const REGISTRATIONS_MAX_MESSAGE: usize = 16 * 1024;
 const ADMIN_MAX_MESSAGE: usize = 4 * 1024;
+/// Health checks and reflection, open to anyone who reaches the port: a service name.
+const OPEN_MAX_MESSAGE: usize = 4 * 1024;
 /// Largest answer each service encodes (a device's registrations, a cluster's status).
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
@@ -194,8 +196,8 @@ fn grpc_router(
     let peer_max_message = 2 * config.gateway.max_body + 64 * 1024;
     Ok(tonic::transport::Server::builder()
         .layer(guard)
-        .add_service(health)
-        .add_service(reflection)
+        .add_service(health.max_decoding_message_size(OPEN_MAX_MESSAGE))
+        .add_service(reflection.max_decoding_message_size(OPEN_MAX_MESSAGE))
         .add_service(
             RegistrationsServer::new(api)
                 .max_decoding_message_size(REGISTRATIONS_MAX_MESSAGE)

@@ -44,6 +44,10 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// The header a trusted proxy puts the client's address in.
     pub client_ip_header: String,
+    /// Sources with no per-source limits (connections and request rate): an operator's own
+    /// Exchange servers, or Exchange Online's published ranges when one of its addresses
+    /// sends more than the per-source rate. Per-URL limits still apply.
+    pub exempt_sources: Vec<IpNet>,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +68,7 @@ impl Default for GatewayConfig {
             token_burst: 40,
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".to_owned(),
+            exempt_sources: Vec::new(),
         }
     }
 }

@@ -37,6 +37,7 @@ impl Edge {
             budget: BodyBudget::new(config.body_budget, metrics.body_bytes_in_flight.clone()),
             sources: Arc::new(Sources::new(
                 config.trusted_proxies.clone(),
+                config.exempt_sources.clone(),
                 header,
                 config.max_connections_per_source,
             )),

@@ -1,7 +1,7 @@
 //! `POST /ews/v1/{home_region}/{token}`: what a request costs is decided before its body is
 //! read — the source's rate, the content type and declared length, the callback URL (an
-//! unknown one is answered without reading more than a few kilobytes), the URL's rate and
-//! the budget of body bytes in flight — then the body is read within its bounds, parsed,
+//! unknown one is answered without reading more than a few kilobytes) and the URL's rate —
+//! then the body is read within its bounds and the budget of body bytes in flight, parsed,
 //! and handed to the sink.
 
 use std::net::SocketAddr;
@@ -61,7 +61,7 @@ async fn answer<S: NotificationSink>(
     let metrics = &gateway.metrics;
     if let Some(peer) = peer {
         let source = edge.sources.client(peer.ip(), headers);
-        if !edge.rates.source_allows(source) {
+        if !edge.sources.is_exempt(source) && !edge.rates.source_allows(source) {
             return refuse(
                 metrics,
                 Refusal::too_many("source_rate", "this source"),
@@ -100,13 +100,10 @@ async fn answer<S: NotificationSink>(
             whole,
         );
     }
+    // Bytes are paid for as they arrive: a body trickled in holds only what it has sent,
+    // and the minimum rate cuts it.
     let mut held = edge.budget.hold();
-    if let Some(len) = declared
-        && !edge.budget.take(&mut held, len)
-    {
-        return refuse(metrics, over_budget(), false);
-    }
-    let bytes = match read_body(body, edge.body, &edge.budget, &mut held).await {
+    let bytes = match read_body(body, declared, edge.body, &edge.budget, &mut held).await {
         Ok(bytes) => bytes,
         Err(error) => return refuse(metrics, body_refusal(error, cap), false),
     };

@@ -176,6 +176,14 @@ impl Config {
                         p.push(format!("auth.api_tokens[{i}] {weak}"));
                     }
                 }
+                if !self.cluster.peer_secret.is_empty()
+                    && tokens.iter().any(|t| t.trim() == self.cluster.peer_secret)
+                {
+                    p.push(
+                        "cluster.peer_secret is also an API token: an API caller could call Peer"
+                            .to_owned(),
+                    );
+                }
             }
             Err(e) => p.push(format!("auth.api_tokens_file: {e}")),
         }

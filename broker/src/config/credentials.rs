@@ -44,7 +44,11 @@ pub(super) fn weakness(secret: &str) -> Option<String> {
 /// Why a `public_url` of `http://` is refused: only a loopback host (a node on a laptop)
 /// or `node.insecure_public_url` allows it.
 pub(super) fn plain_http_problem(url: &str, allowed: bool) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
+    let scheme = url.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("http://") {
+        return None;
+    }
+    let rest = &url[7..];
     if allowed || is_loopback(host_of(rest)) {
         return None;
     }
@@ -53,9 +57,12 @@ pub(super) fn plain_http_problem(url: &str, allowed: bool) -> Option<String> {
     ))
 }
 
-/// The host of `host[:port][/path]`, IPv6 brackets kept.
+/// The host of `[user@]host[:port][/path]`, IPv6 brackets kept.
 fn host_of(rest: &str) -> &str {
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if authority.starts_with('[') {
         return authority.split_inclusive(']').next().unwrap_or(authority);
     }
@@ -97,5 +104,8 @@ mod tests {
             assert!(plain_http_problem(local, false).is_none(), "{local}");
         }
         assert!(plain_http_problem("http://127.0.0.1.example.com", false).is_some());
+        assert!(plain_http_problem("HTTP://push.example.com", false).is_some());
+        assert!(plain_http_problem("http://localhost@evil.example", false).is_some());
+        assert!(plain_http_problem("http://evil.example@localhost:8080", false).is_none());
     }
 }

@@ -11,7 +11,7 @@ use herald_gateway::model::SendNotification;
 use herald_gateway::{Admission, Callback, NotificationSink, Verdict};
 
 use super::{HomeStack, Homes};
-use crate::domain::RegistrationRecord;
+use crate::ews_sink::Admitted;
 use crate::metrics::{HomeLabels, Metrics};
 
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ impl HomesSink {
 }
 
 impl NotificationSink for HomesSink {
-    type Admitted = (Arc<HomeStack>, Arc<RegistrationRecord>);
+    type Admitted = (Arc<HomeStack>, Admitted);
 
     async fn admit(&self, callback: &Callback) -> Admission<Self::Admitted> {
         let home = callback.home_region();
@@ -47,7 +47,7 @@ impl NotificationSink for HomesSink {
             return Admission::Unavailable;
         };
         match stack.sink.admit(callback).await {
-            Admission::Known(record) => Admission::Known((stack, record)),
+            Admission::Known(admitted) => Admission::Known((stack, admitted)),
             Admission::Unknown => Admission::Unknown,
             Admission::Unavailable => Admission::Unavailable,
         }
@@ -55,9 +55,9 @@ impl NotificationSink for HomesSink {
 
     async fn deliver(
         &self,
-        (stack, record): Self::Admitted,
+        (stack, admitted): Self::Admitted,
         request: SendNotification,
     ) -> Vec<Verdict> {
-        stack.sink.deliver(record, request).await
+        stack.sink.deliver(admitted, request).await
     }
 }

@@ -15,6 +15,10 @@ use herald_workers::{PushRequest, RecordingSender};
 
 pub(crate) const TOKEN: &str = "cluster-test-token-0123456789";
 const PEER_SECRET: &str = "cluster-test-peer-secret-0123456789";
+/// The gateway limits the tests lift: one test process plays every Exchange server from
+/// one address and replays notifications faster than Exchange would.
+pub(crate) const LOOSE_EDGE: &str = "source_requests_per_second = 0\nmax_connections_per_source = 0\ntoken_requests_per_second = 0\n";
+
 /// How fast the nodes heartbeat and how long their rows and leases last.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timing {
@@ -100,7 +104,7 @@ public_url = "https://push.example.test"
 shutdown_grace = "10s"
 [gateway]
 listen = "127.0.0.1:{gateway}"
-[grpc]
+{LOOSE_EDGE}[grpc]
 listen = "127.0.0.1:{grpc}"
 [admin]
 listen = "127.0.0.1:{admin}"

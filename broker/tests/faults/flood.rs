@@ -15,7 +15,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
-use crate::harness::{Cluster, Device, Node, Told, heartbeat, post, post_until_ok, register};
+use crate::harness::{
+    Device, LOOSE_EDGE, Node, Site, TEST_TIMING, Told, heartbeat, post, post_until_ok,
+    register_through,
+};
 use crate::{mib, quantile};
 
 /// Attacking connections open at once, and the addresses they come from (each under the
@@ -41,9 +44,21 @@ fn source(i: usize) -> IpAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_leave_memory_bounded_and_registered_devices_answered() {
     let redis = RedisServer::start();
-    let cluster = Cluster::start(&redis.url(), 1).await;
-    let node = &cluster.nodes[0];
-    let devices = register(&cluster, 20, "flood").await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site {
+        region: "us-east-1".to_owned(),
+        redis_url: redis.url(),
+        redis_cluster: false,
+        homes: Vec::new(),
+        timing: TEST_TIMING,
+    };
+    let mut node = Node::new(dir.path(), "flood", &site);
+    // The gateway on its defaults, per-source and per-URL limits included.
+    let config = std::fs::read_to_string(node.config()).unwrap();
+    std::fs::write(node.config(), config.replace(LOOSE_EDGE, "")).unwrap();
+    node.start().await;
+    let node = &node;
+    let devices = register_through(&[node], 20, "flood").await;
     for device in &devices {
         post_until_ok(node.gateway, &device.path, &heartbeat(device)).await;
     }

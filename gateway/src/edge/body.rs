@@ -45,6 +45,7 @@ pub(crate) const DISCARD_LIMIT: usize = 64 * 1024;
 /// A body that arrives in one frame (the usual case) is not copied.
 pub(crate) async fn read_body(
     mut body: Body,
+    declared: Option<usize>,
     rules: BodyRules,
     budget: &BodyBudget,
     held: &mut Held,
@@ -64,6 +65,9 @@ pub(crate) async fn read_body(
             None if joined.is_empty() => first = Some(data),
             earlier => {
                 if let Some(earlier) = earlier {
+                    // One allocation for the whole body when its length is declared.
+                    let expected = declared.unwrap_or(0).clamp(clock.received, rules.cap);
+                    joined.reserve_exact(expected);
                     joined.extend_from_slice(&earlier);
                 }
                 joined.extend_from_slice(&data);

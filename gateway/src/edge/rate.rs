@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::source::source_key;
+
 /// How often idle keys are forgotten.
 pub(crate) const FORGET_EVERY: Duration = Duration::from_secs(10);
 
@@ -82,17 +84,6 @@ impl RateLimits {
             self.sources.as_ref().map_or(0, |l| l.len()),
             self.tokens.as_ref().map_or(0, |l| l.len()),
         )
-    }
-}
-
-/// An IPv4 address, or an IPv6 address's /64.
-fn source_key(source: IpAddr) -> IpAddr {
-    match source {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
     }
 }
 

@@ -3,7 +3,10 @@
 //! The source is the TCP peer, unless the peer is a trusted proxy (`gateway.trusted_proxies`):
 //! then it is the last address in the configured header (`X-Forwarded-For` by default) that
 //! is not itself a trusted proxy — the one address a proxy we trust vouches for. A header
-//! from any other peer is ignored, so a client cannot choose its own source.
+//! from any other peer is ignored, so a client cannot choose its own source. An IPv6 source
+//! is its /64, so one host cannot spread over the addresses of its own network. Sources in
+//! `gateway.exempt_sources` (an operator's own Exchange servers, say) have no per-source
+//! limits.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +19,7 @@ use ipnet::IpNet;
 #[derive(Debug)]
 pub(crate) struct Sources {
     trusted: Vec<IpNet>,
+    exempt: Vec<IpNet>,
     header: HeaderName,
     /// Most connections one source may hold at once; 0: no limit.
     max_connections: usize,
@@ -23,9 +27,15 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    pub(crate) fn new(trusted: Vec<IpNet>, header: HeaderName, max_connections: usize) -> Self {
+    pub(crate) fn new(
+        trusted: Vec<IpNet>,
+        exempt: Vec<IpNet>,
+        header: HeaderName,
+        max_connections: usize,
+    ) -> Self {
         Self {
             trusted,
+            exempt,
             header,
             max_connections,
             open: Mutex::new(HashMap::new()),
@@ -37,50 +47,58 @@ impl Sources {
         self.trusted.iter().any(|net| net.contains(&addr))
     }
 
+    /// Whether `source` has no per-source limits.
+    pub(crate) fn is_exempt(&self, source: IpAddr) -> bool {
+        let source = canonical(source);
+        self.exempt.iter().any(|net| net.contains(&source))
+    }
+
     /// The source of a request that came over a connection from `peer`.
     pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.is_trusted(peer) {
             return canonical(peer);
         }
-        let mut forwarded: Vec<IpAddr> = Vec::new();
-        for value in headers.get_all(&self.header) {
+        // From the right: each trusted proxy appended the address it received from; the
+        // first one that is not a trusted proxy is the client. What lies further left was
+        // written by the client itself and is never read.
+        let values: Vec<_> = headers.get_all(&self.header).iter().collect();
+        for value in values.into_iter().rev() {
             let Ok(text) = value.to_str() else {
                 // A header we cannot read vouches for nobody: the proxy is the source.
                 return canonical(peer);
             };
-            for part in text.split(',') {
-                match parse_addr(part.trim()) {
-                    Some(addr) => forwarded.push(canonical(addr)),
+            for part in text.rsplit(',') {
+                match parse_addr(part.trim()).map(canonical) {
+                    Some(addr) if self.is_trusted(addr) => {}
+                    Some(addr) => return addr,
+                    // Our own proxies write addresses: the header is not theirs.
                     None => return canonical(peer),
                 }
             }
         }
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|addr| !self.is_trusted(*addr))
-            .unwrap_or_else(|| canonical(peer))
+        canonical(peer)
     }
 
     /// Counts a new connection from `peer`; `None` when that source already holds the most
     /// it may. Connections from a trusted proxy carry many clients and are not counted.
     pub(crate) fn connect(self: &Arc<Self>, peer: IpAddr) -> Option<Connection> {
         let peer = canonical(peer);
-        if self.max_connections == 0 || self.is_trusted(peer) {
+        if self.max_connections == 0 || self.is_trusted(peer) || self.is_exempt(peer) {
             return Some(Connection {
                 sources: self.clone(),
                 counted: None,
             });
         }
+        let key = source_key(peer);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(peer).or_insert(0);
+        let count = open.entry(key).or_insert(0);
         if *count >= self.max_connections {
             return None;
         }
         *count += 1;
         Some(Connection {
             sources: self.clone(),
-            counted: Some(peer),
+            counted: Some(key),
         })
     }
 
@@ -108,6 +126,17 @@ impl Drop for Connection {
                 open.remove(&peer);
             }
         }
+    }
+}
+
+/// An IPv4 address, or an IPv6 address's /64: what limits count as one source.
+pub(crate) fn source_key(source: IpAddr) -> IpAddr {
+    match canonical(source) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -142,6 +171,7 @@ mod tests {
     fn sources(trusted: &[&str], max: usize) -> Arc<Sources> {
         Arc::new(Sources::new(
             trusted.iter().map(|t| t.parse().unwrap()).collect(),
+            vec!["192.0.2.128/25".parse().unwrap()],
             HeaderName::from_static("x-forwarded-for"),
             max,
         ))
@@ -188,6 +218,12 @@ mod tests {
         );
         let garbage = forwarded(&["192.0.2.7, not-an-address"]);
         assert_eq!(sources.client(ip("10.0.0.1"), &garbage), ip("10.0.0.1"));
+        // Garbage the client wrote to the left of what our proxies vouch for is not read.
+        let client_garbage = forwarded(&["not-an-address, 192.0.2.7, 10.1.2.3"]);
+        assert_eq!(
+            sources.client(ip("10.0.0.1"), &client_garbage),
+            ip("192.0.2.7")
+        );
         let only_proxies = forwarded(&["10.9.9.9"]);
         assert_eq!(
             sources.client(ip("10.0.0.1"), &only_proxies),
@@ -205,10 +241,17 @@ mod tests {
         let proxied: Vec<_> = (0..5)
             .map(|_| sources.connect(ip("10.0.0.1")).unwrap())
             .collect();
+        let exempt: Vec<_> = (0..5)
+            .map(|_| sources.connect(ip("192.0.2.200")).unwrap())
+            .collect();
+        // One IPv6 /64 is one source.
+        let v6 = sources.connect(ip("2001:db8::1")).unwrap();
+        let v6_too = sources.connect(ip("2001:db8::2")).unwrap();
+        assert!(sources.connect(ip("2001:db8::3")).is_none());
         drop(a);
         let c = sources.connect(ip("192.0.2.1")).unwrap();
-        assert_eq!(sources.sources_open(), 2);
-        drop((b, c, other, proxied));
+        assert_eq!(sources.sources_open(), 3);
+        drop((b, c, other, proxied, exempt, v6, v6_too));
         assert_eq!(sources.sources_open(), 0);
     }
 }

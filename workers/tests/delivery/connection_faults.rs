@@ -70,6 +70,9 @@ async fn resets_and_goaways_are_retried_and_spare_the_other_provider() {
             connections > 1,
             "{fault:?}: the connection was never replaced"
         );
+        if fault == Fault::Reset {
+            assert!(attempts > u32::from(PUSHES), "no push was ever cut off");
+        }
         assert_eq!(
             w.mocks.fcm.connections(),
             1,
