@@ -1,5 +1,5 @@
-//! `herald`: runs a node, or checks a configuration. Thin: flags, configuration, telemetry,
-//! the node, signals, exit codes.
+//! `herald`: runs a node, checks a configuration, runs an operator's command, or probes a
+//! node's health. Thin: flags, configuration, telemetry, the node, signals, exit codes.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ use herald_broker::telemetry;
 
 mod cluster_cli;
 mod demo;
+mod probe;
 mod region_cli;
 
 // glibc's allocator spent a quarter of the node's CPU under EWS load (perf); mimalloc is
@@ -68,6 +69,14 @@ enum Command {
         /// An API token; default: `HERALD_API_TOKEN`, else the configuration's first.
         #[arg(long, global = true)]
         token: Option<String>,
+    },
+    /// GET URL (plain HTTP) and exit 0 on a 2xx answer, else 1: a health check for images
+    /// without a shell (`herald probe http://127.0.0.1:9090/readyz`).
+    Probe {
+        url: String,
+        /// Longest wait for the connection and for the answer, each.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Failover and failback between regions.
     Region {
@@ -130,6 +139,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(config, &env),
         Command::Demo => run_demo(),
+        Command::Probe { url, timeout } => match probe::get(&url, timeout) {
+            Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+            Ok(status) => fail(&format!("{url} answered {status}"), EXIT_FAILURE),
+            Err(why) => fail(&format!("{url}: {why}"), EXIT_FAILURE),
+        },
         Command::Cluster {
             action,
             config,

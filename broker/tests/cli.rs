@@ -134,3 +134,45 @@ fn the_demo_replays_an_exchange_day_and_exits_0() {
         "{stdout}"
     );
 }
+
+/// Answers one connection with `status`, then stops.
+fn answer_once(status: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+    });
+    port
+}
+
+#[test]
+fn probe_exits_0_only_for_a_2xx_answer() {
+    let probe = |port: u16| {
+        herald()
+            .args(["probe", &format!("http://127.0.0.1:{port}/readyz")])
+            .output()
+            .unwrap()
+    };
+    assert!(probe(answer_once("200 OK")).status.success());
+    let unready = probe(answer_once("503 Service Unavailable"));
+    assert_eq!(unready.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&unready.stderr);
+    assert!(said.contains("503"), "{said}");
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_eq!(probe(closed).status.code(), Some(1));
+}
