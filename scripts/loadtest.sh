@@ -97,6 +97,8 @@ listen = "$admin"
 url = "redis://127.0.0.1:$redis_port"
 [auth]
 api_tokens = ["$token"]
+# The fleet is registered as fast as the node takes it: no per-caller rate.
+requests_per_second = 0
 [telemetry]
 log_filter = "warn"
 TOML

@@ -25,10 +25,11 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
 fi
 cargo deny --offline check licenses bans sources
 
-# What is shipped for deployment: linted and validated without a cluster.
-./scripts/check-deploy.sh
-
 cargo test --workspace --all-targets --locked "$@"
+
+# What is shipped for deployment: linted and validated without a cluster (with the test
+# build's binaries).
+./scripts/check-deploy.sh
 
 # The parser's fuzz target (gateway/fuzz) lives outside the workspace because running it
 # needs nightly and cargo-fuzz; make sure it still builds.
