@@ -1,6 +1,8 @@
 //! The node's Prometheus metrics. Label values come from small closed sets only — method
 //! names, gRPC codes, states — never tokens or ids.
 
+mod process;
+
 use herald_gateway::GatewayMetrics;
 use herald_workers::DeliveryMetrics;
 
@@ -129,6 +131,7 @@ impl Default for Metrics {
         delivery.register(&mut registry);
         let cluster = ClusterMetrics::default();
         cluster.register(&mut registry);
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             cluster,
             subscriptions,
@@ -153,5 +156,82 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_metrics_lists_every_metric_exposed() {
+        let doc = include_str!("../../docs/metrics.md");
+        let metrics = Metrics::default();
+        // One sample in each labelled family, so that every family is exposed.
+        metrics
+            .gateway
+            .rejections
+            .get_or_create(&herald_gateway::ReasonLabels {
+                reason: "body_budget",
+            })
+            .inc();
+        metrics
+            .grpc_refused
+            .get_or_create(&GrpcRefusedLabels {
+                service: "peer",
+                reason: "rate",
+            })
+            .inc();
+        let grpc = GrpcLabels {
+            method: "Register",
+            code: "OK",
+        };
+        metrics.grpc_requests.get_or_create(&grpc).inc();
+        let method = MethodLabels { method: "Register" };
+        metrics.grpc_duration.get_or_create(&method).observe(0.001);
+        let state = StateLabels { state: "active" };
+        metrics.registrations.get_or_create(&state).set(1);
+        let operation = StoreLabels { operation: "ping" };
+        metrics.store_errors.get_or_create(&operation).inc();
+        let home = HomeLabels {
+            home: "us-east-1".to_owned(),
+        };
+        metrics.ews_unserved_home.get_or_create(&home).inc();
+        metrics.home_served.get_or_create(&home).set(1);
+        let gateway = &metrics.gateway;
+        let answered = herald_gateway::RequestLabels {
+            status: 200,
+            answer: "ok",
+        };
+        gateway.requests.get_or_create(&answered).inc();
+        let verdict = herald_gateway::VerdictLabels { verdict: "ok" };
+        gateway.messages.get_or_create(&verdict).inc();
+        let answer = herald_gateway::AnswerLabels { answer: "ok" };
+        gateway
+            .request_seconds
+            .get_or_create(&answer)
+            .observe(0.001);
+        let text = metrics.encode();
+        let mut missing = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let exposed = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if !doc.contains(&format!("`{exposed}`")) {
+                missing.push(exposed);
+            }
+        }
+        assert!(
+            text.contains("herald_build_info{") && text.contains("process_open_fds"),
+            "{text}"
+        );
+        assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
     }
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::answer::{SubscriptionStatus, soap_answer};
 use crate::edge::{BodyError, discard, read_body};
-use crate::metrics::{GatewayMetrics, RequestLabels, VerdictLabels};
+use crate::metrics::{AnswerLabels, GatewayMetrics, RequestLabels, VerdictLabels};
 use crate::model::{SendNotification, SoapVersion};
 use crate::parse::parse;
 use crate::server::Gateway;
@@ -36,9 +36,22 @@ pub(crate) async fn notify<S: NotificationSink>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
     let peer = peer.map(|Extension(Peer(addr))| addr);
     let callback = Callback::new(home_region, token);
     let (status, answer, response) = answer(&gateway, peer, &callback, &headers, body).await;
+    let kind = match (status, answer) {
+        (StatusCode::OK, "ok") => "ok",
+        (StatusCode::OK, _) => "unsubscribe",
+        (StatusCode::SERVICE_UNAVAILABLE, _) => "unavailable",
+        (StatusCode::FORBIDDEN, _) => "forbidden",
+        _ => "refused",
+    };
+    gateway
+        .metrics
+        .request_seconds
+        .get_or_create(&AnswerLabels { answer: kind })
+        .observe(started.elapsed().as_secs_f64());
     gateway
         .metrics
         .requests

@@ -22,7 +22,7 @@ pub mod testsuite;
 
 pub use answer::{SubscriptionStatus, soap_answer};
 pub use config::GatewayConfig;
-pub use metrics::GatewayMetrics;
+pub use metrics::{AnswerLabels, GatewayMetrics, ReasonLabels, RequestLabels, VerdictLabels};
 pub use parse::{Limits, ParseError, Reason, parse};
 pub use server::{Gateway, router, serve};
 pub use sink::{AcceptAll, Admission, Callback, NotificationSink, Outcome, Verdict, combine};
