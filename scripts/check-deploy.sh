@@ -35,7 +35,9 @@ fi
 promtool=$tools/prom/usr/bin/promtool
 if [ ! -x "$promtool" ]; then
   echo "installing promtool (Debian's prometheus package, unpacked) into $tools" >&2
-  (cd "$tools" && apt-get download -qq prometheus >/dev/null && dpkg-deb -x prometheus_*.deb prom)
+  (cd "$tools" && { apt-get download -qq prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get download -qq prometheus >/dev/null; }; } \
+    && dpkg-deb -x prometheus_*.deb prom)
 fi
 bin=$PWD/target/debug
 if [ ! -x "$bin/herald" ] || [ ! -x "$bin/herald-mock-push" ]; then
