@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::record::{Record, now_ms};
-use super::script::{Fault, Reply, Script, delay};
+use super::script::{Fault, Reply, Script};
 use super::serve::{Connection, ConnectionAuth, bind, spawn_tls};
 use super::tls::ClientCertificates;
 use super::{MockError, MockTls};
@@ -197,20 +197,9 @@ async fn push(
     body: Bytes,
 ) -> Response {
     let token = uri.path().strip_prefix("/3/device/").unwrap_or_default();
-    let mut fault = shared.script.fault_for(token);
-    match fault {
-        Some(Fault::DelayMs(ms)) => {
-            tokio::time::sleep(delay(ms)).await;
-            fault = None;
-        }
-        Some(Fault::Goaway) => {
-            // The GOAWAY goes out while this stream is open; its answer follows.
-            connection.goaway.notify_one();
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            fault = None;
-        }
-        _ => {}
-    }
+    let fault = connection
+        .before_answer(shared.script.fault_for(token))
+        .await;
     let answer = match fault {
         Some(Fault::Drop) => {
             connection.drop.notify_one();

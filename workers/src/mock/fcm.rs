@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::record::{Record, now_ms};
-use super::script::{Fault, Reply, Script, delay};
+use super::script::{Fault, Reply, Script};
 use super::serve::{Connection, bind, spawn_plain, spawn_tls};
 use super::{MockError, MockTls};
 
@@ -285,20 +285,9 @@ async fn send(
         .and_then(|m| m["token"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let mut fault = shared.script.fault_for(&token);
-    match fault {
-        Some(Fault::DelayMs(ms)) => {
-            tokio::time::sleep(delay(ms)).await;
-            fault = None;
-        }
-        Some(Fault::Goaway) => {
-            // The GOAWAY goes out while this stream is open; its answer follows.
-            connection.goaway.notify_one();
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            fault = None;
-        }
-        _ => {}
-    }
+    let fault = connection
+        .before_answer(shared.script.fault_for(&token))
+        .await;
     let answer = match fault {
         Some(Fault::Drop) => {
             connection.drop.notify_one();

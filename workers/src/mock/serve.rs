@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::MockError;
+use super::script::{Fault, delay};
 
 /// What one client connection carries between its requests.
 #[derive(Debug, Default)]
@@ -123,6 +124,23 @@ fn with_handle(
 }
 
 impl Connection {
+    /// Carries out the faults that come before an answer — a delay, a GOAWAY sent while
+    /// the stream is open — and returns the one that replaces the answer, if any.
+    pub(crate) async fn before_answer(&self, fault: Option<Fault>) -> Option<Fault> {
+        match fault {
+            Some(Fault::DelayMs(ms)) => {
+                tokio::time::sleep(delay(ms)).await;
+                None
+            }
+            Some(Fault::Goaway) => {
+                self.goaway.notify_one();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                None
+            }
+            other => other,
+        }
+    }
+
     /// Makes the connection's close a reset, then closes it.
     pub(crate) fn reset(&self) {
         if let Some(socket) = &self.socket {
