@@ -132,6 +132,17 @@ impl Default for Metrics {
         let cluster = ClusterMetrics::default();
         cluster.register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector::new()));
+        let redis = &*crate::store::REDIS;
+        registry.register(
+            "herald_redis_request_duration_seconds",
+            "Time for Redis to answer one command, script or pipeline, by kind (process-wide)",
+            redis.seconds.clone(),
+        );
+        registry.register(
+            "herald_redis_errors",
+            "Redis commands, scripts or pipelines that failed or timed out, by kind (process-wide)",
+            redis.errors.clone(),
+        );
         Self {
             cluster,
             subscriptions,
@@ -198,6 +209,12 @@ mod tests {
         };
         metrics.ews_unserved_home.get_or_create(&home).inc();
         metrics.home_served.get_or_create(&home).set(1);
+        let kind = crate::store::RedisLabels { kind: "command" };
+        crate::store::REDIS.errors.get_or_create(&kind).inc_by(0);
+        crate::store::REDIS
+            .seconds
+            .get_or_create(&kind)
+            .observe(0.0001);
         let gateway = &metrics.gateway;
         let answered = herald_gateway::RequestLabels {
             status: 200,

@@ -30,7 +30,8 @@ use crate::domain::{
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use redis::{
-    CopyAdmin, RedisStore, RedisStoreConfig, Replication, record_fields, record_from_fields,
+    CopyAdmin, REDIS, RedisLabels, RedisMetrics, RedisStore, RedisStoreConfig, Replication,
+    record_fields, record_from_fields,
 };
 
 /// How many registrations are in each state, summed over every shard.

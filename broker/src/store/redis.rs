@@ -23,6 +23,7 @@ use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::conn::Conn;
+pub use self::conn::{REDIS, RedisLabels, RedisMetrics};
 pub use self::replication::{CopyAdmin, Replication};
 use redis::{AsyncCommands as _, Script};
 

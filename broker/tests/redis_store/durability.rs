@@ -74,6 +74,19 @@ async fn redis_down_answers_unavailable_and_fails_readiness() {
         metrics.contains(r#"herald_store_errors_total{operation="Register"} 1"#),
         "{metrics}"
     );
+    // The Redis client's own view: answers timed, and the failed calls counted.
+    let count = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        count("herald_redis_request_duration_seconds_count") > 0.0,
+        "{metrics}"
+    );
+    assert!(count("herald_redis_errors_total") > 0.0, "{metrics}");
     node.stop().await;
 }
 
