@@ -18,7 +18,9 @@ use tokio::sync::Semaphore;
 pub use backoff::Backoff;
 use breaker::{Admission, Breaker};
 pub use metrics::DeliveryMetrics;
-use metrics::{AnswerLabels, ProviderLabels, RefusalLabels, count_for_app, provider_label};
+use metrics::{
+    AnswerLabels, AppState, ProviderLabels, RefusalLabels, count_for_app, provider_label,
+};
 pub(crate) use rate::RateLimit;
 use refusals::{Judgement, Refusals};
 
@@ -33,7 +35,7 @@ use crate::{
 /// Pushes to APNs and FCM for the configured apps.
 #[derive(Debug)]
 pub struct Delivery {
-    apps: HashMap<String, App>,
+    apps: Arc<HashMap<String, App>>,
     apns_budget: Semaphore,
     fcm_budget: Semaphore,
     backoff: Backoff,
@@ -101,22 +103,37 @@ impl Delivery {
         settings: &DeliverySettings,
         metrics: DeliveryMetrics,
     ) -> Self {
-        let apps = clients
-            .into_iter()
-            .map(|(id, client)| {
-                let app = App {
-                    client,
-                    breaker: Breaker::new(
-                        settings.breaker_failures,
-                        settings.breaker_open,
-                        settings.breaker_max_open,
-                    ),
-                    refusals: Refusals::new(settings.refusal_window, settings.refusal_spike),
-                    paused_until: Mutex::new(None),
-                };
-                (id, app)
+        let apps: Arc<HashMap<String, App>> = Arc::new(
+            clients
+                .into_iter()
+                .map(|(id, client)| {
+                    let app = App {
+                        client,
+                        breaker: Breaker::new(
+                            settings.breaker_failures,
+                            settings.breaker_open,
+                            settings.breaker_max_open,
+                        ),
+                        refusals: Refusals::new(settings.refusal_window, settings.refusal_spike),
+                        paused_until: Mutex::new(None),
+                    };
+                    (id, app)
+                })
+                .collect(),
+        );
+        let weak = Arc::downgrade(&apps);
+        metrics.app_states.read_from(Box::new(move || {
+            let now = Instant::now();
+            weak.upgrade().map_or_else(Vec::new, |apps| {
+                apps.iter()
+                    .map(|(id, app)| AppState {
+                        app: id.clone(),
+                        paused: app.paused(now),
+                        circuit_open: app.breaker.is_open(now),
+                    })
+                    .collect()
             })
-            .collect();
+        }));
         Self {
             apps,
             apns_budget: Semaphore::new(settings.apns_in_flight.max(1)),
@@ -320,6 +337,14 @@ impl App {
             Admission::Closed | Admission::Probe => None,
             Admission::Open(wait) => Some(wait),
         }
+    }
+
+    /// Whether the app is paused now.
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|until| now < until)
     }
 
     fn pause(&self, until: Instant) {

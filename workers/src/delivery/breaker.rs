@@ -56,6 +56,12 @@ impl Breaker {
         }
     }
 
+    /// Whether the circuit is open now — in an open period; the probe after one counts as
+    /// closed — without changing anything.
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
+        self.lock().open_until.is_some_and(|until| now < until)
+    }
+
     /// The provider answered (anything but a storm answer): the circuit closes.
     pub(crate) fn success(&self) {
         *self.lock() = State::default();

@@ -1,14 +1,86 @@
 //! Delivery metrics, registered into the node's registry. Labels come from closed sets and
 //! the configured apps; raw provider reasons go to the log, not to labels.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::Provider;
+
+/// One app's state now.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) app: String,
+    pub(crate) paused: bool,
+    pub(crate) circuit_open: bool,
+}
+
+/// Every app's state now.
+pub(crate) type StateReader = Box<dyn Fn() -> Vec<AppState> + Send + Sync>;
+
+/// A gauge family of 0/1 per app: its name, help, and which state it shows.
+type Flag = (&'static str, &'static str, fn(&AppState) -> bool);
+
+/// The apps' pause and circuit state, read at each scrape from the delivery that
+/// registers its reader (a metrics registry outlives none of it: the reader holds the
+/// delivery's apps weakly).
+#[derive(Clone, Default)]
+pub struct AppStates(Arc<OnceLock<StateReader>>);
+
+impl std::fmt::Debug for AppStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStates")
+            .field("read", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl AppStates {
+    /// Where the states come from; the first delivery to register is the one read.
+    pub(crate) fn read_from(&self, reader: StateReader) {
+        let _ = self.0.set(reader);
+    }
+}
+
+impl Collector for AppStates {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(read) = self.0.get() else {
+            return Ok(());
+        };
+        let states = read();
+        let families: [Flag; 2] = [
+            (
+                "herald_push_app_pause_active",
+                "1 while the app is paused (its provider refused its credentials), else 0",
+                |state| state.paused,
+            ),
+            (
+                "herald_push_circuit_open",
+                "1 while the app's circuit is open (its provider is failing), else 0",
+                |state| state.circuit_open,
+            ),
+        ];
+        for (name, help, value) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for state in &states {
+                let gauge = ConstGauge::new(i64::from(value(state)));
+                let labels = AppLabels {
+                    app: state.app.clone(),
+                };
+                gauge.encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AnswerLabels {
@@ -47,6 +119,8 @@ pub struct DeliveryMetrics {
     pub token_refusals: Family<RefusalLabels, Counter>,
     pub in_flight: Family<ProviderLabels, Gauge>,
     pub seconds: Family<ProviderLabels, Histogram>,
+    /// Each app's pause and circuit, now.
+    pub app_states: AppStates,
 }
 
 impl Default for DeliveryMetrics {
@@ -62,6 +136,7 @@ impl Default for DeliveryMetrics {
             seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 15))
             }),
+            app_states: AppStates::default(),
         }
     }
 }
@@ -103,6 +178,7 @@ impl DeliveryMetrics {
             "Time from taking a provider budget slot to the classified answer",
             self.seconds.clone(),
         );
+        registry.register_collector(Box::new(self.app_states.clone()));
     }
 }
 

@@ -25,6 +25,7 @@ const ANDROID: &str = "com.example.mail.android";
 struct World {
     mocks: MockProviders,
     delivery: Arc<Delivery>,
+    metrics: DeliveryMetrics,
     share: Arc<InProcessShare>,
     _dir: tempfile::TempDir,
 }
@@ -55,11 +56,13 @@ async fn world_shared(
     let apps = mocks
         .apps(&[IOS], &[ANDROID], "example-mail")
         .expect("sa file");
-    let delivery = Delivery::new(&apps, &settings, share.clone(), DeliveryMetrics::default())
-        .expect("delivery");
+    let metrics = DeliveryMetrics::default();
+    let delivery =
+        Delivery::new(&apps, &settings, share.clone(), metrics.clone()).expect("delivery");
     World {
         mocks,
         delivery: Arc::new(delivery),
+        metrics,
         share,
         _dir: dir,
     }
@@ -343,6 +346,23 @@ async fn a_5xx_storm_opens_the_apps_circuit_and_spares_the_provider() {
     assert_eq!(
         w.delivery.send(push(Provider::Fcm, "f", 1)).await,
         PushOutcome::Delivered
+    );
+    // The state on /metrics: the iOS app's circuit open, the Android app's closed.
+    let mut registry = prometheus_client::registry::Registry::default();
+    w.metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(&format!("herald_push_circuit_open{{app=\"{IOS}\"}} 1")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("herald_push_circuit_open{{app=\"{ANDROID}\"}} 0")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("herald_push_app_pause_active{{app=\"{IOS}\"}} 0")),
+        "{text}"
     );
 }
 
