@@ -65,10 +65,10 @@ impl EwsSink {
     /// copy when there is one (no store read), else the store's.
     async fn resolve(
         &self,
-        raw_token: &str,
+        token: &CallbackToken,
     ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
         self.registry
-            .resolve_callback_from(raw_token, |id| self.router.live_record(id))
+            .resolve_callback_from(token, |id| self.router.live_record(id))
             .await
     }
 
@@ -77,13 +77,13 @@ impl EwsSink {
     /// token and secret in a store that is the home's current state.
     async fn admit_record(&self, callback: &Callback) -> Result<Admission<Admitted>, SinkError> {
         let home = callback.home_region();
-        let minted_here = CallbackToken::parse(callback.token())
-            .is_some_and(|token| token.registration_id().home_tag() == home_tag(home));
-        if !minted_here {
+        let token = CallbackToken::parse(callback.token())
+            .filter(|token| token.registration_id().home_tag() == home_tag(home));
+        let Some(token) = token else {
             return Ok(Admission::Unknown);
-        }
+        };
         let read_at = std::time::Instant::now();
-        let Some(record) = self.resolve(callback.token()).await? else {
+        let Some(record) = self.resolve(&token).await? else {
             // Not a token we minted, or its registration is gone — if the store is the
             // home's current state.
             self.gone().await?;

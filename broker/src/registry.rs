@@ -227,19 +227,19 @@ impl Registry {
         &self,
         raw_token: &str,
     ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
-        self.resolve_callback_from(raw_token, |_| None).await
+        match CallbackToken::parse(raw_token) {
+            Some(token) => self.resolve_callback_from(&token, |_| None).await,
+            None => Ok(None),
+        }
     }
 
-    /// [`Self::resolve_callback`], taking the record from `cached` (a live actor's copy, say)
-    /// when it has one instead of reading the store.
+    /// [`Self::resolve_callback`] for a parsed token, taking the record from `cached` (a
+    /// live actor's copy, say) when it has one instead of reading the store.
     pub async fn resolve_callback_from(
         &self,
-        raw_token: &str,
+        token: &CallbackToken,
         cached: impl FnOnce(&RegistrationId) -> Option<Arc<RegistrationRecord>>,
     ) -> Result<Option<Arc<RegistrationRecord>>, RegistryError> {
-        let Some(token) = CallbackToken::parse(raw_token) else {
-            return Ok(None);
-        };
         let id = token.registration_id();
         let record = match cached(id) {
             Some(record) => Some(record),
