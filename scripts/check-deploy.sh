@@ -9,7 +9,7 @@
 #     listed in docs/metrics.md or recorded by the rules);
 #   - the Helm chart for each region (helm lint --strict; helm template → kubernetes-validate
 #     for several Kubernetes versions; the generated herald.toml → `herald check-config`;
-#     values the schema must refuse).
+#     values the schema must refuse; TLS from Secrets, with certificates made by openssl).
 # The tools come from PyPI, npm and Debian (promtool) into target/deploy-tools (kept between runs;
 # HERALD_TOOLS names another place). The herald binaries are the test build's
 # (target/debug), built if missing.
@@ -152,6 +152,45 @@ PY
     HERALD__CLUSTER__ADVERTISE=10.0.0.7:50051 \
     HERALD__CLUSTER__PEER_SECRET=chart-check-peer-secret-0123456789
 done
+# With TLS on every listener and on Redis, from Secrets in cert-manager's layout.
+tls=$work/tls
+mkdir -p "$tls/gateway" "$tls/grpc" "$tls/redis"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=chart-check-ca \
+  -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+for listener in gateway grpc redis; do
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=herald-$listener" -keyout "$tls/$listener/tls.key" \
+    -out "$tls/$listener.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:herald-%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$listener" \
+    >"$tls/$listener.ext"
+  openssl x509 -req -in "$tls/$listener.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$tls/$listener.ext" -out "$tls/$listener/tls.crt" 2>/dev/null
+  cp "$tls/ca.crt" "$tls/$listener/ca.crt"
+done
+"$helm" template herald-tls "$chart" -f "$chart/values-us-east-1.yaml" --kube-version 1.35.0 \
+  --set tls.gateway.secretName=herald-gateway-tls --set tls.grpc.secretName=herald-grpc-tls \
+  --set tls.grpc.peerServerName=herald-grpc.herald.svc --set tls.redis.secretName=herald-redis-tls \
+  --set tls.redis.clientCert=true --set redis.url=rediss://redis-us-east-1:6379 \
+  --set 'homes.eu-west-1=rediss://redis-eu-west-1-replica:6379' \
+  --set 'homes.ap-southeast-1=rediss://redis-ap-southeast-1-replica:6379' >"$work/tls.yaml"
+"$venv/kubernetes-validate" --quiet --strict -k 1.35.0 "$work/tls.yaml"
+grep -q "secretName: herald-grpc-tls" "$work/tls.yaml"
+python3 - "$work/tls.yaml" "$work/tls.toml" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+doc = text[text.index("kind: ConfigMap"):]
+body = doc[doc.index("herald.toml: |") + len("herald.toml: |"):].split("\n---")[0]
+lines = [line[4:] for line in body.splitlines()[1:]]
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PY
+for key in "[gateway.tls]" "[grpc.tls]" "client_auth = true" "client_key_file"; do
+  grep -qF "$key" "$work/tls.toml" || { echo "the TLS values left out $key" >&2; exit 1; }
+done
+sed -i "s|/etc/herald/secrets|$secrets|; s|/etc/herald/tls|$tls|" "$work/tls.toml"
+check_config "$work/tls.toml" HERALD__NODE__ID=herald-pod-0 \
+  HERALD__CLUSTER__ADVERTISE=10.0.0.7:50051 \
+  HERALD__CLUSTER__PEER_SECRET=chart-check-peer-secret-0123456789
+echo "$chart: TLS values render, validate and give a configuration check-config accepts"
+
 # Values the schema must refuse.
 for bad in "publicUrl=http://push.example.com" "region=mars-1" "replicaCount=0" \
   "service.gateway.port=0" "podDisruptionBudget.maxUnavailable=0"; do

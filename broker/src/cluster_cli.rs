@@ -13,6 +13,8 @@ pub(crate) struct Target {
     /// `host:port` of a node's gRPC listener.
     pub(crate) address: String,
     pub(crate) token: String,
+    /// The node's gRPC is TLS (`[grpc.tls]`): how to check it, and what to present.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Target {
@@ -42,13 +44,28 @@ impl Target {
                     "no API token: pass --token, set HERALD_API_TOKEN or configure auth.api_tokens",
                 )?,
         };
-        Ok(Self { address, token })
+        let tls = match &config.grpc.tls {
+            Some(tls) => Some(tls.client().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(Self {
+            address,
+            token,
+            tls,
+        })
     }
 
     pub(crate) async fn client(&self) -> Result<AdminClient<tonic::transport::Channel>, String> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
-            .map_err(|e| format!("not a node address: {}: {e}", self.address))?
-            .connect_timeout(Duration::from_secs(5));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", self.address))
+                .map_err(|e| format!("not a node address: {}: {e}", self.address))?
+                .connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("grpc.tls: {e}"))?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -7,6 +7,7 @@ mod check;
 mod credentials;
 mod env;
 mod sections;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use check::Problems;
 pub use herald_workers::DeliverySettings as DeliveryConfig;
 pub use sections::{ActorsConfig, LivenessConfig};
+pub use tls::{GrpcTlsConfig, TlsSetupError};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -94,12 +96,16 @@ impl Default for NodeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
+    /// Serve gRPC over TLS (`[grpc.tls]`), optionally requiring client certificates; the
+    /// other nodes are then called over TLS too.
+    pub tls: Option<GrpcTlsConfig>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls: None,
         }
     }
 }
@@ -130,6 +136,13 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// `url` is one node of a Redis Cluster; the client discovers the others.
     pub cluster: bool,
+    /// The CA that signed the Redis servers' certificates, for `rediss://` URLs (this
+    /// region's and `[homes]`'); absent: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that require one
+    /// (`tls-auth-clients yes`).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -140,6 +153,9 @@ impl Default for RedisConfig {
             response_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             cluster: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -153,6 +169,9 @@ impl fmt::Debug for RedisConfig {
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("cluster", &self.cluster)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
             .finish()
     }
 }

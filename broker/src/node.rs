@@ -29,6 +29,9 @@ use herald_cluster::peer::Peers;
 use herald_proto::v1::admin_server::AdminServer;
 use herald_proto::v1::peer_server::PeerServer;
 
+/// Longest a TLS handshake on the gRPC listener may take.
+const GRPC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Longest a connection to a peer may take to open.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -57,6 +60,8 @@ pub enum NodeError {
     Delivery(#[from] DeliveryError),
     #[error("cannot serve the node's shards: {0}")]
     Shards(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A node whose listeners are bound and serving.
@@ -102,6 +107,7 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
             response_timeout: config.redis.response_timeout,
             connect_timeout: config.redis.connect_timeout,
             cluster: config.redis.cluster,
+            tls: redis_tls(config)?,
         })?),
         None => {
             tracing::warn!(
@@ -112,9 +118,17 @@ pub fn build_store(config: &Config) -> Result<Arc<dyn RegistrationStore>, StoreE
     })
 }
 
+/// `[redis]`'s TLS certificates, as a store error when a file cannot be read.
+fn redis_tls(config: &Config) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    config
+        .redis_tls()
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
 /// This region's copies of the other homes (`[homes."<region>"]`), with `[redis]`'s
 /// settings.
 fn build_home_copies(config: &Config) -> Result<Vec<HomeCopy>, StoreError> {
+    let tls = redis_tls(config)?;
     config
         .homes
         .iter()
@@ -126,6 +140,7 @@ fn build_home_copies(config: &Config) -> Result<Vec<HomeCopy>, StoreError> {
                     response_timeout: config.redis.response_timeout,
                     connect_timeout: config.redis.connect_timeout,
                     cluster: false,
+                    tls: tls.clone(),
                 })?);
             Ok((home.clone(), store))
         })
@@ -194,7 +209,17 @@ fn grpc_router(
         metrics.clone(),
     );
     let peer_max_message = 2 * config.gateway.max_body + 64 * 1024;
-    Ok(tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.grpc.tls {
+        let tls = tls
+            .server()
+            .map_err(|e| NodeError::Tls(e.to_string()))?
+            .timeout(GRPC_HANDSHAKE_TIMEOUT);
+        server = server
+            .tls_config(tls)
+            .map_err(|e| NodeError::Tls(format!("grpc.tls: {e}")))?;
+    }
+    Ok(server
         .layer(guard)
         .add_service(health.max_decoding_message_size(OPEN_MAX_MESSAGE))
         .add_service(reflection.max_decoding_message_size(OPEN_MAX_MESSAGE))
@@ -343,8 +368,12 @@ impl RunningNode {
         };
         let clustered = store.clone().cluster_tables().is_some();
         let peers = if clustered {
+            let tls = match &config.grpc.tls {
+                Some(tls) => Some(tls.client().map_err(|e| NodeError::Tls(e.to_string()))?),
+                None => None,
+            };
             Some(
-                Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT)
+                Peers::new(&config.cluster.peer_secret, PEER_CONNECT_TIMEOUT, tls)
                     .map_err(|e| NodeError::Shards(e.to_string()))?,
             )
         } else {
@@ -424,11 +453,17 @@ impl RunningNode {
                 .map_err(|e| format!("grpc server: {e}"))
         });
 
-        let gateway = Arc::new(herald_gateway::Gateway::new(
+        let mut gateway = herald_gateway::Gateway::new(
             config.gateway.clone(),
             HomesSink::new(homes.clone(), metrics.clone()),
             metrics.gateway.clone(),
-        ));
+        );
+        if let Some(files) = &config.gateway.tls {
+            let tls = herald_gateway::tls::server_config(files, None, &[b"http/1.1"])
+                .map_err(|e| NodeError::Tls(format!("gateway.tls: {e}")))?;
+            gateway = gateway.with_tls(tls);
+        }
+        let gateway = Arc::new(gateway);
         let stop = until_stopped(shutdown.subscribe());
         tasks.spawn(async move {
             herald_gateway::serve(gateway_listener, gateway, stop)

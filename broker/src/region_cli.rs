@@ -20,7 +20,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use herald_broker::config::Config;
-use herald_broker::store::{CopyAdmin, Replication};
+use herald_broker::store::{CopyAdmin, Replication, StoreError};
 use herald_proto::v1::ClusterStatusRequest;
 
 use crate::cluster_cli::Target;
@@ -76,7 +76,7 @@ pub(crate) async fn promote(
 ) -> Result<(), String> {
     let home = &request.home;
     let url = copy_url(config, home).map_err(|e| format!("config: {e}"))?;
-    let copy = CopyAdmin::open(url, &config.redis.key_prefix, REDIS_TIMEOUT)
+    let copy = open_copy(config, url)
         .await
         .map_err(|e| format!("cannot reach this region's copy of {home}: {e}"))?;
     let advertised = match &request.advertise {
@@ -289,4 +289,12 @@ fn split_address(address: &str) -> Result<(String, u16), String> {
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
         .ok_or_else(|| format!("not a HOST:PORT address: {address}"))
+}
+
+/// Opens the copy at `url` with `[redis]`'s key prefix and TLS.
+pub(super) async fn open_copy(config: &Config, url: &str) -> Result<CopyAdmin, StoreError> {
+    let tls = config
+        .redis_tls()
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    CopyAdmin::open(url, &config.redis.key_prefix, tls.as_ref(), REDIS_TIMEOUT).await
 }

@@ -11,6 +11,7 @@ mod errors;
 pub mod flush;
 mod live;
 mod metrics;
+mod pending;
 mod route;
 mod shard;
 pub mod state;
@@ -27,6 +28,7 @@ pub use errors::{CommandError, DeliverError};
 pub use flush::Coalescing;
 pub use live::LiveIndex;
 pub use metrics::SubscriptionMetrics;
+pub use pending::{PendingBursts, PendingBurstsByHome};
 
 use crate::config::ActorsConfig;
 use crate::domain::{RegistrationId, RegistrationRecord};
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     // The node's dependencies, and the supervisors of the shards started so far.
     deps: Deps,
     shards: Shards,
+    /// The bursts waiting for their push in this home's shards.
+    pending: Arc<PendingBursts>,
 }
 
 impl std::ops::Deref for Shared {
@@ -93,10 +97,13 @@ impl std::ops::Deref for Shared {
 
 impl Subscriptions {
     pub fn new(deps: Deps) -> Self {
+        let pending = Arc::new(PendingBursts::default());
+        deps.metrics.subscriptions.pending.add(&pending);
         Self {
             deps: Arc::new(Shared {
                 deps,
                 shards: Shards::default(),
+                pending,
             }),
         }
     }

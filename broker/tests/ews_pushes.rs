@@ -189,6 +189,7 @@ async fn a_node_whose_shard_epoch_was_raised_cannot_accept_and_answers_503() {
             response_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             cluster: false,
+            tls: None,
         })
         .unwrap();
     let shard = before.device_token.shard();

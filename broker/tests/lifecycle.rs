@@ -50,6 +50,9 @@ async fn a_registration_that_dies_with_a_burst_drops_it_and_its_actor() {
         node.store.pending_bursts(shard).await.unwrap(),
         vec![alice.id()]
     );
+    let metrics = scrape(&node).await;
+    assert_eq!(gauge(&metrics, "herald_bursts_pending"), 1.0, "{metrics}");
+    assert!(gauge(&metrics, "herald_burst_oldest_pending_age_seconds") < 5.0);
 
     // Exchange says the subscription failed: dead, Unsubscribe.
     let error = fixture("ews-extra", "11-error-readeventsfailed.xml");
@@ -73,7 +76,27 @@ async fn a_registration_that_dies_with_a_burst_drops_it_and_its_actor() {
     })
     .await;
     assert!(node.pushes.sent().is_empty(), "nothing is pushed for it");
+    let metrics = scrape(&node).await;
+    assert_eq!(gauge(&metrics, "herald_bursts_pending"), 0.0, "{metrics}");
+    assert_eq!(
+        gauge(&metrics, "herald_burst_oldest_pending_age_seconds"),
+        0.0
+    );
     node.stop().await;
+}
+
+async fn scrape(node: &TestNode) -> String {
+    herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics")
+        .await
+        .1
+}
+
+/// The value of the unlabelled metric `name` in `metrics` (NaN when absent).
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// `BURST` as posted by subscription `n`.
@@ -130,11 +153,16 @@ async fn max_live_bounds_the_actors_and_every_burst_is_still_flushed() {
     })
     .await;
     assert_eq!(pushed, 16, "four registrations with 4 unread each");
-    let (_, metrics) = herald_broker::testsuite::http_get(node.node.admin_addr, "/metrics").await;
+    let metrics = scrape(&node).await;
     assert!(
         !metrics.contains("herald_actor_passivations_total 0"),
         "actors were evicted to make room: {metrics}"
     );
+    // The evicted actors' bursts count as pending until their push is done, not after.
+    eventually(Duration::from_secs(5), || async {
+        (gauge(&scrape(&node).await, "herald_bursts_pending") == 0.0).then_some(())
+    })
+    .await;
     node.stop().await;
 }
 

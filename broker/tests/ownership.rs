@@ -188,6 +188,7 @@ async fn an_actor_started_under_a_lost_lease_writes_nothing_under_the_next_one()
         response_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         cluster: false,
+        tls: None,
     })
     .unwrap();
     let ownership = Arc::new(Ownership::none());

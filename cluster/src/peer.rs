@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use herald_proto::v1::peer_client::PeerClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::shard::ShardId;
 
@@ -35,6 +35,8 @@ pub fn is_not_owner(status: &tonic::Status) -> bool {
 pub struct Peers {
     authorization: MetadataValue<tonic::metadata::Ascii>,
     connect_timeout: Duration,
+    /// The peers' listeners are TLS: how to check them, and what to present.
+    tls: Option<ClientTlsConfig>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -51,17 +53,23 @@ impl std::fmt::Debug for Peers {
 #[error("cluster.peer_secret must be printable ASCII")]
 pub struct BadSecret;
 
-/// A peer address that is not one.
+/// A peer address that is not one, or that TLS cannot be set up for.
 #[derive(Debug, thiserror::Error)]
 #[error("not a peer address: {0:?}")]
 pub struct BadAddress(pub String);
 
 impl Peers {
-    pub fn new(secret: &str, connect_timeout: Duration) -> Result<Self, BadSecret> {
+    /// Peers called with `secret`, over TLS when `tls` is given.
+    pub fn new(
+        secret: &str,
+        connect_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Self, BadSecret> {
         let authorization = format!("Bearer {secret}").parse().map_err(|_| BadSecret)?;
         Ok(Self {
             authorization,
             connect_timeout,
+            tls,
             channels: Arc::default(),
         })
     }
@@ -72,8 +80,15 @@ impl Peers {
         if let Some(channel) = channels.get(address) {
             return Ok(PeerClient::new(channel.clone()));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|_| BadAddress(address.to_owned()))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|_| BadAddress(address.to_owned()))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|_| BadAddress(address.to_owned()))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -115,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_secret_that_cannot_be_a_header_is_refused() {
-        assert!(Peers::new("line\nbreak", Duration::from_secs(1)).is_err());
-        assert!(Peers::new("s3cret", Duration::from_secs(1)).is_ok());
+        assert!(Peers::new("line\nbreak", Duration::from_secs(1), None).is_err());
+        assert!(Peers::new("s3cret", Duration::from_secs(1), None).is_ok());
     }
 }

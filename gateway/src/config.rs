@@ -6,6 +6,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::TlsFiles;
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
@@ -48,6 +50,9 @@ pub struct GatewayConfig {
     /// Exchange servers, or Exchange Online's published ranges when one of its addresses
     /// sends more than the per-source rate. Per-URL limits still apply.
     pub exempt_sources: Vec<IpNet>,
+    /// Serve HTTPS with this certificate and key (`[gateway.tls]`); absent: plain HTTP,
+    /// for TLS ended at a load balancer in front.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +74,7 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             client_ip_header: "x-forwarded-for".to_owned(),
             exempt_sources: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -19,6 +19,7 @@ mod server;
 mod sink;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+pub mod tls;
 
 pub use answer::{SubscriptionStatus, soap_answer};
 pub use config::GatewayConfig;

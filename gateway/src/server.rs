@@ -35,6 +35,8 @@ pub struct Gateway<S> {
     pub(crate) sink: S,
     pub(crate) metrics: GatewayMetrics,
     pub(crate) edge: Edge,
+    /// HTTPS, when the gateway ends TLS itself.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<S: NotificationSink> Gateway<S> {
@@ -47,7 +49,15 @@ impl<S: NotificationSink> Gateway<S> {
             sink,
             metrics,
             edge,
+            tls: None,
         }
+    }
+
+    /// The same gateway serving HTTPS with `tls` (see [`crate::tls::server_config`]).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The same gateway with other parser caps.
@@ -81,6 +91,9 @@ pub async fn serve<S: NotificationSink>(
         .header_read_timeout(gateway.config.header_timeout)
         .max_buf_size(CONNECTION_BUFFER)
         .keep_alive(true);
+    let http = Arc::new(http);
+    let header_timeout = gateway.config.header_timeout;
+    let tls = gateway.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let sources = gateway.edge.sources.clone();
     let metrics = gateway.metrics.clone();
     let forget = tokio::spawn(forget_idle(gateway.clone()));
@@ -115,12 +128,33 @@ pub async fn serve<S: NotificationSink>(
                 r.extensions_mut().insert(Peer(peer));
                 r
             }));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let open = metrics.connections.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let http = http.clone();
+        let handshake_failed = metrics.clone();
         open.inc();
         tokio::spawn(async move {
             // A client that goes away mid-request is not our error.
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await;
+                }
+                Some(acceptor) => {
+                    // The handshake counts against the header timeout: a client that
+                    // opens and stalls holds its connection slot no longer.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await;
+                        }
+                        Ok(Err(_)) | Err(_) => handshake_failed.reject("tls_handshake"),
+                    }
+                }
+            }
             open.dec();
             drop((counted, permit));
         });

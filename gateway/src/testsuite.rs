@@ -45,7 +45,16 @@ impl RawResponse {
 /// Sends `request` as is on a new connection and reads the answer until the server closes.
 /// If the server answers before the whole request is written (a 413), the rest is dropped.
 pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    exchange(stream, request).await
+}
+
+/// Sends `request` on `stream` (a TLS stream, say) and reads the answer until the server
+/// closes.
+pub async fn exchange<S>(mut stream: S, request: &[u8]) -> RawResponse
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     // A server that stops reading early makes the write fail: the answer is still there.
     let _ = stream.write_all(request).await;
     let mut raw = Vec::new();

@@ -163,6 +163,7 @@ impl Config {
             p.push(format!("redis.url is not a Redis URL: {e}"));
         }
         self.home_problems(&mut p);
+        self.tls_problems(&mut p);
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
             p.push("redis.key_prefix must be non-empty, without braces or spaces".to_owned());
         }

@@ -285,6 +285,20 @@ fn docs_configuration_lists_exactly_the_keys_of_the_code() {
     config.auth.api_tokens_file = Some("/x".into());
     config.telemetry.otlp_endpoint = Some("http://127.0.0.1:4317".into());
     config.delivery.record_file = Some("/pushes.jsonl".into());
+    config.gateway.tls = Some(herald_gateway::tls::TlsFiles {
+        cert_file: "/gateway.crt".into(),
+        key_file: "/gateway.key".into(),
+    });
+    config.grpc.tls = Some(super::GrpcTlsConfig {
+        cert_file: "/node.crt".into(),
+        key_file: "/node.key".into(),
+        ca_file: "/ca.crt".into(),
+        client_auth: true,
+        peer_server_name: Some("herald".into()),
+    });
+    config.redis.ca_file = Some("/redis-ca.crt".into());
+    config.redis.client_cert_file = Some("/node.crt".into());
+    config.redis.client_key_file = Some("/node.key".into());
     config.homes.insert(
         "<region>".into(),
         super::HomeCopyConfig {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use herald_broker::config::Config;
 use herald_broker::store::CopyAdmin;
 
-use super::{POLL, REDIS_TIMEOUT, copy_url, say};
+use super::{POLL, copy_url, say};
 
 /// Raises the epochs and records the generation; a primary with `min-replicas-to-write`
 /// refuses until a replica has attached, so this is retried until `deadline`.
@@ -50,7 +50,7 @@ pub(super) async fn record_at_home(
         return;
     };
     loop {
-        let recorded = match CopyAdmin::open(url, &config.redis.key_prefix, REDIS_TIMEOUT).await {
+        let recorded = match super::open_copy(config, url).await {
             Ok(own) => own.set_generation(home, generation).await,
             Err(e) => Err(e),
         };
@@ -128,7 +128,7 @@ async fn newest_elsewhere(config: &Config, home: &str, every_copy: bool) -> Resu
         .filter(|url| Some(url.as_str()) != own_url);
     let mut newest = 0;
     for url in urls {
-        let read = match CopyAdmin::open(url, &config.redis.key_prefix, REDIS_TIMEOUT).await {
+        let read = match super::open_copy(config, url).await {
             Ok(other) => other.generation(home).await,
             Err(e) => Err(e),
         };

@@ -47,6 +47,20 @@ pub struct RedisStoreConfig {
     pub connect_timeout: Duration,
     /// `url` is a node of a Redis Cluster (the others are discovered from it).
     pub cluster: bool,
+    /// The CA and client certificate of a `rediss://` URL, when not the system's roots
+    /// alone.
+    pub tls: Option<redis::TlsCertificates>,
+}
+
+/// A client of `url`, with `tls`'s certificates when given.
+pub(crate) fn client(
+    url: impl redis::IntoConnectionInfo,
+    tls: Option<&redis::TlsCertificates>,
+) -> redis::RedisResult<redis::Client> {
+    match tls {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
+    }
 }
 
 /// The Redis-backed [`RegistrationStore`].
@@ -134,11 +148,14 @@ impl RedisStore {
     /// `UNAVAILABLE` (and fails `/readyz`) until it is back.
     pub fn connect(config: &RedisStoreConfig) -> Result<Self, StoreError> {
         let conn = if config.cluster {
-            let client = redis::cluster::ClusterClient::builder([config.url.as_str()])
+            let mut builder = redis::cluster::ClusterClient::builder([config.url.as_str()])
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.response_timeout)
-                .retries(2)
-                .build()?;
+                .retries(2);
+            if let Some(certs) = &config.tls {
+                builder = builder.certs(certs.clone());
+            }
+            let client = builder.build()?;
             Conn::Cluster(
                 client.get_pending_async_connection_with_config(
                     redis::cluster::ClusterConfig::new()
@@ -147,7 +164,7 @@ impl RedisStore {
                 ),
             )
         } else {
-            let client = redis::Client::open(config.url.as_str())?;
+            let client = client(config.url.as_str(), config.tls.as_ref())?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(config.response_timeout))
                 .set_connection_timeout(Some(config.connect_timeout))

@@ -142,6 +142,8 @@ pub(super) struct SubState {
     stale: bool,
     /// Asked the supervisor to be stopped.
     done: bool,
+    /// Since when its burst is pending, as last told to the node's count of pending bursts.
+    reported_pending: Option<UnixMillis>,
 }
 
 impl Actor for SubscriptionActor {
@@ -190,6 +192,7 @@ impl Actor for SubscriptionActor {
             draining: Vec::new(),
             stale: false,
             done: false,
+            reported_pending: None,
         };
         // A burst or a move left by a passivated or crashed predecessor is taken up when due.
         schedule(&myself, &mut state);
@@ -306,6 +309,17 @@ async fn work_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
 /// Arms the timer for the work left (a burst, a retry, a move) and publishes when it is due
 /// for the supervisor.
 fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
+    let pending = state
+        .copy
+        .as_ref()
+        .and_then(|c| c.progress.burst.map(|b| b.first_at));
+    if pending != state.reported_pending {
+        state.reported_pending = pending;
+        state
+            .deps
+            .pending
+            .set(state.shard, state.epoch, &state.id, pending);
+    }
     let due = due(state);
     state.activity.set_due(match (state.in_flight, due) {
         (true, _) => BUSY,

@@ -1,11 +1,44 @@
 //! The subscription layer's metrics.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::PendingBurstsByHome;
+use crate::domain::UnixMillis;
+
+/// `herald_bursts_pending` and `herald_burst_oldest_pending_age_seconds`, read at each
+/// scrape.
+#[derive(Debug)]
+struct PendingCollector(PendingBurstsByHome);
+
+impl Collector for PendingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let (count, oldest) = self.0.summary();
+        let age = oldest.map_or(0.0, |first| {
+            UnixMillis::now().0.saturating_sub(first.0) as f64 / 1000.0
+        });
+        let count = ConstGauge::new(count as i64);
+        count.encode(encoder.encode_descriptor(
+            "herald_bursts_pending",
+            "Bursts accepted on this node and not pushed yet",
+            None,
+            count.metric_type(),
+        )?)?;
+        let age = ConstGauge::new(age);
+        age.encode(encoder.encode_descriptor(
+            "herald_burst_oldest_pending_age_seconds",
+            "Time since the first notification of the oldest burst not pushed yet (0: none pending)",
+            None,
+            age.metric_type(),
+        )?)
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -33,6 +66,8 @@ pub struct SubscriptionMetrics {
     pub stale_marked: Counter,
     /// Dead-token feedback events that could not be published.
     pub feedback_lost: Counter,
+    /// The bursts waiting for their push, read at each scrape.
+    pub pending: PendingBurstsByHome,
 }
 
 impl Default for SubscriptionMetrics {
@@ -52,6 +87,7 @@ impl Default for SubscriptionMetrics {
             flush_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             stale_marked: Counter::default(),
             feedback_lost: Counter::default(),
+            pending: PendingBurstsByHome::default(),
         }
     }
 }
@@ -118,6 +154,7 @@ impl SubscriptionMetrics {
             "Dead-token feedback events that could not be published to the store",
             self.feedback_lost.clone(),
         );
+        registry.register_collector(Box::new(PendingCollector(self.pending.clone())));
     }
 
     pub(crate) fn notification(&self, outcome: &'static str) {

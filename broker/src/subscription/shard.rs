@@ -128,6 +128,7 @@ impl Actor for ShardSupervisor {
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
         let every = (deps.actors.idle_timeout / 2).max(Duration::from_millis(10));
         myself.send_interval(every, || ShardMsg::Sweep);
+        deps.pending.open(shard, epoch);
         Ok(ShardState {
             deps,
             shard,
@@ -140,6 +141,15 @@ impl Actor for ShardSupervisor {
             wake_at: None,
             restarts: HashMap::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.deps.pending.close(state.shard, state.epoch);
+        Ok(())
     }
 
     async fn handle(

@@ -179,6 +179,7 @@ async fn nodes_share_one_apns_provider_token_through_redis() {
             response_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(500),
             cluster: false,
+            tls: None,
         })
         .unwrap()
     };

@@ -40,6 +40,7 @@ fn store(redis: &RedisServer) -> RedisStore {
         response_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         cluster: false,
+        tls: None,
     })
     .unwrap()
 }

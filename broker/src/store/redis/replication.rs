@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
+use redis::{ConnectionAddr, ConnectionInfo};
 
 use super::keys::Keys;
 use crate::store::StoreError;
@@ -67,9 +67,16 @@ impl std::fmt::Debug for CopyAdmin {
 }
 
 impl CopyAdmin {
-    /// Connects to the copy at `url` (keys under `key_prefix`), waiting at most `timeout`.
-    pub async fn open(url: &str, key_prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        Self::connect(url.into_connection_info()?, key_prefix, timeout).await
+    /// Connects to the copy at `url` (keys under `key_prefix`, certificates `tls` for a
+    /// `rediss://` URL), waiting at most `timeout`.
+    pub async fn open(
+        url: &str,
+        key_prefix: &str,
+        tls: Option<&redis::TlsCertificates>,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let info = super::client(url, tls)?.get_connection_info().clone();
+        Self::connect(info, key_prefix, timeout).await
     }
 
     async fn connect(
@@ -94,12 +101,23 @@ impl CopyAdmin {
     }
 
     /// Another server of the same home at `host:port`, reached with this one's
-    /// credentials.
+    /// credentials (and TLS).
     pub async fn sibling(&self, host: &str, port: u16) -> Result<Self, StoreError> {
-        let info = self
-            .info
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(host.to_owned(), port));
+        let (host, addr) = (host.to_owned(), self.info.addr());
+        let addr = match addr {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let info = self.info.clone().set_addr(addr);
         Self::connect(info, &self.key_prefix, self.timeout).await
     }
 
