@@ -239,7 +239,7 @@ impl Default for CoalesceConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` itself wins when set.
@@ -248,6 +248,9 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// OTLP/gRPC endpoint for traces (e.g. `http://127.0.0.1:4317`); absent: no export.
     pub otlp_endpoint: Option<String>,
+    /// The share of new traces exported (0 to 1); a gRPC caller's `traceparent` decides
+    /// for its own.
+    pub trace_sample_ratio: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -264,6 +267,7 @@ impl Default for TelemetryConfig {
             log_filter: "info".to_owned(),
             log_format: LogFormat::Text,
             otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
         }
     }
 }

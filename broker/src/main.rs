@@ -302,7 +302,7 @@ fn fail(message: &str, code: u8) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let _telemetry = match telemetry::init(&config.telemetry) {
+    let _telemetry = match telemetry::init(&config) {
         Ok(guard) => guard,
         Err(err) => return fail(&err.to_string(), EXIT_CONFIG),
     };

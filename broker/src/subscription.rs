@@ -126,6 +126,7 @@ impl Subscriptions {
                     effects,
                     request,
                     reply,
+                    span: tracing::Span::current(),
                 }
             })
             .await?

@@ -1,14 +1,27 @@
 //! Logs and traces: `tracing` to stderr as text or JSON, and optionally an OTLP/gRPC trace
 //! exporter.
+//!
+//! A notification is one trace: the gateway's `ews.notification` span (the root), the
+//! actor's `subscription.apply` and its `store.write`, and later the burst's
+//! `subscription.flush` (a child of the notification that started the burst, linked to the
+//! others coalesced into it) with the provider's `push.send`. A request forwarded to the
+//! node holding its shard carries the W3C `traceparent` in its gRPC metadata, and every gRPC
+//! call continues the caller's trace when it sends one. The root spans carry a `trace_id`
+//! field, so the log lines written inside them name their trace.
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{LogFormat, TelemetryConfig};
+use crate::config::{Config, LogFormat};
 
 /// Keeps the trace exporter alive; flushes it when dropped.
 #[derive(Debug, Default)]
@@ -36,23 +49,54 @@ pub enum TelemetryError {
     Install(String),
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, replaces `telemetry.log_filter`.
-pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+/// What the traces say about the process that sends them.
+fn resource(config: &Config) -> Resource {
+    Resource::builder()
+        .with_service_name("herald")
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", config.node.id.clone()),
+            KeyValue::new("cloud.region", config.node.region.clone()),
+        ])
+        .build()
+}
+
+/// Installs the global subscriber, logging to stderr, and the trace exporter when
+/// `telemetry.otlp_endpoint` is set. `RUST_LOG`, when set, replaces `telemetry.log_filter`.
+pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
+    // Colours for a person at a terminal, not for a log collector.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_with(config, std::io::stderr, ansi)
+}
+
+/// [`init`], logging to `logs`, in colour with `ansi`.
+pub fn init_with<W>(config: &Config, logs: W, ansi: bool) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let telemetry = &config.telemetry;
     let filter = match std::env::var("RUST_LOG") {
         Ok(raw) if !raw.is_empty() => EnvFilter::try_new(raw),
-        _ => EnvFilter::try_new(&config.log_filter),
+        _ => EnvFilter::try_new(&telemetry.log_filter),
     }
     .map_err(|e| TelemetryError::Filter(e.to_string()))?;
 
-    let (otel_layer, provider) = match &config.otlp_endpoint {
+    let (otel_layer, provider) = match &telemetry.otlp_endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+            // A caller's sampling decision (its `traceparent`) is kept; new traces are
+            // sampled at the configured ratio.
+            let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                telemetry.trace_sample_ratio,
+            )));
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
+                .with_sampler(sampler)
+                .with_resource(resource(config))
                 .build();
             let tracer = provider.tracer("herald");
             (
@@ -64,18 +108,84 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     };
 
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
-    let installed = match config.log_format {
+    let installed = match telemetry.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
-        LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
+                    .with_ansi(ansi)
+                    .with_writer(logs),
             )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(logs))
             .try_init(),
     };
     installed.map_err(|e| TelemetryError::Install(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Records `span`'s trace id in its `trace_id` field (the span must declare it), so that
+/// the log lines written inside it name the trace. Nothing without a trace exporter.
+pub(crate) fn stamp_trace_id(span: &tracing::Span) {
+    let context = span.context();
+    let trace = context.span().span_context().clone();
+    if trace.is_valid() {
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
+    }
+}
+
+/// The trace position of `span`, to continue its trace later (from another task); an
+/// invalid one without a trace exporter.
+pub(crate) fn position(span: &tracing::Span) -> SpanContext {
+    span.context().span().span_context().clone()
+}
+
+/// Makes `span` (not entered yet) a child of `parent`, which may have ended, and links it
+/// to `links`.
+pub(crate) fn continue_from(span: &tracing::Span, parent: &SpanContext, links: &[SpanContext]) {
+    if parent.is_valid() {
+        let _ = span.set_parent(Context::new().with_remote_span_context(parent.clone()));
+    }
+    for link in links {
+        span.add_link(link.clone());
+    }
+}
+
+/// The trace a caller's headers (a W3C `traceparent`) say a request belongs to.
+pub(crate) fn caller_context(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Writes the current span's trace position into a gRPC request's metadata
+/// (`traceparent`), for the called node to continue the trace.
+pub(crate) fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut MetadataInjector(metadata));
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
 }

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
 
 use crate::answer::{SubscriptionStatus, soap_answer};
 use crate::edge::{BodyError, discard, read_body};
@@ -38,8 +39,18 @@ pub(crate) async fn notify<S: NotificationSink>(
 ) -> Response {
     let started = Instant::now();
     let peer = peer.map(|Extension(Peer(addr))| addr);
+    // The root of the notification's trace; the sink fills `trace_id` in when traces are
+    // exported, so that log lines written while it is handled name the trace.
+    let span = tracing::info_span!(
+        "ews.notification",
+        home = %home_region,
+        answer = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
     let callback = Callback::new(home_region, token);
-    let (status, answer, response) = answer(&gateway, peer, &callback, &headers, body).await;
+    let (status, answer, response) = answer(&gateway, peer, &callback, &headers, body)
+        .instrument(span.clone())
+        .await;
     let kind = match (status, answer) {
         (StatusCode::OK, "ok") => "ok",
         (StatusCode::OK, _) => "unsubscribe",
@@ -47,6 +58,8 @@ pub(crate) async fn notify<S: NotificationSink>(
         (StatusCode::FORBIDDEN, _) => "forbidden",
         _ => "refused",
     };
+    span.record("answer", kind);
+    span.in_scope(|| tracing::debug!(status = status.as_u16(), "answered Exchange"));
     gateway
         .metrics
         .request_seconds

@@ -12,6 +12,7 @@ mod refusals;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use tokio::sync::Semaphore;
 
@@ -191,7 +192,15 @@ impl Delivery {
             }
             Ok(Ok(_slot)) => {
                 let started = Instant::now();
-                let verdict = app.client.send(&request).await;
+                let span = tracing::info_span!(
+                    "push.send",
+                    provider = labels.provider,
+                    app = %request.app_id,
+                    attempt = request.attempt,
+                    verdict = tracing::field::Empty,
+                );
+                let verdict = app.client.send(&request).instrument(span.clone()).await;
+                span.record("verdict", verdict_name(&verdict));
                 self.metrics
                     .seconds
                     .get_or_create(&labels)

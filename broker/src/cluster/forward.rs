@@ -56,6 +56,7 @@ impl PeerCall {
         if let Ok(home) = self.home.parse() {
             request.metadata_mut().insert(HOME_KEY, home);
         }
+        crate::telemetry::inject_current(request.metadata_mut());
         request
     }
 }

@@ -215,6 +215,12 @@ impl Config {
                 "telemetry.otlp_endpoint '{endpoint}' is not an http(s) URL"
             ));
         }
+        if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
+            p.push(format!(
+                "telemetry.trace_sample_ratio {} is not between 0 and 1",
+                self.telemetry.trace_sample_ratio
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             p.push(format!(
                 "telemetry.log_filter '{}' is not a valid filter",

@@ -30,6 +30,8 @@ impl NotificationSink for HomesSink {
     type Admitted = (Arc<HomeStack>, Admitted);
 
     async fn admit(&self, callback: &Callback) -> Admission<Self::Admitted> {
+        // Called inside the gateway's `ews.notification` span.
+        crate::telemetry::stamp_trace_id(&tracing::Span::current());
         let home = callback.home_region();
         let Some(stack) = self.homes.served(home) else {
             let known = self.homes.slot(home).is_some();

@@ -9,6 +9,7 @@ mod commands;
 mod deliver;
 mod handoff;
 mod push;
+mod trace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use herald_cluster::{Epoch, Fence, Fencing as _, NotOwner, ShardId};
 use herald_gateway::model::SendNotification;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument as _;
 
 use super::activity::{Activity, BUSY};
 use super::shard::ShardMsg;
@@ -40,6 +42,8 @@ pub(super) enum SubMsg {
         effects: Vec<MessageEffect>,
         request: Arc<SendNotification>,
         reply: DeliverReply,
+        /// The caller's span (the gateway's `ews.notification`): the apply is its child.
+        span: tracing::Span,
     },
     Command {
         command: Command,
@@ -144,6 +148,8 @@ pub(super) struct SubState {
     done: bool,
     /// Since when its burst is pending, as last told to the node's count of pending bursts.
     reported_pending: Option<UnixMillis>,
+    /// The traces of the pending burst's notifications, when traces are exported.
+    burst_trace: Option<Box<trace::BurstTrace>>,
 }
 
 impl Actor for SubscriptionActor {
@@ -193,6 +199,7 @@ impl Actor for SubscriptionActor {
             stale: false,
             done: false,
             reported_pending: None,
+            burst_trace: None,
         };
         // A burst or a move left by a passivated or crashed predecessor is taken up when due.
         schedule(&myself, &mut state);
@@ -241,8 +248,16 @@ async fn on_message(
             effects,
             request,
             reply,
+            span,
         } => {
-            let answer = deliver::deliver(state, effects, &request).await;
+            let applied =
+                tracing::info_span!(parent: &span, "subscription.apply", registration = %state.id);
+            let answer = deliver::deliver(state, effects, &request)
+                .instrument(applied.clone())
+                .await;
+            if answer.is_ok() {
+                trace::note(state, &applied);
+            }
             let _ = reply.send(answer);
         }
         SubMsg::Command { command, reply } => {
@@ -475,12 +490,14 @@ async fn commit<T>(
         if record == *stored {
             return Ok(result);
         }
-        match state
-            .deps
-            .store
-            .update(fence(state)?, &stored, &record)
-            .await
-        {
+        let write = state.deps.store.update(fence(state)?, &stored, &record);
+        // A child of the apply or flush it is part of; no trace of its own otherwise.
+        let written = if tracing::Span::current().is_none() {
+            write.await
+        } else {
+            write.instrument(tracing::info_span!("store.write")).await
+        };
+        match written {
             Ok(written) => {
                 remember(state, written);
                 return Ok(result);

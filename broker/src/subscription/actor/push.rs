@@ -4,6 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use futures_util::FutureExt as _;
 use herald_workers::{PushOutcome, PushRequest};
@@ -117,7 +118,8 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
             state.in_flight = true;
             let (sender, reply_to) = (state.deps.sender.clone(), myself.clone());
             let pushed = request.clone();
-            tokio::spawn(async move {
+            let span = super::trace::flush_span(state, burst.first_at);
+            let push = async move {
                 // A sender that panics or hangs must not leave the burst in flight forever.
                 let sending = AssertUnwindSafe(sender.send(pushed)).catch_unwind();
                 let outcome = match tokio::time::timeout(PUSH_GUARD, sending).await {
@@ -132,7 +134,8 @@ pub(super) async fn flush_now(myself: &ActorRef<SubMsg>, state: &mut SubState) {
                     outcome,
                     burst,
                 })));
-            });
+            };
+            tokio::spawn(push.instrument(span));
         }
     }
 }
