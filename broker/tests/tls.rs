@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_broker::config::{Config, GrpcTlsConfig};
+use herald_broker::store::CopyAdmin;
 use herald_broker::testsuite::{
     API_TOKEN, IOS_APP, RedisServer, TestNode, callback_path, eventually, expected, fixture,
     test_config,
@@ -330,4 +331,34 @@ fn check_config_names_each_unusable_tls_file() {
     config.redis.url = Some("rediss://127.0.0.1:6380".to_owned());
     config.redis.client_key_file = Some(node.key_file);
     assert!(config.problems().0.is_empty(), "{}", config.problems());
+}
+
+#[tokio::test]
+async fn the_region_tools_reach_every_copy_over_tls() {
+    let pki = Pki::new("Herald test CA");
+    let (_first, first_port) = redis_over_tls(&pki);
+    let (_second, second_port) = redis_over_tls(&pki);
+    let config = node_config(&pki, "tools", first_port);
+    let tls = config.redis_tls().unwrap();
+    let url = config.redis.url.clone().unwrap();
+    let copy = CopyAdmin::open(&url, "herald", tls.as_ref(), Duration::from_secs(5))
+        .await
+        .expect("the copy over TLS");
+    copy.set_generation("eu-west-1", 7).await.unwrap();
+    assert_eq!(copy.generation("eu-west-1").await.unwrap(), 7);
+    // Another server of the same home, as `region promote --replica` names it: reached
+    // with the same certificates, over TLS.
+    let sibling = copy
+        .sibling("127.0.0.1", second_port)
+        .await
+        .expect("the sibling over TLS");
+    assert_eq!(sibling.generation("eu-west-1").await.unwrap(), 0);
+    // Without the client certificate, the server refuses.
+    let mut bare = tls.clone().unwrap();
+    bare.client_tls = None;
+    assert!(
+        CopyAdmin::open(&url, "herald", Some(&bare), Duration::from_secs(2))
+            .await
+            .is_err()
+    );
 }
