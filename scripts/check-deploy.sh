@@ -193,7 +193,7 @@ echo "$chart: TLS values render, validate and give a configuration check-config 
 
 # Values the schema must refuse.
 for bad in "publicUrl=http://push.example.com" "region=mars-1" "replicaCount=0" \
-  "service.gateway.port=0" "podDisruptionBudget.maxUnavailable=0"; do
+  "service.gateway.port=0" "podDisruptionBudget.maxUnavailable=0" "tls.grpc.secretName=herald-grpc-tls"; do
   if "$helm" template x "$chart" --set "$bad" >/dev/null 2>&1; then
     echo "the chart accepted $bad" >&2
     exit 1

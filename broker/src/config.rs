@@ -248,8 +248,8 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// OTLP/gRPC endpoint for traces (e.g. `http://127.0.0.1:4317`); absent: no export.
     pub otlp_endpoint: Option<String>,
-    /// The share of new traces exported (0 to 1); a gRPC caller's `traceparent` decides
-    /// for its own.
+    /// The share of traces exported (0 to 1), decided by trace id, so a trace is kept or
+    /// dropped whole on every node.
     pub trace_sample_ratio: f64,
 }
 

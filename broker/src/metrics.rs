@@ -49,6 +49,12 @@ pub struct HomeLabels {
     pub home: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// `gateway`, `grpc` or `redis_client`.
+    pub certificate: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -60,6 +66,7 @@ pub struct Metrics {
     pub store_errors: Family<StoreLabels, Counter>,
     pub ews_unserved_home: Family<HomeLabels, Counter>,
     pub home_served: Family<HomeLabels, Gauge>,
+    pub certificate_expiry: Family<CertificateLabels, Gauge>,
     pub gateway: GatewayMetrics,
     pub subscriptions: SubscriptionMetrics,
     pub delivery: DeliveryMetrics,
@@ -123,6 +130,12 @@ impl Default for Metrics {
             "1 while this node serves the home region (its copy here is the primary), else 0",
             home_served.clone(),
         );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "herald_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate the node loaded at start stops being valid (notAfter), in seconds since the epoch, by use: a renewed file is read at the next start",
+            certificate_expiry.clone(),
+        );
         let gateway = GatewayMetrics::default();
         gateway.register(&mut registry);
         let subscriptions = SubscriptionMetrics::default();
@@ -156,6 +169,7 @@ impl Default for Metrics {
             store_errors,
             ews_unserved_home,
             home_served,
+            certificate_expiry,
         }
     }
 }

@@ -246,7 +246,7 @@ fn grpc_router(
 /// call is one trace. Health checks and reflection get none.
 fn grpc_span(request: &http::Request<()>) -> tracing::Span {
     let path = request.uri().path();
-    if path.starts_with("/grpc.") {
+    if !crate::telemetry::exporting() || path.starts_with("/grpc.") {
         return tracing::Span::none();
     }
     let span = tracing::info_span!("grpc.request", path, trace_id = tracing::field::Empty);
@@ -378,6 +378,12 @@ impl RunningNode {
             return Err(NodeError::Invalid(problems));
         }
         let metrics = Arc::new(Metrics::default());
+        for (certificate, expires) in config.certificate_expiries() {
+            metrics
+                .certificate_expiry
+                .get_or_create(&crate::metrics::CertificateLabels { certificate })
+                .set(expires);
+        }
         let sender = match sender {
             Some(sender) => sender,
             None => build_sender(config, &store, &metrics)?,
@@ -474,6 +480,9 @@ impl RunningNode {
             HomesSink::new(homes.clone(), metrics.clone()),
             metrics.gateway.clone(),
         );
+        if crate::telemetry::exporting() {
+            gateway = gateway.with_request_spans();
+        }
         if let Some(files) = &config.gateway.tls {
             let tls = herald_gateway::tls::server_config(files, None, &[b"http/1.1"])
                 .map_err(|e| NodeError::Tls(format!("gateway.tls: {e}")))?;

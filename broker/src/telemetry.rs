@@ -18,10 +18,20 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{Config, LogFormat};
+
+/// Whether spans are exported: the spans of a notification's path are created only then
+/// (they cost the hot path a few per cent otherwise, for logs that name no trace).
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports traces (see [`init`]).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Keeps the trace exporter alive; flushes it when dropped.
 #[derive(Debug, Default)]
@@ -75,11 +85,12 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let telemetry = &config.telemetry;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(raw) if !raw.is_empty() => EnvFilter::try_new(raw),
-        _ => EnvFilter::try_new(&telemetry.log_filter),
-    }
-    .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(raw) if !raw.is_empty() => raw,
+        _ => telemetry.log_filter.clone(),
+    };
+    let filter = EnvFilter::try_new(quiet_handshakes(directives))
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
 
     let (otel_layer, provider) = match &telemetry.otlp_endpoint {
         Some(endpoint) => {
@@ -88,21 +99,24 @@ where
                 .with_endpoint(endpoint)
                 .build()
                 .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-            // A caller's sampling decision (its `traceparent`) is kept; new traces are
-            // sampled at the configured ratio.
-            let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                telemetry.trace_sample_ratio,
-            )));
+            // Decided by trace id alone, so that every span of a trace (on every node that
+            // shares the ratio) is kept or dropped together, whatever a caller's
+            // `traceparent` asks: an unauthenticated caller cannot force exports.
+            let sampler = Sampler::TraceIdRatioBased(telemetry.trace_sample_ratio);
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_sampler(sampler)
                 .with_resource(resource(config))
                 .build();
             let tracer = provider.tracer("herald");
-            (
-                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
-                Some(provider),
-            )
+            // ractor runs every actor inside a span as long as the actor lives: not a
+            // trace worth exporting.
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                    !meta.target().starts_with("ractor")
+                }));
+            (Some(layer), Some(provider))
         }
         None => (None, None),
     };
@@ -121,7 +135,20 @@ where
             .try_init(),
     };
     installed.map_err(|e| TelemetryError::Install(e.to_string()))?;
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Ok(TelemetryGuard { provider })
+}
+
+/// `directives`, with rustls's own logs kept to errors unless they name rustls: anyone who
+/// reaches a TLS listener could otherwise write a warning per malformed handshake.
+fn quiet_handshakes(directives: String) -> String {
+    if directives.contains("rustls") {
+        directives
+    } else if directives.trim().is_empty() {
+        "rustls=error".to_owned()
+    } else {
+        format!("{directives},rustls=error")
+    }
 }
 
 /// Records `span`'s trace id in its `trace_id` field (the span must declare it), so that
@@ -129,7 +156,7 @@ where
 pub(crate) fn stamp_trace_id(span: &tracing::Span) {
     let context = span.context();
     let trace = context.span().span_context().clone();
-    if trace.is_valid() {
+    if trace.is_valid() && trace.is_sampled() {
         span.record("trace_id", tracing::field::display(trace.trace_id()));
     }
 }
@@ -187,5 +214,20 @@ impl Injector for MetadataInjector<'_> {
         ) {
             self.0.insert(key, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_logs_only_errors_unless_the_filter_says_otherwise() {
+        assert_eq!(quiet_handshakes("info".into()), "info,rustls=error");
+        assert_eq!(quiet_handshakes(String::new()), "rustls=error");
+        assert_eq!(
+            quiet_handshakes("debug,rustls=debug".into()),
+            "debug,rustls=debug"
+        );
     }
 }

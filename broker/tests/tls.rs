@@ -287,9 +287,36 @@ async fn a_cluster_serves_and_forwards_over_tls_and_refuses_callers_without_a_ce
         metrics.contains(r#"herald_gateway_rejections_total{reason="tls_handshake"}"#),
         "{metrics}"
     );
+    // When each certificate it serves with expires: rcgen's default, 4096-01-01.
+    for certificate in ["gateway", "grpc", "redis_client"] {
+        let line = format!(
+            "herald_tls_certificate_expiry_timestamp_seconds{{certificate=\"{certificate}\"}} 67090118400"
+        );
+        assert!(metrics.contains(&line), "{line} missing in:\n{metrics}");
+    }
 
     b.stop().await;
     a.stop().await;
+}
+
+#[test]
+fn a_certificates_expiry_is_read_from_its_der() {
+    let key = KeyPair::generate().unwrap();
+    // Before 2050, X.509 writes the time as UTCTime; from 2050 on, GeneralizedTime.
+    for ((year, month, day), expected) in [
+        ((2031, 5, 17), 1_936_742_400),
+        ((2049, 12, 31), 2_524_521_600),
+        ((2050, 1, 1), 2_524_608_000),
+    ] {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            herald_gateway::tls::not_after(cert.der()),
+            Some(expected),
+            "{year}"
+        );
+    }
 }
 
 #[test]
@@ -313,6 +340,9 @@ fn check_config_names_each_unusable_tls_file() {
     // TLS files for a Redis reached in the clear; a certificate without its key.
     config.redis.ca_file = Some(pki.ca.clone());
     config.redis.client_cert_file = Some(node.cert_file.clone());
+    if let Some(grpc) = config.grpc.tls.as_mut() {
+        grpc.peer_server_name = Some("not a name".to_owned());
+    }
     let problems = config.problems().to_string();
     for expected in [
         "gateway.tls:",
@@ -320,6 +350,7 @@ fn check_config_names_each_unusable_tls_file() {
         "grpc.tls.ca_file:",
         "redis.client_cert_file and redis.client_key_file go together",
         "redis.url is not rediss://",
+        "grpc.tls.peer_server_name \"not a name\" is not a DNS name",
     ] {
         assert!(
             problems.contains(expected),
@@ -329,6 +360,13 @@ fn check_config_names_each_unusable_tls_file() {
     config.gateway.tls = Some(node.clone());
     config.grpc.tls = None;
     config.redis.url = Some("rediss://127.0.0.1:6380".to_owned());
+    // The Redis client certificate with another's key.
+    config.redis.client_key_file = Some(other.key_file.clone());
+    let problems = config.problems().to_string();
+    assert!(
+        problems.contains("redis.client_cert_file and redis.client_key_file: "),
+        "{problems}"
+    );
     config.redis.client_key_file = Some(node.key_file);
     assert!(config.problems().0.is_empty(), "{}", config.problems());
 }

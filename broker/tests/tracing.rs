@@ -187,6 +187,10 @@ async fn a_forwarded_notification_is_one_trace_from_the_gateway_to_the_provider(
         .unwrap();
 
     let spans = collector.spans.lock().unwrap().clone();
+    assert!(
+        collector.named("Actor").is_empty(),
+        "ractor's actor-lifetime spans are not exported"
+    );
     let roots = collector.named("ews.notification");
     assert_eq!(roots.len(), 1, "one notification, one root");
     let root = &roots[0];

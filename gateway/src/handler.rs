@@ -39,14 +39,19 @@ pub(crate) async fn notify<S: NotificationSink>(
 ) -> Response {
     let started = Instant::now();
     let peer = peer.map(|Extension(Peer(addr))| addr);
-    // The root of the notification's trace; the sink fills `trace_id` in when traces are
+    // The root of the notification's trace. The sink fills in `home` once it knows it is
+    // one it serves (the URL's text is the caller's) and `trace_id` when traces are
     // exported, so that log lines written while it is handled name the trace.
-    let span = tracing::info_span!(
-        "ews.notification",
-        home = %home_region,
-        answer = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
+    let span = if gateway.request_spans {
+        tracing::info_span!(
+            "ews.notification",
+            home = tracing::field::Empty,
+            answer = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     let callback = Callback::new(home_region, token);
     let (status, answer, response) = answer(&gateway, peer, &callback, &headers, body)
         .instrument(span.clone())

@@ -37,6 +37,8 @@ pub struct Gateway<S> {
     pub(crate) edge: Edge,
     /// HTTPS, when the gateway ends TLS itself.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Each request gets a span (the root of its trace), when traces are exported.
+    pub(crate) request_spans: bool,
 }
 
 impl<S: NotificationSink> Gateway<S> {
@@ -50,7 +52,16 @@ impl<S: NotificationSink> Gateway<S> {
             metrics,
             edge,
             tls: None,
+            request_spans: false,
         }
+    }
+
+    /// The same gateway opening a span (`ews.notification`) per request: for a process
+    /// that exports traces.
+    #[must_use]
+    pub fn with_request_spans(mut self) -> Self {
+        self.request_spans = true;
+        self
     }
 
     /// The same gateway serving HTTPS with `tls` (see [`crate::tls::server_config`]).

@@ -13,6 +13,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 
+mod validity;
+pub use validity::not_after;
+
 /// A listener's certificate chain and key, PEM.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +114,26 @@ pub fn server_config(
     })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Checks that the key in `key_file` is that of the first certificate in `cert_file`, as a
+/// client presents them.
+pub fn client_identity(cert_file: &Path, key_file: &Path) -> Result<(), TlsError> {
+    let chain = certificates(cert_file)?;
+    let key = private_key(key_file)?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_client_auth_cert(chain, key)
+        .map(|_| ())
+        .map_err(|e| {
+            TlsError::Config(format!(
+                "{} and {} do not make a certificate and its key: {e}",
+                cert_file.display(),
+                key_file.display()
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -192,15 +192,21 @@ impl Delivery {
             }
             Ok(Ok(_slot)) => {
                 let started = Instant::now();
-                let span = tracing::info_span!(
-                    "push.send",
-                    provider = labels.provider,
-                    app = %request.app_id,
-                    attempt = request.attempt,
-                    verdict = tracing::field::Empty,
-                );
-                let verdict = app.client.send(&request).instrument(span.clone()).await;
-                span.record("verdict", verdict_name(&verdict));
+                // Traced within a traced flush only (when traces are exported).
+                let verdict = if tracing::Span::current().is_disabled() {
+                    app.client.send(&request).await
+                } else {
+                    let span = tracing::info_span!(
+                        "push.send",
+                        provider = labels.provider,
+                        app = %request.app_id,
+                        attempt = request.attempt,
+                        verdict = tracing::field::Empty,
+                    );
+                    let verdict = app.client.send(&request).instrument(span.clone()).await;
+                    span.record("verdict", verdict_name(&verdict));
+                    verdict
+                };
                 self.metrics
                     .seconds
                     .get_or_create(&labels)

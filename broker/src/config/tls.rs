@@ -15,8 +15,8 @@ use super::Config;
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GrpcTlsConfig {
-    /// This node's certificate (then any intermediates), PEM. With `client_auth`, it is
-    /// also the client certificate this node presents to the other nodes.
+    /// This node's certificate (then any intermediates), PEM; also the client certificate
+    /// this node presents to the other nodes.
     pub cert_file: PathBuf,
     /// Its private key, PEM.
     pub key_file: PathBuf,
@@ -80,13 +80,14 @@ impl GrpcTlsConfig {
     }
 
     /// The TLS of this node's calls to a node's gRPC listener (peers, and the `herald
-    /// cluster` commands): the other node is checked against `ca_file` and, with
-    /// `client_auth`, this node presents its own certificate.
+    /// cluster` commands): the other node is checked against `ca_file`, and this node
+    /// presents its own certificate — whether or not it asks for one itself, so that nodes
+    /// that do not yet require client certificates can call those that do (a rolling
+    /// change of `client_auth`).
     pub fn client(&self) -> Result<ClientTlsConfig, TlsSetupError> {
-        let mut config = ClientTlsConfig::new().ca_certificate(self.ca()?);
-        if self.client_auth {
-            config = config.identity(self.identity()?);
-        }
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(self.ca()?)
+            .identity(self.identity()?);
         if let Some(name) = &self.peer_server_name {
             config = config.domain_name(name.clone());
         }
@@ -95,6 +96,24 @@ impl GrpcTlsConfig {
 }
 
 impl Config {
+    /// The certificates this node presents, by use, with when each stops being valid
+    /// (seconds since the epoch); a file that cannot be read or parsed is left out
+    /// (`check-config` and the start refuse it).
+    pub fn certificate_expiries(&self) -> Vec<(&'static str, i64)> {
+        let files = [
+            ("gateway", self.gateway.tls.as_ref().map(|t| &t.cert_file)),
+            ("grpc", self.grpc.tls.as_ref().map(|t| &t.cert_file)),
+            ("redis_client", self.redis.client_cert_file.as_ref()),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let leaf = tls::certificates(path?).ok()?.into_iter().next()?;
+                Some((name, tls::not_after(&leaf)?))
+            })
+            .collect()
+    }
+
     /// The certificates of `rediss://` connections: `redis.ca_file` (else the system's
     /// roots) and the client certificate, when configured. `None` when no file is set.
     pub fn redis_tls(&self) -> Result<Option<redis::TlsCertificates>, TlsSetupError> {
@@ -128,6 +147,13 @@ impl Config {
             p.push(format!("gateway.tls: {e}"));
         }
         if let Some(grpc) = &self.grpc.tls {
+            if let Some(name) = &grpc.peer_server_name
+                && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+            {
+                p.push(format!(
+                    "grpc.tls.peer_server_name {name:?} is not a DNS name or an IP address"
+                ));
+            }
             match tls::roots(&grpc.ca_file) {
                 Err(e) => p.push(format!("grpc.tls.ca_file: {e}")),
                 Ok(_) => {
@@ -161,6 +187,13 @@ impl Config {
             && let Err(e) = tls::private_key(key)
         {
             p.push(format!("redis.client_key_file: {e}"));
+        }
+        if let (Some(cert), Some(key)) = (&redis.client_cert_file, &redis.client_key_file)
+            && let Err(e) = tls::client_identity(cert, key)
+        {
+            p.push(format!(
+                "redis.client_cert_file and redis.client_key_file: {e}"
+            ));
         }
         let configured = files.iter().any(|(_, path)| path.is_some());
         let urls = redis

@@ -31,7 +31,8 @@ impl NotificationSink for HomesSink {
 
     async fn admit(&self, callback: &Callback) -> Admission<Self::Admitted> {
         // Called inside the gateway's `ews.notification` span.
-        crate::telemetry::stamp_trace_id(&tracing::Span::current());
+        let span = tracing::Span::current();
+        crate::telemetry::stamp_trace_id(&span);
         let home = callback.home_region();
         let Some(stack) = self.homes.served(home) else {
             let known = self.homes.slot(home).is_some();
@@ -48,6 +49,7 @@ impl NotificationSink for HomesSink {
             tracing::debug!(home = %home.escape_debug(), "a notification for a home not served here: 503");
             return Admission::Unavailable;
         };
+        span.record("home", home);
         match stack.sink.admit(callback).await {
             Admission::Known(admitted) => Admission::Known((stack, admitted)),
             Admission::Unknown => Admission::Unknown,

@@ -28,6 +28,9 @@ use crate::store::StoreError;
 
 pub(super) use push::PushDone;
 
+/// The span of a notification applied by its actor (its store write is its child).
+const APPLY_SPAN: &str = "subscription.apply";
+
 /// A request's items, answered with the effects that held.
 pub(super) type DeliverReply = RpcReplyPort<Result<Vec<MessageEffect>, DeliverError>>;
 /// A command, answered with the registration as it is now (`None`: deleted).
@@ -146,8 +149,9 @@ pub(super) struct SubState {
     stale: bool,
     /// Asked the supervisor to be stopped.
     done: bool,
-    /// Since when its burst is pending, as last told to the node's count of pending bursts.
-    reported_pending: Option<UnixMillis>,
+    /// Since when its burst is pending, as last told to the node's count of pending bursts
+    /// (`None`: not told yet — a predecessor may have left an entry).
+    reported_pending: Option<Option<UnixMillis>>,
     /// The traces of the pending burst's notifications, when traces are exported.
     burst_trace: Option<Box<trace::BurstTrace>>,
 }
@@ -250,14 +254,20 @@ async fn on_message(
             reply,
             span,
         } => {
-            let applied =
-                tracing::info_span!(parent: &span, "subscription.apply", registration = %state.id);
-            let answer = deliver::deliver(state, effects, &request)
-                .instrument(applied.clone())
-                .await;
-            if answer.is_ok() {
-                trace::note(state, &applied);
-            }
+            // Traced only within a traced request (when traces are exported).
+            let answer = if span.is_disabled() {
+                deliver::deliver(state, effects, &request).await
+            } else {
+                let applied =
+                    tracing::info_span!(parent: &span, APPLY_SPAN, registration = %state.id);
+                let answer = deliver::deliver(state, effects, &request)
+                    .instrument(applied.clone())
+                    .await;
+                if answer.is_ok() {
+                    trace::note(state, &applied);
+                }
+                answer
+            };
             let _ = reply.send(answer);
         }
         SubMsg::Command { command, reply } => {
@@ -328,12 +338,15 @@ fn schedule(myself: &ActorRef<SubMsg>, state: &mut SubState) {
         .copy
         .as_ref()
         .and_then(|c| c.progress.burst.map(|b| b.first_at));
-    if pending != state.reported_pending {
-        state.reported_pending = pending;
+    if state.reported_pending != Some(pending) {
+        state.reported_pending = Some(pending);
         state
             .deps
             .pending
             .set(state.shard, state.epoch, &state.id, pending);
+    }
+    if pending.is_none() {
+        state.burst_trace = None;
     }
     let due = due(state);
     state.activity.set_due(match (state.in_flight, due) {
@@ -491,11 +504,15 @@ async fn commit<T>(
             return Ok(result);
         }
         let write = state.deps.store.update(fence(state)?, &stored, &record);
-        // A child of the apply or flush it is part of; no trace of its own otherwise.
-        let written = if tracing::Span::current().is_none() {
-            write.await
-        } else {
+        // In a notification's trace when it applies one; no trace of its own otherwise
+        // (ractor runs every actor inside a span of its own, which is no trace).
+        let applying = tracing::Span::current()
+            .metadata()
+            .is_some_and(|m| m.name() == APPLY_SPAN);
+        let written = if applying {
             write.instrument(tracing::info_span!("store.write")).await
+        } else {
+            write.await
         };
         match written {
             Ok(written) => {

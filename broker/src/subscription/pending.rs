@@ -2,11 +2,11 @@
 //! each has waited: what `herald_bursts_pending` and
 //! `herald_burst_oldest_pending_age_seconds` report.
 //!
-//! A shard's supervisor opens its table under the lease epoch it serves and closes it when
-//! it stops; each actor sets its own entry after every message (only when it changed). An
-//! actor stopped with its burst (evicted from a full shard) keeps its entry: the burst is
-//! still this node's to push. An actor of an epoch the table is not open for writes
-//! nothing, so a shard handed over leaves no entry behind.
+//! A shard's supervisor opens its table under the lease epoch it serves and closes the
+//! table it opened when it stops; each actor sets its own entry when it starts and after
+//! every message that changed it. An actor stopped with its burst (evicted from a full
+//! shard) keeps its entry: the burst is still this node's to push. An actor of an epoch the
+//! table is not open for writes nothing, so a shard handed over leaves no entry behind.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -18,12 +18,16 @@ use crate::domain::{RegistrationId, UnixMillis};
 #[derive(Debug)]
 pub struct PendingBursts {
     shards: Box<[Mutex<ShardTable>]>,
+    /// Numbers the tables' openings: a supervisor closes only the table it opened (a
+    /// lease taken again keeps its epoch).
+    openings: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct ShardTable {
-    /// The epoch the shard is served under here; `None`: not served.
-    epoch: Option<Epoch>,
+    /// The supervisor that opened the table, and the epoch it serves the shard under;
+    /// `None`: not served.
+    opened: Option<(u64, Epoch)>,
     /// When each pending burst's first notification was accepted.
     since: HashMap<RegistrationId, UnixMillis>,
 }
@@ -34,6 +38,7 @@ impl Default for PendingBursts {
             shards: (0..SHARD_COUNT)
                 .map(|_| Mutex::new(ShardTable::default()))
                 .collect(),
+            openings: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -45,18 +50,24 @@ impl PendingBursts {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `shard` is served from now on under `epoch`, with nothing pending yet.
-    pub(super) fn open(&self, shard: ShardId, epoch: Epoch) {
+    /// `shard` is served from now on under `epoch`, with nothing pending yet; answers the
+    /// opening to close it with.
+    pub(super) fn open(&self, shard: ShardId, epoch: Epoch) -> u64 {
+        let opening = self
+            .openings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut table = self.table(shard);
-        table.epoch = Some(epoch);
-        table.since.clear();
+        table.opened = Some((opening, epoch));
+        table.since = HashMap::new();
+        opening
     }
 
-    /// `shard`'s supervisor of `epoch` stopped: its bursts are no longer counted here.
-    pub(super) fn close(&self, shard: ShardId, epoch: Epoch) {
+    /// The supervisor that opened `shard`'s table as `opening` stopped: its bursts are no
+    /// longer counted here (unless another supervisor opened the table since).
+    pub(super) fn close(&self, shard: ShardId, opening: u64) {
         let mut table = self.table(shard);
-        if table.epoch == Some(epoch) {
-            table.epoch = None;
+        if table.opened.is_some_and(|(o, _)| o == opening) {
+            table.opened = None;
             table.since = HashMap::new();
         }
     }
@@ -70,7 +81,7 @@ impl PendingBursts {
         since: Option<UnixMillis>,
     ) {
         let mut table = self.table(shard);
-        if table.epoch != Some(epoch) {
+        if table.opened.is_none_or(|(_, e)| e != epoch) {
             return;
         }
         match since {
@@ -79,6 +90,10 @@ impl PendingBursts {
             }
             None => {
                 table.since.remove(id);
+                // A spike of bursts leaves no large table behind.
+                if table.since.capacity() > 64 && table.since.len() < table.since.capacity() / 4 {
+                    table.since.shrink_to_fit();
+                }
             }
         }
     }
@@ -149,7 +164,7 @@ mod tests {
         let (a, b) = (ShardId::new(1).unwrap(), ShardId::new(2).unwrap());
         pending.set(a, Epoch(1), &id(1), Some(UnixMillis(100)));
         assert_eq!(all.summary(), (0, None), "shard not open yet");
-        pending.open(a, Epoch(1));
+        let opened_a = pending.open(a, Epoch(1));
         pending.open(b, Epoch(7));
         pending.set(a, Epoch(1), &id(1), Some(UnixMillis(100)));
         pending.set(b, Epoch(7), &id(2), Some(UnixMillis(50)));
@@ -157,13 +172,19 @@ mod tests {
         assert_eq!(all.summary(), (2, Some(UnixMillis(50))));
         pending.set(b, Epoch(7), &id(2), None);
         assert_eq!(all.summary(), (1, Some(UnixMillis(100))));
-        pending.close(a, Epoch(0));
+        pending.close(a, opened_a + 100);
+        assert_eq!(all.summary().0, 1, "another supervisor closes nothing");
+        // The lease taken again at the same epoch: a new supervisor, a new table; the old
+        // one's close, late, leaves it alone.
+        let reopened_a = pending.open(a, Epoch(1));
+        pending.set(a, Epoch(1), &id(5), Some(UnixMillis(300)));
+        pending.close(a, opened_a);
         assert_eq!(
             all.summary().0,
             1,
-            "another epoch's supervisor closes nothing"
+            "a late close does not shut the new table"
         );
-        pending.close(a, Epoch(1));
+        pending.close(a, reopened_a);
         pending.set(a, Epoch(1), &id(4), Some(UnixMillis(1)));
         assert_eq!(all.summary(), (0, None));
         drop(pending);

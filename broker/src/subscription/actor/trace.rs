@@ -48,7 +48,12 @@ pub(super) fn note(state: &mut SubState, applied: &tracing::Span) {
 
 /// The span of a push of the burst that began at `first_at`, in its notifications' trace.
 pub(super) fn flush_span(state: &SubState, first_at: UnixMillis) -> tracing::Span {
+    if !crate::telemetry::exporting() {
+        return tracing::Span::none();
+    }
+    // Its own root unless the burst's trace is known (not under ractor's actor span).
     let span = tracing::info_span!(
+        parent: None,
         "subscription.flush",
         registration = %state.id,
         trace_id = tracing::field::Empty,
