@@ -120,6 +120,17 @@ for n in 1 2 3; do
 done
 echo "deploy/compose.yaml: schema, yamllint and the nodes' configuration ok"
 
+config_of() { # RENDERED.yaml OUT.toml: the herald.toml of the chart's ConfigMap.
+  python3 - "$1" "$2" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+doc = text[text.index("kind: ConfigMap"):]
+body = doc[doc.index("herald.toml: |") + len("herald.toml: |"):].split("\n---")[0]
+lines = [line[4:] for line in body.splitlines()[1:]]
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PY
+}
+
 # The chart, for each region.
 chart=deploy/helm/herald
 secrets=$work/secrets
@@ -139,14 +150,7 @@ for region in us-east-1 eu-west-1 ap-southeast-1; do
   grep -q "kind: ServiceMonitor" "$work/$region.yaml"
   grep -q "alert: HeraldExchangeUnavailable" "$work/$region.yaml"
   # The node's configuration as the chart writes it, with the Secrets' files in place.
-  python3 - "$work/$region.yaml" "$work/$region.toml" <<'PY'
-import sys
-text = open(sys.argv[1]).read()
-doc = text[text.index("kind: ConfigMap"):]
-body = doc[doc.index("herald.toml: |") + len("herald.toml: |"):].split("\n---")[0]
-lines = [line[4:] for line in body.splitlines()[1:]]
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
-PY
+  config_of "$work/$region.yaml" "$work/$region.toml"
   sed -i "s|/etc/herald/secrets|$secrets|" "$work/$region.toml"
   check_config "$work/$region.toml" HERALD__NODE__ID=herald-pod-0 \
     HERALD__CLUSTER__ADVERTISE=10.0.0.7:50051 \
@@ -174,14 +178,7 @@ done
   --set 'homes.ap-southeast-1=rediss://redis-ap-southeast-1-replica:6379' >"$work/tls.yaml"
 "$venv/kubernetes-validate" --quiet --strict -k 1.35.0 "$work/tls.yaml"
 grep -q "secretName: herald-grpc-tls" "$work/tls.yaml"
-python3 - "$work/tls.yaml" "$work/tls.toml" <<'PY'
-import sys
-text = open(sys.argv[1]).read()
-doc = text[text.index("kind: ConfigMap"):]
-body = doc[doc.index("herald.toml: |") + len("herald.toml: |"):].split("\n---")[0]
-lines = [line[4:] for line in body.splitlines()[1:]]
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
-PY
+config_of "$work/tls.yaml" "$work/tls.toml"
 for key in "[gateway.tls]" "[grpc.tls]" "client_auth = true" "client_key_file"; do
   grep -qF "$key" "$work/tls.toml" || { echo "the TLS values left out $key" >&2; exit 1; }
 done

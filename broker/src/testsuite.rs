@@ -11,11 +11,12 @@ mod node;
 mod redis_cluster;
 mod redis_server;
 
-pub use ews::{Cast, Member, callback_path, expected, expected_pushes, fixture};
+pub use ews::{Cast, Member, as_alice, callback_path, expected, expected_pushes, fixture};
 pub use gated::GatedSender;
 pub use logs::LogCapture;
 pub use node::{
-    ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, registry_on, test_config,
+    ANDROID_APP, API_TOKEN, IOS_APP, TestNode, authed, example_apps_toml, registry_on,
+    split_between, test_config, token_held_by,
 };
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;

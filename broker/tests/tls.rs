@@ -14,14 +14,12 @@ use std::time::Duration;
 use herald_broker::config::{Config, GrpcTlsConfig};
 use herald_broker::store::CopyAdmin;
 use herald_broker::testsuite::{
-    API_TOKEN, IOS_APP, RedisServer, TestNode, callback_path, eventually, expected, fixture,
-    test_config,
+    RedisServer, TestNode, as_alice, authed, callback_path, eventually, fixture, split_between,
+    test_config, token_held_by,
 };
-use herald_cluster::{SHARD_COUNT, ShardId};
 use herald_gateway::testsuite::{RawResponse, exchange, post_request};
 use herald_gateway::tls::TlsFiles;
 use herald_proto::v1::registrations_client::RegistrationsClient;
-use herald_proto::v1::{Platform, RegisterRequest};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -142,23 +140,6 @@ fn identity(files: &TlsFiles) -> Identity {
     )
 }
 
-fn register(device_token: String) -> tonic::Request<RegisterRequest> {
-    let alice = &expected("ews")["registry"]["alice"];
-    let mut request = tonic::Request::new(RegisterRequest {
-        device_token,
-        platform: Platform::Apns.into(),
-        app_id: IOS_APP.into(),
-        inbox_folder_id: alice["inbox_folder_id"].as_str().unwrap().into(),
-        subscription_id: alice["subscription_id"].as_str().unwrap().into(),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {API_TOKEN}").parse().unwrap(),
-    );
-    request
-}
-
 /// `POST path` over HTTPS, checking the gateway's certificate against `ca`.
 async fn post_https(ca: &[u8], addr: SocketAddr, path: &str, body: &[u8]) -> RawResponse {
     let mut roots = rustls::RootCertStore::empty();
@@ -188,13 +169,7 @@ async fn a_cluster_serves_and_forwards_over_tls_and_refuses_callers_without_a_ce
     let (_redis, redis_port) = redis_over_tls(&pki);
     let a = TestNode::start(&node_config(&pki, "node-a", redis_port)).await;
     let b = TestNode::start(&node_config(&pki, "node-b", redis_port)).await;
-    let shards = eventually(Duration::from_secs(30), || async {
-        let (held_a, held_b) = (a.node.ownership.count(), b.node.ownership.count());
-        (held_a > 0 && held_b > 0 && held_a + held_b == usize::from(SHARD_COUNT))
-            .then_some((held_a, held_b))
-    })
-    .await;
-    eprintln!("shards held: {shards:?}");
+    split_between(&a, &b).await;
 
     // An internal caller with a certificate of the cluster's CA registers at node A a
     // device whose shard node B holds: the write is forwarded to B over mutual TLS.
@@ -203,17 +178,9 @@ async fn a_cluster_serves_and_forwards_over_tls_and_refuses_callers_without_a_ce
         .ca_certificate(Certificate::from_pem(pki.ca_pem()))
         .identity(identity(&caller));
     let mut client = RegistrationsClient::new(grpc(a.node.grpc_addr, tls).await.unwrap());
-    let device_token = (0u32..)
-        .map(|n| format!("{n:064x}"))
-        .find(|t| {
-            b.node
-                .ownership
-                .epoch(ShardId::of_device_token(t))
-                .is_some()
-        })
-        .unwrap();
+    let device_token = token_held_by(&b);
     let registration = client
-        .register(register(device_token.clone()))
+        .register(authed(as_alice(device_token.clone())))
         .await
         .expect("register over mutual TLS")
         .into_inner();
@@ -247,7 +214,7 @@ async fn a_cluster_serves_and_forwards_over_tls_and_refuses_callers_without_a_ce
         let refused = match grpc(a.node.grpc_addr, tls).await {
             Err(_) => true,
             Ok(channel) => RegistrationsClient::new(channel)
-                .register(register("ab".repeat(32)))
+                .register(authed(as_alice("ab".repeat(32))))
                 .await
                 .is_err(),
         };
@@ -260,7 +227,7 @@ async fn a_cluster_serves_and_forwards_over_tls_and_refuses_callers_without_a_ce
     if let Ok(channel) = plain {
         assert!(
             RegistrationsClient::new(channel)
-                .register(register("cd".repeat(32)))
+                .register(authed(as_alice("cd".repeat(32))))
                 .await
                 .is_err()
         );

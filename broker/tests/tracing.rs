@@ -12,11 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_broker::testsuite::{
-    API_TOKEN, IOS_APP, LogCapture, RedisServer, TestNode, callback_path, eventually, expected,
-    fixture, test_config,
+    LogCapture, RedisServer, TestNode, as_alice, authed, callback_path, eventually, fixture,
+    split_between, test_config, token_held_by,
 };
-use herald_cluster::{SHARD_COUNT, ShardId};
-use herald_proto::v1::{Platform, RegisterRequest};
 use herald_workers::mock::MockApnsOptions;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -85,27 +83,6 @@ impl Collector {
     }
 }
 
-fn register(device_token: String, traceparent: Option<&str>) -> tonic::Request<RegisterRequest> {
-    let alice = &expected("ews")["registry"]["alice"];
-    let mut request = tonic::Request::new(RegisterRequest {
-        device_token,
-        platform: Platform::Apns.into(),
-        app_id: IOS_APP.into(),
-        inbox_folder_id: alice["inbox_folder_id"].as_str().unwrap().into(),
-        subscription_id: alice["subscription_id"].as_str().unwrap().into(),
-        ..Default::default()
-    });
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "authorization",
-        format!("Bearer {API_TOKEN}").parse().unwrap(),
-    );
-    if let Some(traceparent) = traceparent {
-        metadata.insert("traceparent", traceparent.parse().unwrap());
-    }
-    request
-}
-
 /// The names of `span`'s parent, its parent's, and so on up to its trace's root.
 fn ancestors(spans: &[Span], span: &Span) -> Vec<String> {
     let mut names = Vec::new();
@@ -142,26 +119,18 @@ async fn a_forwarded_notification_is_one_trace_from_the_gateway_to_the_provider(
     let mut config_b = config.clone();
     config_b.node.id = "node-b".to_owned();
     let b = TestNode::with_providers(&config_b, MockApnsOptions::default()).await;
-    eventually(Duration::from_secs(30), || async {
-        let (held_a, held_b) = (a.node.ownership.count(), b.node.ownership.count());
-        (held_a > 0 && held_b > 0 && held_a + held_b == usize::from(SHARD_COUNT)).then_some(())
-    })
-    .await;
-    let device_token = (0u32..)
-        .map(|n| format!("{n:064x}"))
-        .find(|t| {
-            b.node
-                .ownership
-                .epoch(ShardId::of_device_token(t))
-                .is_some()
-        })
-        .unwrap();
+    split_between(&a, &b).await;
+    let device_token = token_held_by(&b);
     // The caller's trace is continued by the node it calls.
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let mut request = authed(as_alice(device_token.clone()));
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
     let registration = a
         .client()
         .await
-        .register(register(device_token.clone(), Some(&traceparent)))
+        .register(request)
         .await
         .unwrap()
         .into_inner();

@@ -184,3 +184,17 @@ pub fn expected_pushes(sequence: &str) -> Vec<u32> {
         .map(|b| b.as_u64().expect("a badge") as u32)
         .collect()
 }
+
+/// A registration of an iPhone with `device_token` for the fixtures' alice (her
+/// subscription and Inbox), as an API caller sends it.
+pub fn as_alice(device_token: String) -> RegisterRequest {
+    let alice = &expected("ews")["registry"]["alice"];
+    RegisterRequest {
+        device_token,
+        platform: Platform::Apns.into(),
+        app_id: super::IOS_APP.into(),
+        inbox_folder_id: alice["inbox_folder_id"].as_str().expect("inbox").into(),
+        subscription_id: alice["subscription_id"].as_str().expect("sub").into(),
+        ..Default::default()
+    }
+}

@@ -241,3 +241,25 @@ pub fn authed<T>(message: T) -> Request<T> {
     );
     request
 }
+
+/// Waits (up to 30 s) until nodes `a` and `b` of one cluster hold every shard between them,
+/// each some.
+pub async fn split_between(a: &TestNode, b: &TestNode) {
+    super::eventually(Duration::from_secs(30), || async {
+        let (held_a, held_b) = (a.node.ownership.count(), b.node.ownership.count());
+        let all = usize::from(herald_cluster::SHARD_COUNT);
+        (held_a > 0 && held_b > 0 && held_a + held_b == all).then_some(())
+    })
+    .await;
+}
+
+/// An APNs device token (64 hex digits) whose shard `node` holds now.
+pub fn token_held_by(node: &TestNode) -> String {
+    (0u32..)
+        .map(|n| format!("{n:064x}"))
+        .find(|t| {
+            let shard = herald_cluster::ShardId::of_device_token(t);
+            node.node.ownership.epoch(shard).is_some()
+        })
+        .expect("a node of a split holds some shard")
+}
