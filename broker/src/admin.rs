@@ -48,6 +48,14 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
+    match readiness(&state).await {
+        Ok(why) => (StatusCode::OK, why).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// Whether the node can serve now, and why: what `/readyz` answers and `herald_ready` says.
+async fn readiness(state: &AdminState) -> Result<String, String> {
     let phase = *state.phase.borrow();
     let not_ready = match phase {
         Phase::Starting => Some("not ready: starting (checking which homes it serves)\n"),
@@ -55,14 +63,10 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         Phase::Serving => None,
     };
     if let Some(why) = not_ready {
-        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+        return Err(why.to_owned());
     }
     match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            format!("ready ({} store)\n", state.store.kind()),
-        )
-            .into_response(),
+        Ok(Ok(())) => Ok(format!("ready ({} store)\n", state.store.kind())),
         outcome => {
             state
                 .metrics
@@ -73,16 +77,14 @@ async fn readyz(State(state): State<AdminState>) -> Response {
                 Ok(Err(err)) => err.to_string(),
                 _ => "no answer within 1s".to_owned(),
             };
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {} store: {why}\n", state.store.kind()),
-            )
-                .into_response()
+            Err(format!("not ready: {} store: {why}\n", state.store.kind()))
         }
     }
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
+    let ready = readiness(&state).await.is_ok();
+    state.metrics.ready.set(i64::from(ready));
     let held: Vec<herald_cluster::ShardId> = state
         .ownership
         .held()

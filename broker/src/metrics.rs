@@ -67,6 +67,8 @@ pub struct Metrics {
     pub ews_unserved_home: Family<HomeLabels, Counter>,
     pub home_served: Family<HomeLabels, Gauge>,
     pub certificate_expiry: Family<CertificateLabels, Gauge>,
+    /// 1 when `/readyz` would answer 200 (read at each scrape).
+    pub ready: Gauge,
     pub gateway: GatewayMetrics,
     pub subscriptions: SubscriptionMetrics,
     pub delivery: DeliveryMetrics,
@@ -136,6 +138,12 @@ impl Default for Metrics {
             "When the certificate the node loaded at start stops being valid (notAfter), in seconds since the epoch, by use: a renewed file is read at the next start",
             certificate_expiry.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "herald_ready",
+            "1 while the node is ready to serve (what /readyz answers 200 for), read at each scrape",
+            ready.clone(),
+        );
         let gateway = GatewayMetrics::default();
         gateway.register(&mut registry);
         let subscriptions = SubscriptionMetrics::default();
@@ -170,6 +178,7 @@ impl Default for Metrics {
             ews_unserved_home,
             home_served,
             certificate_expiry,
+            ready,
         }
     }
 }

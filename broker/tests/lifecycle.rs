@@ -297,6 +297,7 @@ async fn a_stopping_node_turns_unready_first_and_answers_metrics_until_its_burst
 
     // The push is held: the node's drain waits for it.
     let admin = node.node.admin_addr;
+    assert_eq!(gauge(&scrape(&node).await, "herald_ready"), 1.0);
     let gateway = node.gateway_addr();
     let stopping = tokio::spawn(node.node.shutdown(Duration::from_secs(10)));
     let (status, body) = eventually(Duration::from_secs(5), || async {
@@ -313,11 +314,12 @@ async fn a_stopping_node_turns_unready_first_and_answers_metrics_until_its_burst
             .then_some(())
     })
     .await;
-    let (status, _) = herald_broker::testsuite::http_get(admin, "/metrics").await;
+    let (status, metrics) = herald_broker::testsuite::http_get(admin, "/metrics").await;
     assert_eq!(
         status, 200,
         "the admin listener answers while the bursts flush"
     );
+    assert_eq!(gauge(&metrics, "herald_ready"), 0.0, "{metrics}");
     assert!(!stopping.is_finished());
 
     gate.open();
