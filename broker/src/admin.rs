@@ -48,14 +48,16 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    match readiness(&state).await {
+    match readiness(&state, true).await {
         Ok(why) => (StatusCode::OK, why).into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 
 /// Whether the node can serve now, and why: what `/readyz` answers and `herald_ready` says.
-async fn readiness(state: &AdminState) -> Result<String, String> {
+/// A store that does not answer counts as a store error with `count_errors` (the probes;
+/// not the scrapes, whose number depends on how many Prometheus servers there are).
+async fn readiness(state: &AdminState, count_errors: bool) -> Result<String, String> {
     let phase = *state.phase.borrow();
     let not_ready = match phase {
         Phase::Starting => Some("not ready: starting (checking which homes it serves)\n"),
@@ -68,11 +70,13 @@ async fn readiness(state: &AdminState) -> Result<String, String> {
     match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(format!("ready ({} store)\n", state.store.kind())),
         outcome => {
-            state
-                .metrics
-                .store_errors
-                .get_or_create(&StoreLabels { operation: "ping" })
-                .inc();
+            if count_errors {
+                state
+                    .metrics
+                    .store_errors
+                    .get_or_create(&StoreLabels { operation: "ping" })
+                    .inc();
+            }
             let why = match outcome {
                 Ok(Err(err)) => err.to_string(),
                 _ => "no answer within 1s".to_owned(),
@@ -83,15 +87,19 @@ async fn readiness(state: &AdminState) -> Result<String, String> {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    let ready = readiness(&state).await.is_ok();
-    state.metrics.ready.set(i64::from(ready));
     let held: Vec<herald_cluster::ShardId> = state
         .ownership
         .held()
         .into_iter()
         .map(|(shard, _)| shard)
         .collect();
-    match tokio::time::timeout(PROBE_TIMEOUT, state.store.count_by_state_in(&held)).await {
+    // Both wait on the store: at once, so a slow store costs a scrape one timeout.
+    let (ready, counts) = tokio::join!(
+        readiness(&state, false),
+        tokio::time::timeout(PROBE_TIMEOUT, state.store.count_by_state_in(&held))
+    );
+    state.metrics.ready.set(i64::from(ready.is_ok()));
+    match counts {
         Ok(Ok(counts)) => {
             for s in RegState::ALL {
                 state

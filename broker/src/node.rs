@@ -220,7 +220,6 @@ fn grpc_router(
             .map_err(|e| NodeError::Tls(format!("grpc.tls: {e}")))?;
     }
     Ok(server
-        .trace_fn(grpc_span)
         .layer(guard)
         .add_service(health.max_decoding_message_size(OPEN_MAX_MESSAGE))
         .add_service(reflection.max_decoding_message_size(OPEN_MAX_MESSAGE))
@@ -239,21 +238,6 @@ fn grpc_router(
                 .max_decoding_message_size(ADMIN_MAX_MESSAGE)
                 .max_encoding_message_size(MAX_ANSWER),
         ))
-}
-
-/// The span of one gRPC call: a child of the caller's trace when it sends a W3C
-/// `traceparent` (a forwarding node does), so that a forwarded notification or a service's
-/// call is one trace. Health checks and reflection get none.
-fn grpc_span(request: &http::Request<()>) -> tracing::Span {
-    let path = request.uri().path();
-    if !crate::telemetry::exporting() || path.starts_with("/grpc.") {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!("grpc.request", path, trace_id = tracing::field::Empty);
-    let caller = crate::telemetry::caller_context(request.headers());
-    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, caller);
-    crate::telemetry::stamp_trace_id(&span);
-    span
 }
 
 /// Resolves when the node is told to stop.

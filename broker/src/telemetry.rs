@@ -101,7 +101,7 @@ where
                 .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
             // Decided by trace id alone, so that every span of a trace (on every node that
             // shares the ratio) is kept or dropped together, whatever a caller's
-            // `traceparent` asks: an unauthenticated caller cannot force exports.
+            // `traceparent` asks (only authenticated callers' are continued).
             let sampler = Sampler::TraceIdRatioBased(telemetry.trace_sample_ratio);
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
@@ -178,9 +178,19 @@ pub(crate) fn continue_from(span: &tracing::Span, parent: &SpanContext, links: &
     }
 }
 
-/// The trace a caller's headers (a W3C `traceparent`) say a request belongs to.
-pub(crate) fn caller_context(headers: &http::HeaderMap) -> Context {
-    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+/// The span of one admitted gRPC call (`path`): a child of the caller's trace when it
+/// sends a W3C `traceparent` (a forwarding node does), so that a forwarded notification or
+/// a service's call is one trace. None for health checks and reflection, or when traces are
+/// not exported.
+pub(crate) fn call_span(path: &str, headers: &http::HeaderMap) -> tracing::Span {
+    if !exporting() || path.starts_with("/grpc.") {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("grpc.request", path, trace_id = tracing::field::Empty);
+    let caller = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(caller);
+    stamp_trace_id(&span);
+    span
 }
 
 /// Writes the current span's trace position into a gRPC request's metadata

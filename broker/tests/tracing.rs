@@ -99,6 +99,7 @@ fn ancestors(spans: &[Span], span: &Span) -> Vec<String> {
 
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
+const STRANGER_TRACE: &str = "00000000000000000000000000000001";
 
 // Several threads: the trace exporter's thread waits on the runtime that runs its client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +122,14 @@ async fn a_forwarded_notification_is_one_trace_from_the_gateway_to_the_provider(
     let b = TestNode::with_providers(&config_b, MockApnsOptions::default()).await;
     split_between(&a, &b).await;
     let device_token = token_held_by(&b);
+    // A caller without credentials is refused and leaves no span, whatever trace it names.
+    let mut stranger = tonic::Request::new(as_alice(device_token.clone()));
+    let stranger_traceparent = format!("00-{STRANGER_TRACE}-{CALLER_SPAN}-01");
+    stranger
+        .metadata_mut()
+        .insert("traceparent", stranger_traceparent.parse().unwrap());
+    let refused = a.client().await.register(stranger).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     // The caller's trace is continued by the node it calls.
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let mut request = authed(as_alice(device_token.clone()));
@@ -202,6 +211,12 @@ async fn a_forwarded_notification_is_one_trace_from_the_gateway_to_the_provider(
             && s.trace_id == caller_trace
             && s.parent_span_id == caller_span),
         "no span continues the caller's traceparent"
+    );
+
+    let stranger_trace = hex::decode(STRANGER_TRACE).unwrap();
+    assert!(
+        spans.iter().all(|s| s.trace_id != stranger_trace),
+        "an unauthenticated call had a span exported"
     );
 
     let resources = collector.resources.lock().unwrap().clone();

@@ -176,7 +176,10 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = Either<S::Future, std::future::Ready<Result<Self::Response, S::Error>>>;
+    type Future = Either<
+        tracing::instrument::Instrumented<S::Future>,
+        std::future::Ready<Result<Self::Response, S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -184,7 +187,13 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match self.guard.admit(request.uri().path(), request.headers()) {
-            Ok(()) => Either::Left(self.inner.call(request)),
+            Ok(()) => {
+                // Only an admitted call continues its caller's trace: an unauthenticated one
+                // cannot have spans exported.
+                let span = crate::telemetry::call_span(request.uri().path(), request.headers());
+                let call = span.in_scope(|| self.inner.call(request));
+                Either::Left(tracing::Instrument::instrument(call, span))
+            }
             // The body is dropped unread.
             Err(status) => Either::Right(std::future::ready(Ok(status.into_http()))),
         }

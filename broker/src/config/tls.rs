@@ -97,8 +97,9 @@ impl GrpcTlsConfig {
 
 impl Config {
     /// The certificates this node presents, by use, with when each stops being valid
-    /// (seconds since the epoch); a file that cannot be read or parsed is left out
-    /// (`check-config` and the start refuse it).
+    /// (seconds since the epoch): the earliest over the file's chain, since an
+    /// intermediate that expires first ends it too. A file that cannot be read or parsed is
+    /// left out (`check-config` and the start refuse it).
     pub fn certificate_expiries(&self) -> Vec<(&'static str, i64)> {
         let files = [
             ("gateway", self.gateway.tls.as_ref().map(|t| &t.cert_file)),
@@ -108,8 +109,9 @@ impl Config {
         files
             .into_iter()
             .filter_map(|(name, path)| {
-                let leaf = tls::certificates(path?).ok()?.into_iter().next()?;
-                Some((name, tls::not_after(&leaf)?))
+                let chain = tls::certificates(path?).ok()?;
+                let earliest = chain.iter().filter_map(|c| tls::not_after(c)).min()?;
+                Some((name, earliest))
             })
             .collect()
     }

@@ -2,8 +2,8 @@
 //! each has waited: what `herald_bursts_pending` and
 //! `herald_burst_oldest_pending_age_seconds` report.
 //!
-//! A shard's supervisor opens its table under the lease epoch it serves and closes the
-//! table it opened when it stops; each actor sets its own entry when it starts and after
+//! A shard's supervisor opens its table under the lease epoch it serves and closes it when
+//! it stops (a table stays open while any supervisor of its epoch runs); each actor sets its own entry when it starts and after
 //! every message that changed it. An actor stopped with its burst (evicted from a full
 //! shard) keeps its entry: the burst is still this node's to push. An actor of an epoch the
 //! table is not open for writes nothing, so a shard handed over leaves no entry behind.
@@ -18,16 +18,13 @@ use crate::domain::{RegistrationId, UnixMillis};
 #[derive(Debug)]
 pub struct PendingBursts {
     shards: Box<[Mutex<ShardTable>]>,
-    /// Numbers the tables' openings: a supervisor closes only the table it opened (a
-    /// lease taken again keeps its epoch).
-    openings: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct ShardTable {
-    /// The supervisor that opened the table, and the epoch it serves the shard under;
-    /// `None`: not served.
-    opened: Option<(u64, Epoch)>,
+    /// The epoch the shard is served under, and by how many supervisors (two for a moment:
+    /// one stopping, one starting under a lease taken again); `None`: not served.
+    opened: Option<(Epoch, u32)>,
     /// When each pending burst's first notification was accepted.
     since: HashMap<RegistrationId, UnixMillis>,
 }
@@ -38,7 +35,6 @@ impl Default for PendingBursts {
             shards: (0..SHARD_COUNT)
                 .map(|_| Mutex::new(ShardTable::default()))
                 .collect(),
-            openings: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -50,25 +46,32 @@ impl PendingBursts {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `shard` is served from now on under `epoch`, with nothing pending yet; answers the
-    /// opening to close it with.
-    pub(super) fn open(&self, shard: ShardId, epoch: Epoch) -> u64 {
-        let opening = self
-            .openings
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// A supervisor serves `shard` from now on under `epoch`. A new epoch starts an empty
+    /// table; the same one (a lease taken again, a supervisor whose predecessor has not
+    /// stopped yet) keeps what its actors told.
+    pub(super) fn open(&self, shard: ShardId, epoch: Epoch) {
         let mut table = self.table(shard);
-        table.opened = Some((opening, epoch));
-        table.since = HashMap::new();
-        opening
+        match &mut table.opened {
+            Some((open, supervisors)) if *open == epoch => *supervisors += 1,
+            _ => {
+                table.opened = Some((epoch, 1));
+                table.since = HashMap::new();
+            }
+        }
     }
 
-    /// The supervisor that opened `shard`'s table as `opening` stopped: its bursts are no
-    /// longer counted here (unless another supervisor opened the table since).
-    pub(super) fn close(&self, shard: ShardId, opening: u64) {
+    /// A supervisor of `shard` under `epoch` stopped: once none is left, the shard's bursts
+    /// are no longer counted here.
+    pub(super) fn close(&self, shard: ShardId, epoch: Epoch) {
         let mut table = self.table(shard);
-        if table.opened.is_some_and(|(o, _)| o == opening) {
-            table.opened = None;
-            table.since = HashMap::new();
+        if let Some((open, supervisors)) = &mut table.opened
+            && *open == epoch
+        {
+            *supervisors -= 1;
+            if *supervisors == 0 {
+                table.opened = None;
+                table.since = HashMap::new();
+            }
         }
     }
 
@@ -81,7 +84,7 @@ impl PendingBursts {
         since: Option<UnixMillis>,
     ) {
         let mut table = self.table(shard);
-        if table.opened.is_none_or(|(_, e)| e != epoch) {
+        if table.opened.is_none_or(|(open, _)| open != epoch) {
             return;
         }
         match since {
@@ -164,7 +167,7 @@ mod tests {
         let (a, b) = (ShardId::new(1).unwrap(), ShardId::new(2).unwrap());
         pending.set(a, Epoch(1), &id(1), Some(UnixMillis(100)));
         assert_eq!(all.summary(), (0, None), "shard not open yet");
-        let opened_a = pending.open(a, Epoch(1));
+        pending.open(a, Epoch(1));
         pending.open(b, Epoch(7));
         pending.set(a, Epoch(1), &id(1), Some(UnixMillis(100)));
         pending.set(b, Epoch(7), &id(2), Some(UnixMillis(50)));
@@ -172,19 +175,19 @@ mod tests {
         assert_eq!(all.summary(), (2, Some(UnixMillis(50))));
         pending.set(b, Epoch(7), &id(2), None);
         assert_eq!(all.summary(), (1, Some(UnixMillis(100))));
-        pending.close(a, opened_a + 100);
-        assert_eq!(all.summary().0, 1, "another supervisor closes nothing");
-        // The lease taken again at the same epoch: a new supervisor, a new table; the old
-        // one's close, late, leaves it alone.
-        let reopened_a = pending.open(a, Epoch(1));
-        pending.set(a, Epoch(1), &id(5), Some(UnixMillis(300)));
-        pending.close(a, opened_a);
+        pending.close(a, Epoch(0));
         assert_eq!(
             all.summary().0,
             1,
-            "a late close does not shut the new table"
+            "another epoch's supervisor closes nothing"
         );
-        pending.close(a, reopened_a);
+        // A second supervisor of the same epoch (the lease taken again before the first
+        // stopped): the first one's close, late, leaves the table open and its entries.
+        pending.open(a, Epoch(1));
+        pending.set(a, Epoch(1), &id(5), Some(UnixMillis(300)));
+        pending.close(a, Epoch(1));
+        assert_eq!(all.summary().0, 2, "a late close does not shut the table");
+        pending.close(a, Epoch(1));
         pending.set(a, Epoch(1), &id(4), Some(UnixMillis(1)));
         assert_eq!(all.summary(), (0, None));
         drop(pending);

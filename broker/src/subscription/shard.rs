@@ -104,8 +104,6 @@ pub(super) struct ShardState {
     /// When a `Wake` is scheduled for.
     wake_at: Option<u64>,
     restarts: HashMap<RegistrationId, (Instant, u32)>,
-    /// The opening of the shard's table of pending bursts, to close when this stops.
-    pending_table: u64,
 }
 
 /// The shard supervisor's start arguments.
@@ -130,9 +128,8 @@ impl Actor for ShardSupervisor {
         // One timer per shard rather than one per actor: an idle actor costs no timer task.
         let every = (deps.actors.idle_timeout / 2).max(Duration::from_millis(10));
         myself.send_interval(every, || ShardMsg::Sweep);
-        let pending_table = deps.pending.open(shard, epoch);
+        deps.pending.open(shard, epoch);
         Ok(ShardState {
-            pending_table,
             deps,
             shard,
             epoch,
@@ -151,7 +148,7 @@ impl Actor for ShardSupervisor {
         _myself: ActorRef<ShardMsg>,
         state: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
-        state.deps.pending.close(state.shard, state.pending_table);
+        state.deps.pending.close(state.shard, state.epoch);
         Ok(())
     }
 

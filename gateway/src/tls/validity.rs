@@ -1,5 +1,7 @@
 //! When a certificate stops being valid: its `notAfter`, read from the DER of an X.509
-//! certificate (RFC 5280 §4.1) by walking the few fields before it.
+//! certificate (RFC 5280 §4.1) by walking the few fields before it. For the node's own
+//! configured certificates (a metric); it validates nothing and is not for certificates a
+//! peer presents.
 
 /// One DER element: its tag, its contents, and what follows it.
 fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -59,12 +61,20 @@ pub fn not_after(certificate: &[u8]) -> Option<i64> {
     match tag {
         // YYMMDDHHMMSSZ: years 50–99 are 19xx (RFC 5280 §4.1.2.5.1).
         UTC_TIME => {
-            let yy: i64 = time.get(..2)?.parse().ok()?;
+            let yy = time
+                .get(..2)
+                .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))?;
+            let yy: i64 = yy.parse().ok()?;
             let year = if yy >= 50 { 1900 + yy } else { 2000 + yy };
             seconds(year, time.get(2..)?)
         }
         // YYYYMMDDHHMMSSZ.
-        GENERALIZED_TIME => seconds(time.get(..4)?.parse().ok()?, time.get(4..)?),
+        GENERALIZED_TIME => {
+            let year = time
+                .get(..4)
+                .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))?;
+            seconds(year.parse().ok()?, time.get(4..)?)
+        }
         _ => None,
     }
 }
@@ -74,10 +84,18 @@ fn seconds(year: i64, rest: &str) -> Option<i64> {
     if rest.len() != 11 || !rest.ends_with('Z') {
         return None;
     }
+    if !rest.as_bytes()[..10].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     let field = |at: usize| -> Option<i64> { rest.get(at..at + 2)?.parse().ok() };
     let (month, day) = (field(0)?, field(2)?);
     let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
@@ -105,6 +123,8 @@ mod tests {
         assert_eq!(seconds(2031, "0517000000Z"), Some(1_936_742_400));
         assert_eq!(seconds(2031, "0517000000"), None);
         assert_eq!(seconds(2031, "1317000000Z"), None);
+        assert_eq!(seconds(2031, "05+7000000Z"), None);
+        assert_eq!(seconds(2031, "0517000é0Z"), None);
     }
 
     #[test]
