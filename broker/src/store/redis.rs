@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use herald_cluster::{Epoch, Fence, ShardId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use self::conn::Conn;
+use self::conn::{Conn, client};
 pub use self::conn::{REDIS, RedisLabels, RedisMetrics};
 pub use self::replication::{CopyAdmin, Replication};
 use redis::{AsyncCommands as _, Script};
@@ -50,17 +50,6 @@ pub struct RedisStoreConfig {
     /// The CA and client certificate of a `rediss://` URL, when not the system's roots
     /// alone.
     pub tls: Option<redis::TlsCertificates>,
-}
-
-/// A client of `url`, with `tls`'s certificates when given.
-pub(crate) fn client(
-    url: impl redis::IntoConnectionInfo,
-    tls: Option<&redis::TlsCertificates>,
-) -> redis::RedisResult<redis::Client> {
-    match tls {
-        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
-        None => redis::Client::open(url),
-    }
 }
 
 /// The Redis-backed [`RegistrationStore`].

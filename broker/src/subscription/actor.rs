@@ -9,6 +9,7 @@ mod commands;
 mod deliver;
 mod handoff;
 mod push;
+mod siblings;
 mod trace;
 
 use std::sync::Arc;
@@ -22,11 +23,12 @@ use tracing::Instrument as _;
 use super::activity::{Activity, BUSY};
 use super::shard::ShardMsg;
 use super::{AdoptOutcome, Command, CommandError, DeliverError, Shared, flush};
-use crate::domain::{DeviceToken, RegState, RegistrationId, RegistrationRecord, UnixMillis};
+use crate::domain::{RegState, RegistrationId, RegistrationRecord, UnixMillis};
 use crate::registry::MessageEffect;
 use crate::store::StoreError;
 
 pub(super) use push::PushDone;
+use siblings::{nudge_siblings, siblings};
 
 /// The span of a notification applied by its actor (its store write is its child).
 const APPLY_SPAN: &str = "subscription.apply";
@@ -570,36 +572,4 @@ fn remember(state: &mut SubState, record: RegistrationRecord) {
 fn forget(state: &mut SubState) {
     state.copy = None;
     state.deps.live.unlist(&state.id, state.actor);
-}
-
-/// The registrations of `token`'s device other than this one.
-async fn siblings(
-    state: &SubState,
-    token: &DeviceToken,
-) -> Result<Vec<RegistrationRecord>, StoreError> {
-    state.deps.store.list_device_except(token, &state.id).await
-}
-
-/// Tells one other registration of the device `left` (same app, alive) that the device's
-/// badge changed, so it pushes the new total: this one left the device or died.
-async fn nudge_siblings(state: &SubState, left: &RegistrationRecord) {
-    match siblings(state, &left.device_token).await {
-        Ok(others) => {
-            let sibling = others
-                .iter()
-                .filter(|r| r.app_id == left.app_id && r.state != RegState::Dead)
-                .filter(|r| r.moving_to.is_none())
-                .min_by(|a, b| a.id.cmp(&b.id));
-            if let Some(sibling) = sibling {
-                let _ = state.supervisor.send_message(ShardMsg::Route {
-                    id: sibling.id.clone(),
-                    record: None,
-                    message: SubMsg::DeviceChanged,
-                });
-            }
-        }
-        Err(error) => {
-            tracing::warn!(registration = %state.id, %error, "cannot read the device's other registrations; its badge is corrected at their next notification");
-        }
-    }
 }

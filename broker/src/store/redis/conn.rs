@@ -42,6 +42,17 @@ pub static REDIS: LazyLock<RedisMetrics> = LazyLock::new(|| RedisMetrics {
     errors: Family::default(),
 });
 
+/// A client of `url`, with `tls`'s certificates when given.
+pub(crate) fn client(
+    url: impl redis::IntoConnectionInfo,
+    tls: Option<&redis::TlsCertificates>,
+) -> redis::RedisResult<redis::Client> {
+    match tls {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
+    }
+}
+
 /// `call`, timed and its failure counted under `kind`.
 fn timed<'a, T: Send + 'a>(kind: &'static str, call: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
     Box::pin(async move {

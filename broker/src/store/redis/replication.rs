@@ -75,7 +75,7 @@ impl CopyAdmin {
         tls: Option<&redis::TlsCertificates>,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let info = super::client(url, tls)?.get_connection_info().clone();
+        let info = super::conn::client(url, tls)?.get_connection_info().clone();
         Self::connect(info, key_prefix, timeout).await
     }
 
