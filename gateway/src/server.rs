@@ -155,7 +155,7 @@ pub async fn serve<S: NotificationSink>(
                 }
                 Some(acceptor) => {
                     // The handshake counts against the header timeout: a client that
-                    // opens and stalls holds its connection slot no longer.
+                    // opens and stalls holds its connection slot only that long.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             let _ = watcher

@@ -61,7 +61,7 @@ impl PendingBursts {
     }
 
     /// A supervisor of `shard` under `epoch` stopped: once none is left, the shard's bursts
-    /// are no longer counted here.
+    /// are not counted here from then on.
     pub(super) fn close(&self, shard: ShardId, epoch: Epoch) {
         let mut table = self.table(shard);
         if let Some((open, supervisors)) = &mut table.opened
